@@ -1,0 +1,386 @@
+//! The serde `Deserializer`: builds a value from a file whose entries were first matched to the
+//! type's schema (see `resolve.rs`). Tensor bytes go to the leaf in one piece, borrowed from the
+//! input where the leaf can borrow them.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::de::value::{BorrowedStrDeserializer, SeqDeserializer};
+use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
+use serde::Deserialize;
+
+use crate::convert::convert;
+use crate::header::{Entry, Header};
+use crate::resolve::{resolve, Resolved};
+use crate::schema::{FieldSchema, LeafSchema};
+use crate::tensor::{FIELD_DATA, FIELD_DTYPE, FIELD_SHAPE, TENSOR_MAGIC};
+use crate::{Dtype, Error, Options, Params, Result};
+
+/// A parsed safetensors file, ready to be read into any number of param types.
+///
+/// [`from_bytes`](crate::from_bytes) parses and reads in one call; keep a `Deserializer` to read
+/// several types (each a subset, with unknown keys allowed) from one parse, or to look at the keys.
+///
+/// ```
+/// # use safejax::{Params, Tensor, Options};
+/// # use serde::{Serialize, Deserialize};
+/// #[derive(Serialize, Deserialize, Params)]
+/// struct Dense { kernel: Tensor<f32>, bias: Tensor<f32> }
+///
+/// # let bytes = safejax::to_bytes(&Dense { kernel: Tensor::new(vec![1, 1], vec![2.0])?, bias: Tensor::new(vec![1], vec![0.5])? })?;
+/// let de = safejax::Deserializer::from_slice(&bytes)?;
+/// assert_eq!(de.keys().collect::<Vec<_>>(), ["bias", "kernel"]);
+/// let dense: Dense = de.deserialize()?;
+/// assert_eq!(dense.bias.as_slice(), &[0.5]);
+/// # Ok::<(), safejax::Error>(())
+/// ```
+pub struct Deserializer<'de> {
+    bytes: &'de [u8],
+    header: Header,
+    options: Options,
+}
+
+impl<'de> Deserializer<'de> {
+    /// Parses and checks the header of the file in `bytes`, with default [`Options`].
+    pub fn from_slice(bytes: &'de [u8]) -> Result<Self> {
+        Self::with_options(bytes, Options::new())
+    }
+
+    /// Parses and checks the header of the file in `bytes`.
+    pub fn with_options(bytes: &'de [u8], options: Options) -> Result<Self> {
+        Ok(Deserializer { bytes, header: Header::parse(bytes)?, options })
+    }
+
+    /// The file's `__metadata__`, if it has one.
+    pub fn metadata(&self) -> Option<&BTreeMap<String, String>> {
+        self.header.metadata.as_ref()
+    }
+
+    /// The keys of the file, in header order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.header.entries.iter().map(|e| e.key.as_str())
+    }
+
+    /// Reads the params of type `T`.
+    pub fn deserialize<T: Deserialize<'de> + Params>(&self) -> Result<T> {
+        let tree = resolve(T::SCHEMA, &self.header, self.options.allow_unknown_keys)?;
+        let ctx = Ctx { bytes: self.bytes, header: &self.header, convert: self.options.convert_dtypes };
+        T::deserialize(NodeDeserializer { node: &tree, ctx: &ctx })
+    }
+}
+
+/// What every node's deserializer shares.
+struct Ctx<'de, 'h> {
+    bytes: &'de [u8],
+    header: &'h Header,
+    convert: bool,
+}
+
+/// A leaf's contents, checked against the Rust leaf and converted if need be.
+struct LeafData<'de> {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Cow<'de, [u8]>,
+}
+
+impl<'de> Ctx<'de, '_> {
+    fn leaf(&self, index: usize, schema: &LeafSchema) -> Result<LeafData<'de>> {
+        let entry: &Entry = &self.header.entries[index];
+        let start = self.header.data_start + entry.start;
+        let raw = &self.bytes[start..self.header.data_start + entry.end];
+        if let Some(rank) = schema.rank {
+            if entry.shape.len() != rank {
+                let expected = if rank == 0 { "a scalar (shape [])".to_owned() } else { format!("{rank} dimensions") };
+                return Err(Error::ShapeMismatch { key: entry.key.clone(), expected, found: entry.shape.clone() });
+            }
+        }
+        let (dtype, data) = match schema.dtype {
+            Some(expected) if expected != entry.dtype => {
+                if !self.convert || !crate::convert::convertible(entry.dtype, expected) {
+                    return Err(Error::DtypeMismatch { key: entry.key.clone(), expected, found: entry.dtype });
+                }
+                let converted = convert(raw, entry.dtype, expected).map_err(|reason| Error::Conversion {
+                    key: entry.key.clone(),
+                    from: entry.dtype,
+                    to: expected,
+                    reason,
+                })?;
+                (expected, Cow::Owned(converted))
+            }
+            _ => (entry.dtype, Cow::Borrowed(raw)),
+        };
+        Ok(LeafData { dtype, shape: entry.shape.clone(), data })
+    }
+
+    fn key(&self, index: usize) -> &str {
+        &self.header.entries[index].key
+    }
+}
+
+/// Deserializes one node of the resolved tree.
+struct NodeDeserializer<'r, 'de, 'h> {
+    node: &'r Resolved,
+    ctx: &'r Ctx<'de, 'h>,
+}
+
+impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
+    fn child(&self, node: &'r Resolved) -> Self {
+        NodeDeserializer { node, ctx: self.ctx }
+    }
+
+    fn unexpected(&self, wanted: &str) -> Error {
+        let found = match self.node {
+            Resolved::Leaf { entry, .. } => return Error::at(self.ctx.key(*entry), format_args!("the type asks for {wanted} where its schema has a leaf")),
+            Resolved::Struct(_) => "a struct",
+            Resolved::Seq(_) => "a list",
+            Resolved::Map(_) => "a map",
+            Resolved::None | Resolved::Some(_) => "an option",
+            Resolved::Missing => "a missing leaf",
+        };
+        Error::msg(format_args!("the type asks for {wanted} where its schema has {found}"))
+    }
+
+    /// A 0-d leaf handed to the visitor as the matching Rust primitive.
+    fn scalar<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        let Resolved::Leaf { entry, schema } = self.node else {
+            return Err(self.unexpected("a scalar"));
+        };
+        let leaf = self.ctx.leaf(*entry, schema)?;
+        if !leaf.shape.is_empty() {
+            return Err(Error::ShapeMismatch { key: self.ctx.key(*entry).to_owned(), expected: "a scalar (shape [])".to_owned(), found: leaf.shape });
+        }
+        let b = &*leaf.data;
+        let result = match leaf.dtype {
+            Dtype::BOOL => match b[0] {
+                0 => visitor.visit_bool(false),
+                1 => visitor.visit_bool(true),
+                other => return Err(Error::at(self.ctx.key(*entry), format_args!("{other} is not a valid BOOL"))),
+            },
+            Dtype::U8 => visitor.visit_u8(b[0]),
+            Dtype::I8 => visitor.visit_i8(b[0] as i8),
+            Dtype::U16 => visitor.visit_u16(u16::from_le_bytes([b[0], b[1]])),
+            Dtype::I16 => visitor.visit_i16(i16::from_le_bytes([b[0], b[1]])),
+            Dtype::U32 => visitor.visit_u32(u32::from_le_bytes(b.try_into().expect("4 bytes"))),
+            Dtype::I32 => visitor.visit_i32(i32::from_le_bytes(b.try_into().expect("4 bytes"))),
+            Dtype::U64 => visitor.visit_u64(u64::from_le_bytes(b.try_into().expect("8 bytes"))),
+            Dtype::I64 => visitor.visit_i64(i64::from_le_bytes(b.try_into().expect("8 bytes"))),
+            Dtype::F32 => visitor.visit_f32(f32::from_le_bytes(b.try_into().expect("4 bytes"))),
+            Dtype::F64 => visitor.visit_f64(f64::from_le_bytes(b.try_into().expect("8 bytes"))),
+            // half's `f16` and `bf16` deserialize as a newtype around their bits.
+            Dtype::F16 | Dtype::BF16 => visitor.visit_u16(u16::from_le_bytes([b[0], b[1]])),
+            other => return Err(Error::at(self.ctx.key(*entry), format_args!("{other} scalars are not supported"))),
+        };
+        result.map_err(|e: Error| e.with_key(self.ctx.key(*entry)))
+    }
+
+    fn tensor<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        let Resolved::Leaf { entry, schema } = self.node else {
+            return Err(self.unexpected("a tensor"));
+        };
+        let leaf = self.ctx.leaf(*entry, schema)?;
+        visitor.visit_map(TensorAccess { leaf: Some(leaf), field: 0 }).map_err(|e: Error| e.with_key(self.ctx.key(*entry)))
+    }
+}
+
+macro_rules! scalars {
+    ($($method:ident)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+            self.scalar(visitor)
+        }
+    )*};
+}
+
+macro_rules! refuse {
+    ($($method:ident => $what:literal)*) => {$(
+        fn $method<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value> {
+            Err(self.unexpected($what))
+        }
+    )*};
+}
+
+impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.node {
+            Resolved::Leaf { schema, .. } if schema.rank == Some(0) => self.scalar(visitor),
+            Resolved::Leaf { .. } => self.tensor(visitor),
+            Resolved::Struct(_) => self.deserialize_map(visitor),
+            Resolved::Map(_) => self.deserialize_map(visitor),
+            Resolved::Seq(_) => self.deserialize_seq(visitor),
+            Resolved::None | Resolved::Some(_) => self.deserialize_option(visitor),
+            Resolved::Missing => Err(self.unexpected("a value")),
+        }
+    }
+
+    scalars!(deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_u8
+        deserialize_u16 deserialize_u32 deserialize_u64 deserialize_f32 deserialize_f64);
+
+    refuse!(deserialize_char => "a char" deserialize_str => "a string" deserialize_string => "a string"
+        deserialize_bytes => "bytes" deserialize_byte_buf => "bytes" deserialize_unit => "a unit"
+        deserialize_identifier => "an identifier");
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.node {
+            Resolved::None => visitor.visit_none(),
+            Resolved::Some(inner) => visitor.visit_some(self.child(inner)),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, _visitor: V) -> Result<V::Value> {
+        Err(self.unexpected("a unit struct"))
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.node {
+            Resolved::Seq(elements) => {
+                let ctx = self.ctx;
+                visitor.visit_seq(SeqDeserializer::new(elements.iter().map(|node| NodeDeserializer { node, ctx })))
+            }
+            _ => Err(self.unexpected("a list")),
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _name: &'static str, _len: usize, _visitor: V) -> Result<V::Value> {
+        Err(self.unexpected("a tuple struct"))
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        let ctx = self.ctx;
+        match self.node {
+            Resolved::Map(entries) => visitor.visit_map(de::value::MapDeserializer::new(
+                entries.iter().map(|(name, node)| (MapKeyDeserializer(name), NodeDeserializer { node, ctx })),
+            )),
+            Resolved::Struct(fields) => visitor.visit_map(de::value::MapDeserializer::new(
+                fields.iter().map(|(field, node): &(&'static FieldSchema, Resolved)| {
+                    (BorrowedStrDeserializer::<Error>::new(field.name), NodeDeserializer { node, ctx })
+                }),
+            )),
+            _ => Err(self.unexpected("a map")),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(self, name: &'static str, _fields: &'static [&'static str], visitor: V) -> Result<V::Value> {
+        if name == TENSOR_MAGIC {
+            self.tensor(visitor)
+        } else {
+            match self.node {
+                Resolved::Struct(_) => self.deserialize_map(visitor),
+                _ => Err(self.unexpected(&format!("struct `{name}`"))),
+            }
+        }
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(self, _name: &'static str, _variants: &'static [&'static str], _visitor: V) -> Result<V::Value> {
+        Err(self.unexpected("an enum"))
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_unit()
+    }
+}
+
+impl<'de> IntoDeserializer<'de, Error> for NodeDeserializer<'_, 'de, '_> {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+/// A map key: a name, or a list index for maps keyed by integers.
+struct MapKeyDeserializer<'a>(&'a str);
+
+impl<'de> IntoDeserializer<'de, Error> for MapKeyDeserializer<'_> {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+macro_rules! parse_index {
+    ($($method:ident => $visit:ident),*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+            let index = self.0.parse().map_err(|_| Error::msg(format_args!("map key `{}` is not a list index", self.0)))?;
+            visitor.$visit(index)
+        }
+    )*};
+}
+
+impl<'de> de::Deserializer<'de> for MapKeyDeserializer<'_> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_str(self.0)
+    }
+
+    parse_index!(deserialize_u8 => visit_u8, deserialize_u16 => visit_u16, deserialize_u32 => visit_u32,
+        deserialize_u64 => visit_u64, deserialize_i8 => visit_i8, deserialize_i16 => visit_i16,
+        deserialize_i32 => visit_i32, deserialize_i64 => visit_i64);
+
+    serde::forward_to_deserialize_any! {
+        bool f32 f64 char str string bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any u128 i128
+    }
+}
+
+/// The three fields of a tensor: dtype, shape, and the data in one piece.
+struct TensorAccess<'de> {
+    leaf: Option<LeafData<'de>>,
+    field: usize,
+}
+
+impl<'de> de::MapAccess<'de> for TensorAccess<'de> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
+        let name = match self.field {
+            0 => FIELD_DTYPE,
+            1 => FIELD_SHAPE,
+            2 => FIELD_DATA,
+            _ => return Ok(None),
+        };
+        seed.deserialize(BorrowedStrDeserializer::new(name)).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
+        let field = self.field;
+        self.field += 1;
+        let leaf = self.leaf.as_mut().ok_or_else(|| Error::msg("tensor fields read twice"))?;
+        match field {
+            0 => seed.deserialize(BorrowedStrDeserializer::new(leaf.dtype.name())),
+            1 => seed.deserialize(SeqDeserializer::new(leaf.shape.iter().map(|&d| d as u64))),
+            _ => {
+                let data = std::mem::take(&mut leaf.data);
+                seed.deserialize(DataDeserializer(data))
+            }
+        }
+    }
+}
+
+/// Tensor bytes: borrowed from the input where they can be, else owned (after a conversion).
+struct DataDeserializer<'de>(Cow<'de, [u8]>);
+
+impl<'de> de::Deserializer<'de> for DataDeserializer<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.0 {
+            Cow::Borrowed(bytes) => visitor.visit_borrowed_bytes(bytes),
+            Cow::Owned(bytes) => visitor.visit_byte_buf(bytes),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}

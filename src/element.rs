@@ -1,0 +1,173 @@
+//! Element types of typed leaves, and the little-endian byte order of the format.
+
+use std::borrow::Cow;
+
+use bytemuck::{CheckedBitPattern, NoUninit};
+
+use crate::{bf16, f16, Dtype};
+
+mod sealed {
+    /// Keeps `Element` to the types the format defines, and holds the per-type decoding.
+    pub trait Sealed: Sized {
+        /// Copies little-endian bytes into elements.
+        fn vec_from_le(bytes: &[u8]) -> Result<Vec<Self>, super::DecodeError>;
+    }
+}
+
+/// A Rust type that stores one element of a safetensors dtype: `bool`, `u8`..`u64`, `i8`..`i64`,
+/// [`f16`], [`bf16`], `f32`, `f64`.
+///
+/// The dtype is fixed by the type, so `Tensor<f32>` only ever holds `F32` data: a file with another
+/// dtype is an error (or a conversion, with [`Options::convert_dtypes`](crate::Options::convert_dtypes)).
+pub trait Element:
+    Copy + Default + PartialEq + std::fmt::Debug + NoUninit + CheckedBitPattern + Send + Sync + 'static + sealed::Sealed
+{
+    /// The safetensors dtype of this type.
+    const DTYPE: Dtype;
+}
+
+macro_rules! elements {
+    ($($ty:ty => $dtype:ident),* $(,)?) => {$(
+        impl sealed::Sealed for $ty {
+            fn vec_from_le(bytes: &[u8]) -> Result<Vec<Self>, DecodeError> {
+                pod_vec_from_le(bytes)
+            }
+        }
+        impl Element for $ty {
+            const DTYPE: Dtype = Dtype::$dtype;
+        }
+    )*};
+}
+
+elements! {
+    u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32,
+    u64 => U64, i64 => I64, f16 => F16, bf16 => BF16, f32 => F32, f64 => F64,
+}
+
+impl sealed::Sealed for bool {
+    fn vec_from_le(bytes: &[u8]) -> Result<Vec<Self>, DecodeError> {
+        // Not every byte is a bool: each is checked.
+        bytes
+            .iter()
+            .map(|&b| match b {
+                0 => Ok(false),
+                1 => Ok(true),
+                _ => Err(DecodeError::Invalid),
+            })
+            .collect()
+    }
+}
+
+impl Element for bool {
+    const DTYPE: Dtype = Dtype::BOOL;
+}
+
+/// Reverses the bytes of each `size`-byte element: little-endian to native order on a big-endian
+/// host, and back. The format is little-endian whatever the host.
+pub(crate) fn swap_byte_order(bytes: &mut [u8], size: usize) {
+    if size > 1 {
+        for element in bytes.chunks_exact_mut(size) {
+            element.reverse();
+        }
+    }
+}
+
+/// The little-endian bytes of `data`: borrowed on a little-endian host, swapped into a copy on a
+/// big-endian one.
+pub(crate) fn to_le_bytes<T: Element>(data: &[T]) -> Cow<'_, [u8]> {
+    let native: &[u8] = bytemuck::cast_slice(data);
+    if cfg!(target_endian = "little") {
+        Cow::Borrowed(native)
+    } else {
+        let mut swapped = native.to_vec();
+        swap_byte_order(&mut swapped, std::mem::size_of::<T>());
+        Cow::Owned(swapped)
+    }
+}
+
+/// Why bytes could not become elements.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The byte count is not a multiple of the element size.
+    Length,
+    /// A byte pattern that the type cannot hold (a `bool` other than 0 or 1).
+    Invalid,
+}
+
+/// Copies little-endian bytes into a new `Vec<T>`.
+pub(crate) fn vec_from_le_bytes<T: Element>(bytes: &[u8]) -> Result<Vec<T>, DecodeError> {
+    T::vec_from_le(bytes)
+}
+
+/// Copies little-endian bytes into a new vector of numbers, any bit pattern of which is valid.
+fn pod_vec_from_le<T: bytemuck::Pod>(bytes: &[u8]) -> Result<Vec<T>, DecodeError> {
+    let size = std::mem::size_of::<T>();
+    if bytes.len() % size != 0 {
+        return Err(DecodeError::Length);
+    }
+    let mut out: Vec<T> = vec![T::zeroed(); bytes.len() / size];
+    let out_bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out);
+    out_bytes.copy_from_slice(bytes);
+    if cfg!(target_endian = "big") {
+        swap_byte_order(out_bytes, size);
+    }
+    Ok(out)
+}
+
+/// Views little-endian bytes as `&[T]` without copying where the host is little-endian and the
+/// bytes are aligned for `T`; copies otherwise.
+pub(crate) fn slice_from_le_bytes<T: Element>(bytes: &[u8]) -> Result<Cow<'_, [T]>, DecodeError> {
+    if cfg!(target_endian = "little") {
+        match bytemuck::checked::try_cast_slice::<u8, T>(bytes) {
+            Ok(slice) => return Ok(Cow::Borrowed(slice)),
+            Err(bytemuck::checked::CheckedCastError::InvalidBitPattern) => return Err(DecodeError::Invalid),
+            Err(_) => {} // misaligned or odd length: the copy below sorts them out
+        }
+    }
+    vec_from_le_bytes(bytes).map(Cow::Owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_reverses_each_element() {
+        let mut bytes = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        swap_byte_order(&mut bytes, 4);
+        assert_eq!(bytes, [4, 3, 2, 1, 8, 7, 6, 5]);
+        swap_byte_order(&mut bytes, 2);
+        assert_eq!(bytes, [3, 4, 1, 2, 7, 8, 5, 6]);
+        let mut single = [9u8, 8];
+        swap_byte_order(&mut single, 1);
+        assert_eq!(single, [9, 8]);
+    }
+
+    #[test]
+    fn little_endian_encoding_is_explicit() {
+        // The bytes of 1.0f32 in the file are 00 00 80 3f on every host.
+        assert_eq!(&*to_le_bytes(&[1.0f32]), &[0x00, 0x00, 0x80, 0x3f]);
+        assert_eq!(vec_from_le_bytes::<f32>(&[0x00, 0x00, 0x80, 0x3f]).unwrap(), vec![1.0]);
+        assert_eq!(vec_from_le_bytes::<u16>(&[0x01, 0x02]).unwrap(), vec![0x0201]);
+        assert_eq!(&*to_le_bytes(&[0x0102_0304i32]), &[4, 3, 2, 1]);
+    }
+
+    #[test]
+    fn bools_are_checked() {
+        assert_eq!(vec_from_le_bytes::<bool>(&[0, 1, 1]).unwrap(), vec![false, true, true]);
+        assert_eq!(vec_from_le_bytes::<bool>(&[0, 2]), Err(DecodeError::Invalid));
+        assert_eq!(slice_from_le_bytes::<bool>(&[3]), Err(DecodeError::Invalid));
+    }
+
+    #[test]
+    fn views_borrow_when_aligned_and_copy_otherwise() {
+        let backing: Vec<u32> = vec![0x3f80_0000, 0x4000_0000, 0];
+        let bytes: &[u8] = bytemuck::cast_slice(&backing);
+        let aligned = slice_from_le_bytes::<f32>(&bytes[..8]).unwrap();
+        assert!(matches!(aligned, Cow::Borrowed(_)));
+        assert_eq!(&*aligned, &[1.0, 2.0]);
+        let misaligned = slice_from_le_bytes::<u16>(&bytes[1..5]).unwrap();
+        assert!(matches!(misaligned, Cow::Owned(_)));
+        assert_eq!(vec_from_le_bytes::<f32>(&bytes[..7]), Err(DecodeError::Length));
+    }
+}

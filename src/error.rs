@@ -1,0 +1,238 @@
+//! The one error type of the crate.
+
+use std::fmt::{self, Display};
+
+use crate::Dtype;
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while writing or reading params.
+///
+/// Messages name the full key as written in the file and, for mismatches, what the Rust type expected
+/// and what the file holds.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a file or writer failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+
+    /// The input ends before the header or the data it announces.
+    #[error("truncated file: {what} needs {needed} bytes, found {found}")]
+    Truncated {
+        /// What was being read.
+        what: &'static str,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes present.
+        found: u64,
+    },
+
+    /// The header length exceeds the limit read before any allocation.
+    #[error("header of {len} bytes exceeds the limit of {max} bytes")]
+    HeaderTooLarge {
+        /// The length announced by the file.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+
+    /// The JSON header is malformed.
+    #[error("invalid header: {reason}")]
+    InvalidHeader {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// One header entry is malformed (shape, dtype size, offsets).
+    #[error("invalid entry `{key}`: {reason}")]
+    InvalidEntry {
+        /// The entry's key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The entries do not cover the data exactly (gaps, overlaps, trailing bytes).
+    #[error("invalid layout: {reason}")]
+    InvalidLayout {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A leaf's dtype in the file is not the Rust leaf's, and conversion is off or impossible.
+    #[error("dtype mismatch at `{key}`: expected {expected}, found {found}")]
+    DtypeMismatch {
+        /// The full key.
+        key: String,
+        /// The dtype of the Rust leaf.
+        expected: Dtype,
+        /// The dtype in the file.
+        found: Dtype,
+    },
+
+    /// A leaf's shape does not fit the Rust leaf (a scalar that is not 0-d, a wrong rank).
+    #[error("shape mismatch at `{key}`: expected {expected}, found {found:?}")]
+    ShapeMismatch {
+        /// The full key.
+        key: String,
+        /// What the Rust leaf accepts, in words.
+        expected: String,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+
+    /// A value does not fit the dtype it is converted to.
+    #[error("cannot convert `{key}` from {from} to {to}: {reason}")]
+    Conversion {
+        /// The full key.
+        key: String,
+        /// The dtype in the file.
+        from: Dtype,
+        /// The dtype of the Rust leaf.
+        to: Dtype,
+        /// Why.
+        reason: String,
+    },
+
+    /// Keys the type needs are absent from the file; every one is listed.
+    #[error("{}", KeyList { what: "missing", keys, hints })]
+    MissingKeys {
+        /// The missing keys.
+        keys: Vec<String>,
+        /// For each missing key, the nearest key the file has that the type does not use.
+        hints: Vec<Option<String>>,
+    },
+
+    /// The file holds keys the type does not use (and unknown keys are not allowed).
+    #[error("{}", KeyList { what: "unknown", keys, hints })]
+    UnknownKeys {
+        /// The unknown keys.
+        keys: Vec<String>,
+        /// For each, the nearest key the type expects.
+        hints: Vec<Option<String>>,
+    },
+
+    /// Part of an `Option` subtree is in the file and part is not.
+    #[error("`{key}` is partly present: {}", Quoted(missing))]
+    PartlyPresent {
+        /// Where the optional subtree starts.
+        key: String,
+        /// The keys of the subtree that are absent.
+        missing: Vec<String>,
+    },
+
+    /// Two leaves would be written under one key.
+    #[error("duplicate key `{key}`")]
+    DuplicateKey {
+        /// The key.
+        key: String,
+    },
+
+    /// A key that cannot be written (empty, or `__metadata__`).
+    #[error("invalid key `{key}`: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+
+    /// A tensor built from parts whose sizes disagree.
+    #[error("shape {shape:?} holds {expected} elements, but the data has {found}")]
+    ShapeDataMismatch {
+        /// The shape.
+        shape: Vec<usize>,
+        /// Elements the shape holds.
+        expected: usize,
+        /// Elements given.
+        found: usize,
+    },
+
+    /// The Rust value does not follow its `Params` schema (a hand-written `Serialize` or
+    /// `Deserialize` that disagrees with the derive), or another serde-level error.
+    #[error("{}{msg}", at(key))]
+    Message {
+        /// The key where it happened, if known.
+        key: Option<String>,
+        /// What happened.
+        msg: String,
+    },
+}
+
+fn at(key: &Option<String>) -> String {
+    key.as_ref().map(|k| format!("at `{k}`: ")).unwrap_or_default()
+}
+
+struct Quoted<'a>(&'a [String]);
+
+impl Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("missing ")?;
+        for (i, key) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "`{key}`")?;
+        }
+        Ok(())
+    }
+}
+
+struct KeyList<'a> {
+    what: &'static str,
+    keys: &'a [String],
+    hints: &'a [Option<String>],
+}
+
+impl Display for KeyList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.keys.len();
+        write!(f, "{n} {} key{}: ", self.what, if n == 1 { "" } else { "s" })?;
+        for (i, key) in self.keys.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "`{key}`")?;
+            if let Some(Some(hint)) = self.hints.get(i) {
+                write!(f, " (did you mean `{hint}`?)")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    pub(crate) fn msg(msg: impl Display) -> Self {
+        Error::Message { key: None, msg: msg.to_string() }
+    }
+
+    pub(crate) fn at(key: impl Into<String>, msg: impl Display) -> Self {
+        Error::Message { key: Some(key.into()), msg: msg.to_string() }
+    }
+
+    /// Gives a keyless message the key where it happened.
+    pub(crate) fn with_key(self, key: &str) -> Self {
+        match self {
+            Error::Message { key: None, msg } => Error::Message { key: Some(key.to_owned()), msg },
+            other => other,
+        }
+    }
+
+    pub(crate) fn header(reason: impl Display) -> Self {
+        Error::InvalidHeader { reason: reason.to_string() }
+    }
+}
+
+impl serde::ser::Error for Error {
+    fn custom<T: Display>(msg: T) -> Self {
+        Error::msg(msg)
+    }
+}
+
+impl serde::de::Error for Error {
+    fn custom<T: Display>(msg: T) -> Self {
+        Error::msg(msg)
+    }
+}

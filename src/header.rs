@@ -1,0 +1,284 @@
+//! The safetensors header: parsed and checked on read, laid out as the reference writer does on write.
+//!
+//! A file is an 8-byte little-endian header length `n`, `n` bytes of JSON, then the tensor data. Every
+//! size read from the file goes through checked arithmetic, the header length is capped before any
+//! allocation, and the entries must cover the data exactly: no gaps, no overlaps, no trailing bytes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::tensor::element_count;
+use crate::{Dtype, Error, Result};
+
+/// The largest header accepted, as in the safetensors crate.
+pub(crate) const MAX_HEADER_LEN: u64 = 100_000_000;
+/// The key of the metadata map in the header.
+pub(crate) const METADATA_KEY: &str = "__metadata__";
+const LEN_BYTES: usize = 8;
+
+/// One tensor entry of a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub key: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    /// Byte range within the data section.
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A parsed and validated header.
+#[derive(Debug)]
+pub(crate) struct Header {
+    /// The entries in the order the header lists them.
+    pub entries: Vec<Entry>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// Where the data section starts in the file.
+    pub data_start: usize,
+}
+
+impl Header {
+    /// Parses the header of a whole file held in `bytes` and checks the entries against the data.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Header> {
+        let header_len = read_header_len(bytes)?;
+        // header_len <= MAX_HEADER_LEN, so the cast and the sum cannot overflow.
+        let data_start = LEN_BYTES + header_len as usize;
+        if bytes.len() < data_start {
+            return Err(Error::Truncated { what: "the header", needed: data_start as u64, found: bytes.len() as u64 });
+        }
+        let header = Self::parse_json(&bytes[LEN_BYTES..data_start], data_start)?;
+        header.check_coverage(bytes.len() - data_start)?;
+        Ok(header)
+    }
+
+    /// Parses the JSON text of a header; `data_start` is where the data will start.
+    pub(crate) fn parse_json(json: &[u8], data_start: usize) -> Result<Header> {
+        let text = std::str::from_utf8(json).map_err(|e| Error::header(format_args!("not UTF-8: {e}")))?;
+        if !text.starts_with('{') {
+            return Err(Error::header("does not start with `{`"));
+        }
+        let raw: RawHeader = serde_json::from_str(text).map_err(|e| Error::header(format_args!("not a valid header object: {e}")))?;
+        let mut entries = Vec::with_capacity(raw.entries.len());
+        for (key, raw_entry) in raw.entries {
+            entries.push(raw_entry.check(key)?);
+        }
+        Ok(Header { entries, metadata: raw.metadata, data_start })
+    }
+
+    /// Checks that the entries tile `data_len` bytes exactly.
+    fn check_coverage(&self, data_len: usize) -> Result<()> {
+        let mut order: Vec<&Entry> = self.entries.iter().collect();
+        order.sort_by_key(|e| (e.start, e.end));
+        let mut covered = 0usize;
+        for entry in order {
+            if entry.start != covered {
+                let reason = if entry.start < covered {
+                    format!("`{}` starts at byte {} inside the previous tensor, which ends at {covered}", entry.key, entry.start)
+                } else {
+                    format!("bytes {covered}..{} belong to no tensor (before `{}`)", entry.start, entry.key)
+                };
+                return Err(Error::InvalidLayout { reason });
+            }
+            covered = entry.end;
+        }
+        match covered.cmp(&data_len) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Less => Err(Error::InvalidLayout {
+                reason: format!("{} trailing bytes after the last tensor", data_len - covered),
+            }),
+            std::cmp::Ordering::Greater => Err(Error::Truncated {
+                what: "the tensor data",
+                needed: covered as u64,
+                found: data_len as u64,
+            }),
+        }
+    }
+}
+
+/// Reads and caps the header length.
+pub(crate) fn read_header_len(bytes: &[u8]) -> Result<u64> {
+    let Some(prefix) = bytes.get(..LEN_BYTES) else {
+        return Err(Error::Truncated { what: "the header length", needed: LEN_BYTES as u64, found: bytes.len() as u64 });
+    };
+    let len = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
+    if len > MAX_HEADER_LEN {
+        return Err(Error::HeaderTooLarge { len, max: MAX_HEADER_LEN });
+    }
+    if len < 2 {
+        return Err(Error::header(format_args!("length {len} is too small for a JSON object")));
+    }
+    Ok(len)
+}
+
+/// The header as written in JSON, before its entries are checked.
+struct RawHeader {
+    entries: Vec<(String, RawEntry)>,
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct RawEntry {
+    dtype: String,
+    shape: Vec<u64>,
+    data_offsets: (u64, u64),
+}
+
+impl RawEntry {
+    fn check(self, key: String) -> Result<Entry> {
+        let invalid = |reason: String| Error::InvalidEntry { key: key.clone(), reason };
+        let dtype: Dtype = self.dtype.parse().map_err(|e| invalid(format!("{e}")))?;
+        let shape = self
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<usize>, _>>()
+            .map_err(|_| invalid(format!("shape {:?} does not fit this platform", self.shape)))?;
+        let bytes = element_count(&shape)
+            .and_then(|n| dtype.byte_len(n))
+            .ok_or_else(|| invalid(format!("shape {shape:?} of {dtype} overflows the address space or splits a byte")))?;
+        let (start, end) = self.data_offsets;
+        let (start, end) = match (usize::try_from(start), usize::try_from(end)) {
+            (Ok(s), Ok(e)) if s <= e => (s, e),
+            _ => return Err(invalid(format!("data offsets [{start}, {end}] are not a valid range"))),
+        };
+        if end - start != bytes {
+            return Err(invalid(format!(
+                "{dtype} shape {shape:?} needs {bytes} bytes, but data offsets [{start}, {end}] span {}",
+                end - start
+            )));
+        }
+        Ok(Entry { key, dtype, shape, start, end })
+    }
+}
+
+impl<'de> Deserialize<'de> for RawHeader {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RawHeaderVisitor)
+    }
+}
+
+struct RawHeaderVisitor;
+
+impl<'de> Visitor<'de> for RawHeaderVisitor {
+    type Value = RawHeader;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a safetensors header object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
+        let mut entries = Vec::new();
+        let mut metadata = None;
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+            }
+            if key == METADATA_KEY {
+                let value: MetadataValue = map.next_value().map_err(|e| de::Error::custom(format_args!("`{METADATA_KEY}` must map strings to strings: {e}")))?;
+                metadata = value.0;
+            } else {
+                let entry: RawEntry = map.next_value().map_err(|e| de::Error::custom(format_args!("entry `{key}`: {e}")))?;
+                entries.push((key, entry));
+            }
+        }
+        Ok(RawHeader { entries, metadata })
+    }
+}
+
+/// `__metadata__`: a map of strings to strings, or `null`.
+struct MetadataValue(Option<BTreeMap<String, String>>);
+
+impl<'de> Deserialize<'de> for MetadataValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Option::<BTreeMap<String, String>>::deserialize(deserializer).map(MetadataValue)
+    }
+}
+
+/// Reads only the metadata of a file's header.
+pub(crate) fn read_metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>> {
+    Ok(Header::parse(bytes)?.metadata.unwrap_or_default())
+}
+
+// ---- writing ----
+
+/// One tensor of the file being written.
+#[derive(Debug, Clone)]
+pub(crate) struct Planned {
+    pub key: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub len: usize,
+}
+
+/// Where each tensor goes: the reference writer's order (dtype descending, then key), the header
+/// bytes padded with spaces to a multiple of 8, and each tensor's offset.
+pub(crate) struct Layout {
+    /// The length prefix and the header, ready to write.
+    pub head: Vec<u8>,
+    /// For each planned tensor (in the order given), its offset in the data section.
+    pub offsets: Vec<usize>,
+    /// The size of the data section.
+    pub data_len: usize,
+}
+
+impl Layout {
+    pub(crate) fn new(planned: &[Planned], metadata: Option<&BTreeMap<String, String>>) -> Result<Layout> {
+        let mut order: Vec<usize> = (0..planned.len()).collect();
+        order.sort_by(|&a, &b| planned[b].dtype.cmp(&planned[a].dtype).then_with(|| planned[a].key.cmp(&planned[b].key)));
+        let mut offsets = vec![0; planned.len()];
+        let mut data_len = 0usize;
+        for &i in &order {
+            offsets[i] = data_len;
+            data_len = data_len.checked_add(planned[i].len).ok_or_else(|| Error::msg("total tensor size overflows usize"))?;
+        }
+        let json = serde_json::to_vec(&HeaderJson { planned, order: &order, offsets: &offsets, metadata })
+            .map_err(|e| Error::msg(format_args!("cannot write the header: {e}")))?;
+        let padded = json.len().next_multiple_of(LEN_BYTES);
+        if padded as u64 > MAX_HEADER_LEN {
+            return Err(Error::HeaderTooLarge { len: padded as u64, max: MAX_HEADER_LEN });
+        }
+        let mut head = Vec::with_capacity(LEN_BYTES + padded);
+        head.extend_from_slice(&(padded as u64).to_le_bytes());
+        head.extend_from_slice(&json);
+        head.resize(LEN_BYTES + padded, b' ');
+        Ok(Layout { head, offsets, data_len })
+    }
+
+    /// The size of the whole file.
+    pub(crate) fn file_len(&self) -> usize {
+        self.head.len() + self.data_len
+    }
+}
+
+struct HeaderJson<'a> {
+    planned: &'a [Planned],
+    order: &'a [usize],
+    offsets: &'a [usize],
+    metadata: Option<&'a BTreeMap<String, String>>,
+}
+
+impl Serialize for HeaderJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.order.len() + usize::from(self.metadata.is_some())))?;
+        if let Some(metadata) = self.metadata {
+            map.serialize_entry(METADATA_KEY, metadata)?;
+        }
+        for &i in self.order {
+            let p = &self.planned[i];
+            map.serialize_entry(&p.key, &EntryJson { dtype: p.dtype, shape: &p.shape, data_offsets: (self.offsets[i], self.offsets[i] + p.len) })?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    dtype: Dtype,
+    shape: &'a [usize],
+    data_offsets: (usize, usize),
+}

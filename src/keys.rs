@@ -1,0 +1,242 @@
+//! How a path through a param tree becomes a safetensors key, per style.
+//!
+//! One [`Cursor`] stands at each node of the tree while it is serialized or resolved against a file;
+//! each step down (into a struct, a field, a list element, a map entry) makes the child's cursor. The
+//! serializer and the resolver take the same steps, so writing and reading agree on every key by
+//! construction. The rules are those of `key-styles.md`:
+//!
+//! | style | leaf | submodule | list element | root |
+//! |---|---|---|---|---|
+//! | flax | `conv.kernel` | `params.Dense_0` | `layers_0` | no prefix |
+//! | nnx | `norm.scale` | `block.norm` | `layers.0` | no prefix |
+//! | haiku | `linear.w` | `mlp/~/linear_0` (`/` with `join`) | `linear_0` | no prefix |
+//! | objax | `(Linear).w::TrainVar` | `(MLP).l1(Linear)` | `seq(Sequential)[0]` | `(Root)` |
+
+use crate::schema::{FieldSchema, Join, ObjaxVar, StructSchema, Style};
+
+/// The position of a node in the tree, and what its key is so far.
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor {
+    key: String,
+    /// The style of the nearest enclosing struct (flax above the root struct).
+    style: Style,
+    /// Whether a struct encloses this node.
+    in_struct: bool,
+    /// haiku: whether the enclosing struct is the topmost haiku struct of its chain, which stands
+    /// for haiku's params dict: its fields are module names, joined to what is above with `.`.
+    haiku_top: bool,
+    /// Marks of the field this node hangs under, kept through containers down to the next struct.
+    join: Option<Join>,
+    var: Option<ObjaxVar>,
+    list_class: Option<&'static str>,
+}
+
+/// Appends `name` to `key`, with `separator` unless the key is empty (the root has no prefix).
+fn join(key: &str, separator: &str, name: &str) -> String {
+    if key.is_empty() {
+        name.to_owned()
+    } else {
+        let mut out = String::with_capacity(key.len() + separator.len() + name.len());
+        out.push_str(key);
+        out.push_str(separator);
+        out.push_str(name);
+        out
+    }
+}
+
+impl Cursor {
+    /// The root of a tree: no key, flax style until a struct says otherwise.
+    pub(crate) fn root() -> Self {
+        Cursor {
+            key: String::new(),
+            style: Style::Flax,
+            in_struct: false,
+            haiku_top: false,
+            join: None,
+            var: None,
+            list_class: None,
+        }
+    }
+
+    /// The key of this node as far as it goes (a prefix of every key below).
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Steps into a struct node.
+    pub(crate) fn enter_struct(&self, schema: &StructSchema) -> Cursor {
+        let style = schema.style.unwrap_or(self.style);
+        let parent_style = self.in_struct.then_some(self.style);
+        let key = if style == Style::Objax {
+            let class = schema.class.unwrap_or(schema.name);
+            if parent_style == Some(Style::Objax) {
+                format!("{}({class})", self.key)
+            } else {
+                // A new objax tree: its keys start with `(Class)`, joined to a wrapper with `.`.
+                join(&self.key, ".", &format!("({class})"))
+            }
+        } else {
+            self.key.clone()
+        };
+        Cursor {
+            key,
+            style,
+            in_struct: true,
+            haiku_top: style == Style::Haiku && parent_style != Some(Style::Haiku),
+            join: None,
+            var: None,
+            list_class: None,
+        }
+    }
+
+    /// The separator before a named child (a field or a map entry) of this node.
+    fn separator(&self, child_is_leafy: bool, join: Option<Join>) -> &'static str {
+        match self.style {
+            Style::Haiku if !child_is_leafy && !self.haiku_top => join.unwrap_or(Join::Tilde).separator(),
+            _ => ".",
+        }
+    }
+
+    /// Steps from a struct into one of its fields.
+    pub(crate) fn field(&self, field: &FieldSchema, child_is_leafy: bool) -> Cursor {
+        Cursor {
+            key: join(&self.key, self.separator(child_is_leafy, field.join), field.name),
+            join: field.join,
+            var: field.var,
+            list_class: field.class,
+            ..self.clone()
+        }
+    }
+
+    /// Steps into a list (a `Vec`, an array, an index-keyed map): objax shows the list's class.
+    pub(crate) fn enter_list(&self) -> Cursor {
+        let mut list = self.clone();
+        if self.style == Style::Objax {
+            list.key = format!("{}({})", self.key, self.list_class.unwrap_or("Sequential"));
+        }
+        list
+    }
+
+    /// What comes before and after the index in the keys of this list's elements.
+    pub(crate) fn element_affixes(&self) -> (String, &'static str) {
+        let (before, after) = match self.style {
+            Style::Flax | Style::Haiku => ("_", ""),
+            Style::Nnx => (".", ""),
+            Style::Objax => ("[", "]"),
+        };
+        if self.key.is_empty() && self.style != Style::Objax {
+            (String::new(), after)
+        } else {
+            (format!("{}{before}", self.key), after)
+        }
+    }
+
+    /// Steps from a list (after [`Cursor::enter_list`]) into element `index`.
+    pub(crate) fn element(&self, index: usize) -> Cursor {
+        let (before, after) = self.element_affixes();
+        Cursor { key: format!("{before}{index}{after}"), ..self.clone() }
+    }
+
+    /// What comes before an entry name of this map node.
+    pub(crate) fn entry_prefix(&self, child_is_leafy: bool) -> String {
+        join(&self.key, self.separator(child_is_leafy, self.join), "")
+    }
+
+    /// Steps from a map keyed by names into the entry `name`.
+    pub(crate) fn entry(&self, name: &str, child_is_leafy: bool) -> Cursor {
+        Cursor { key: join(&self.key, self.separator(child_is_leafy, self.join), name), ..self.clone() }
+    }
+
+    /// Where an entry name read from a file ends, for a map whose values are not leaves: at the
+    /// first separator the style can put after a module name.
+    pub(crate) fn entry_name_end(&self, rest: &str) -> usize {
+        let stops: &[&str] = match self.style {
+            Style::Flax | Style::Nnx => &["."],
+            Style::Haiku => &[".", "/"],
+            Style::Objax => &[".", "(", "[", "::"],
+        };
+        stops.iter().filter_map(|s| rest.find(s)).min().unwrap_or(rest.len())
+    }
+
+    /// The full key of a leaf at this node.
+    pub(crate) fn leaf_key(&self) -> String {
+        if self.style == Style::Objax {
+            format!("{}::{}", self.key, self.var.unwrap_or(ObjaxVar::TrainVar).name())
+        } else {
+            self.key.clone()
+        }
+    }
+
+    /// objax keys carry the variable type, which a reader may find without it (objax's own npz
+    /// files): the key to try when [`Cursor::leaf_key`] is absent.
+    pub(crate) fn leaf_key_fallback(&self) -> Option<&str> {
+        (self.style == Style::Objax).then_some(self.key.as_str())
+    }
+
+    /// For a leaf-valued map read from a file: the entry name within `rest` (objax drops the
+    /// variable type).
+    pub(crate) fn leaf_entry_name<'k>(&self, rest: &'k str) -> &'k str {
+        match self.style {
+            Style::Objax => rest.rfind("::").map_or(rest, |i| &rest[..i]),
+            _ => rest,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{FieldSchema, Schema, StructSchema};
+
+    fn leaf() -> &'static Schema {
+        <f32 as crate::Params>::SCHEMA
+    }
+
+    const fn field(name: &'static str) -> FieldSchema {
+        FieldSchema { name, schema: leaf, optional: false, join: None, var: None, class: None }
+    }
+
+    const fn strukt(name: &'static str, style: Option<Style>) -> StructSchema {
+        StructSchema { name, style, class: None, fields: &[] }
+    }
+
+    #[test]
+    fn flax_joins_with_dots_and_lists_with_underscores() {
+        let root = Cursor::root().enter_struct(&strukt("Root", None));
+        let layers = root.field(&field("layers"), false).enter_list().element(1);
+        let dense = layers.enter_struct(&strukt("Dense", None));
+        assert_eq!(dense.field(&field("kernel"), true).leaf_key(), "layers_1.kernel");
+    }
+
+    #[test]
+    fn nnx_lists_are_path_parts() {
+        let root = Cursor::root().enter_struct(&strukt("M", Some(Style::Nnx)));
+        let layers = root.field(&field("layers"), false).enter_list().element(0);
+        let linear = layers.enter_struct(&strukt("Linear", None));
+        assert_eq!(linear.field(&field("kernel"), true).leaf_key(), "layers.0.kernel");
+    }
+
+    #[test]
+    fn haiku_top_struct_is_the_params_dict() {
+        let ckpt = Cursor::root().enter_struct(&strukt("Checkpoint", None));
+        let params = ckpt.field(&field("params"), false).enter_struct(&strukt("HkParams", Some(Style::Haiku)));
+        let mlp = params.field(&field("mlp"), false).enter_struct(&strukt("Mlp", None));
+        let linear = mlp.field(&field("linear"), false).enter_list().element(0).enter_struct(&strukt("Linear", None));
+        assert_eq!(linear.field(&field("w"), true).leaf_key(), "params.mlp/~/linear_0.w");
+        let inner = FieldSchema { join: Some(Join::Slash), ..field("inner") };
+        let nested = mlp.field(&inner, false).enter_struct(&strukt("Linear", None));
+        assert_eq!(nested.field(&field("b"), true).leaf_key(), "params.mlp/inner.b");
+    }
+
+    #[test]
+    fn objax_shows_classes_indices_and_var_types() {
+        let mlp = Cursor::root().enter_struct(&strukt("MLP", Some(Style::Objax)));
+        let seq = mlp.field(&field("seq"), false).enter_list().element(2);
+        let linear = seq.enter_struct(&strukt("Linear", None));
+        assert_eq!(linear.field(&field("w"), true).leaf_key(), "(MLP).seq(Sequential)[2](Linear).w::TrainVar");
+        let state = FieldSchema { var: Some(ObjaxVar::StateVar), ..field("running_mean") };
+        assert_eq!(mlp.field(&state, true).leaf_key(), "(MLP).running_mean::StateVar");
+        let ml = FieldSchema { class: Some("ModuleList"), ..field("ml") };
+        assert_eq!(mlp.field(&ml, false).enter_list().element(0).key(), "(MLP).ml(ModuleList)[0]");
+    }
+}

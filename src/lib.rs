@@ -1,0 +1,68 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod convert;
+mod de;
+mod dtype;
+mod element;
+mod error;
+mod header;
+mod keys;
+mod options;
+mod params;
+mod resolve;
+pub mod schema;
+mod ser;
+mod tensor;
+mod write;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use de::Deserializer;
+pub use dtype::{Dtype, UnknownDtype};
+pub use element::Element;
+pub use error::{Error, Result};
+pub use half::{bf16, f16};
+pub use options::Options;
+pub use params::{Params, ParamsMapKey};
+pub use ser::{LeafRef, Serializer};
+pub use tensor::{Tensor, TensorView};
+
+/// `#[derive(Params)]`: describes a param struct's keys. See the crate documentation.
+#[cfg(feature = "derive")]
+pub use safejax_derive::Params;
+
+/// Writes `params` to a new buffer, laid out as the reference safetensors writer does.
+pub fn to_bytes<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<u8>> {
+    Options::new().to_bytes(params)
+}
+
+/// Writes `params` to `writer`.
+pub fn to_writer<W: Write, T: Serialize + Params + ?Sized>(writer: W, params: &T) -> Result<()> {
+    Options::new().to_writer(writer, params)
+}
+
+/// Writes `params` to the file at `path`, atomically: a failed or killed write leaves the old file.
+pub fn to_file<T: Serialize + Params + ?Sized>(path: impl AsRef<Path>, params: &T) -> Result<()> {
+    Options::new().to_file(path, params)
+}
+
+/// Reads params from the bytes of a safetensors file; [`TensorView`] leaves borrow from `bytes`.
+pub fn from_bytes<'de, T: Deserialize<'de> + Params>(bytes: &'de [u8]) -> Result<T> {
+    Options::new().from_bytes(bytes)
+}
+
+/// Reads params from the safetensors file at `path`.
+pub fn from_file<T: DeserializeOwned + Params>(path: impl AsRef<Path>) -> Result<T> {
+    Options::new().from_file(path)
+}
+
+/// The `__metadata__` of a safetensors file (empty when it has none).
+pub fn read_metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>> {
+    header::read_metadata(bytes)
+}

@@ -1,0 +1,108 @@
+//! The `Params` trait: the types that can stand in a param tree, and their schemas.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+
+use crate::schema::{MapKey, MapSchema, Schema, SeqSchema};
+
+/// A type that can stand in a param tree: a struct with `#[derive(Params)]`, a leaf (a tensor or a
+/// scalar), or a container of params (`Vec`, `Option`, `Box`, arrays, maps keyed by `String` or by
+/// list index).
+///
+/// Implement it with `#[derive(Params)]`; the derive describes the struct's fields, names, style and
+/// marks in [`Params::SCHEMA`], which the serializer and the deserializer follow.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a safejax param type",
+    label = "`{Self}` cannot be a field of a param struct",
+    note = "param fields are tensors (`Tensor<T>`, `TensorView<'a, T>`), scalars (`f32`, `i32`, `bf16`, ...), \
+            structs with `#[derive(Params)]`, or `Vec`, `Option`, `Box`, arrays and maps of those"
+)]
+pub trait Params {
+    /// The description of this type that keys are built from.
+    const SCHEMA: &'static Schema;
+
+    /// Whether this type is a leaf or holds leaves without a struct between (for compile-time
+    /// checks of field attributes in the derive).
+    #[doc(hidden)]
+    const IS_LEAFY: bool = false;
+
+    /// Whether this type is a list (`Vec`, array, index-keyed map), possibly under `Option`/`Box`.
+    #[doc(hidden)]
+    const IS_LIST: bool = false;
+
+    /// [`Params::SCHEMA`] as a function, the form that schemas use to refer to children.
+    fn schema() -> &'static Schema {
+        Self::SCHEMA
+    }
+}
+
+impl<T: Params + ?Sized> Params for Box<T> {
+    const SCHEMA: &'static Schema = T::SCHEMA;
+    const IS_LEAFY: bool = T::IS_LEAFY;
+    const IS_LIST: bool = T::IS_LIST;
+}
+
+impl<T: Params> Params for Option<T> {
+    const SCHEMA: &'static Schema = &Schema::Option(T::schema);
+    const IS_LEAFY: bool = T::IS_LEAFY;
+    const IS_LIST: bool = T::IS_LIST;
+}
+
+impl<T: Params> Params for Vec<T> {
+    const SCHEMA: &'static Schema = &Schema::Seq(SeqSchema {
+        element: T::schema,
+        len: None,
+    });
+    const IS_LEAFY: bool = T::IS_LEAFY;
+    const IS_LIST: bool = true;
+}
+
+impl<T: Params, const N: usize> Params for [T; N] {
+    const SCHEMA: &'static Schema = &Schema::Seq(SeqSchema {
+        element: T::schema,
+        len: Some(N),
+    });
+    const IS_LEAFY: bool = T::IS_LEAFY;
+    const IS_LIST: bool = true;
+}
+
+/// A map key type: `String` keys are names, integer keys are list indices (a list with gaps).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot key a map of params",
+    note = "map keys are `String` (names) or `usize`/`u32`/`u64` (list indices)"
+)]
+pub trait ParamsMapKey {
+    /// How the key reads in a safetensors key.
+    const KIND: MapKey;
+}
+
+impl ParamsMapKey for String {
+    const KIND: MapKey = MapKey::Name;
+}
+impl ParamsMapKey for usize {
+    const KIND: MapKey = MapKey::Index;
+}
+impl ParamsMapKey for u32 {
+    const KIND: MapKey = MapKey::Index;
+}
+impl ParamsMapKey for u64 {
+    const KIND: MapKey = MapKey::Index;
+}
+
+impl<K: ParamsMapKey, T: Params> Params for BTreeMap<K, T> {
+    const SCHEMA: &'static Schema = &Schema::Map(MapSchema {
+        value: T::schema,
+        key: K::KIND,
+    });
+    const IS_LEAFY: bool = T::IS_LEAFY;
+    const IS_LIST: bool = matches!(K::KIND, MapKey::Index);
+}
+
+impl<K: ParamsMapKey, T: Params, S: BuildHasher> Params for HashMap<K, T, S> {
+    const SCHEMA: &'static Schema = &Schema::Map(MapSchema {
+        value: T::schema,
+        key: K::KIND,
+    });
+    const IS_LEAFY: bool = T::IS_LEAFY;
+    const IS_LIST: bool = matches!(K::KIND, MapKey::Index);
+}

@@ -1,0 +1,303 @@
+//! Matches a type's [`Schema`] against a file's entries before any value is built.
+//!
+//! The walk takes the same key steps as the serializer ([`Cursor`]) and produces a tree of the
+//! entries each node of the type takes. Doing this first means every missing key, every partly
+//! present `Option` and every unknown key can be reported at once, with suggestions, instead of
+//! failing at the first; serde then only walks a tree known to fit.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use crate::header::Header;
+use crate::keys::Cursor;
+use crate::schema::{FieldSchema, LeafSchema, MapKey, Schema, SeqSchema, StructSchema};
+use crate::{Error, Result};
+
+/// A node of the type, matched to the file.
+#[derive(Debug)]
+pub(crate) enum Resolved {
+    /// A leaf and the index of its header entry.
+    Leaf { entry: usize, schema: &'static LeafSchema },
+    /// The struct's fields that are present, in declaration order.
+    Struct(Vec<(&'static FieldSchema, Resolved)>),
+    Seq(Vec<Resolved>),
+    Map(Vec<(String, Resolved)>),
+    None,
+    Some(Box<Resolved>),
+    /// A leaf the file lacks (reported before deserialization starts).
+    Missing,
+}
+
+/// The walk's state: which entries are taken, which keys are missing.
+struct Resolver<'h> {
+    header: &'h Header,
+    /// Key → entry index, sorted, for exact look-ups and prefix scans.
+    index: BTreeMap<&'h str, usize>,
+    claimed: Vec<bool>,
+    found: usize,
+    missing: Vec<String>,
+    partly_present: Vec<(String, Vec<String>)>,
+}
+
+/// Matches `schema` against `header`. Unless `allow_unknown`, entries the type does not take are an
+/// error.
+pub(crate) fn resolve(schema: &'static Schema, header: &Header, allow_unknown: bool) -> Result<Resolved> {
+    let index = header.entries.iter().enumerate().map(|(i, e)| (e.key.as_str(), i)).collect();
+    let mut resolver = Resolver {
+        header,
+        index,
+        claimed: vec![false; header.entries.len()],
+        found: 0,
+        missing: Vec::new(),
+        partly_present: Vec::new(),
+    };
+    let tree = resolver.node(schema, &Cursor::root());
+    resolver.finish(allow_unknown)?;
+    Ok(tree)
+}
+
+impl<'h> Resolver<'h> {
+    fn node(&mut self, schema: &'static Schema, cursor: &Cursor) -> Resolved {
+        match schema {
+            Schema::Leaf(leaf) => self.leaf(leaf, cursor),
+            Schema::Struct(s) => self.structure(s, cursor),
+            Schema::Option(inner) => {
+                let (found, resolved, missing) = self.probe(|r| r.node(inner(), cursor));
+                match (found, missing.is_empty()) {
+                    (0, _) => Resolved::None,
+                    (_, true) => Resolved::Some(Box::new(resolved)),
+                    (_, false) => {
+                        self.partly_present.push((cursor.key().to_owned(), missing));
+                        Resolved::None
+                    }
+                }
+            }
+            Schema::Seq(seq) => self.seq(seq, cursor),
+            Schema::Map(map) => {
+                let value = (map.value)();
+                match map.key {
+                    MapKey::Name => self.named_map(value, cursor),
+                    MapKey::Index => {
+                        let list = cursor.enter_list();
+                        let entries = self
+                            .indices(&list)
+                            .into_iter()
+                            .filter_map(|i| {
+                                let (found, node, missing) = self.probe(|r| r.node(value, &list.element(i)));
+                                self.keep_if_found(found, missing).then(|| (i.to_string(), node))
+                            })
+                            .collect();
+                        Resolved::Map(entries)
+                    }
+                }
+            }
+        }
+    }
+
+    fn leaf(&mut self, schema: &'static LeafSchema, cursor: &Cursor) -> Resolved {
+        let key = cursor.leaf_key();
+        let entry = self.index.get(key.as_str()).or_else(|| cursor.leaf_key_fallback().and_then(|k| self.index.get(k)));
+        match entry {
+            Some(&entry) if !self.claimed[entry] => {
+                self.claimed[entry] = true;
+                self.found += 1;
+                Resolved::Leaf { entry, schema }
+            }
+            Some(_) => {
+                // Two paths of the type lead to one key: the second finds it taken.
+                self.missing.push(key);
+                Resolved::Missing
+            }
+            None => {
+                self.missing.push(key);
+                Resolved::Missing
+            }
+        }
+    }
+
+    fn structure(&mut self, schema: &'static StructSchema, cursor: &Cursor) -> Resolved {
+        let inside = cursor.enter_struct(schema);
+        let mut fields = Vec::with_capacity(schema.fields.len());
+        for field in schema.fields {
+            let child = (field.schema)();
+            let child_cursor = inside.field(field, child.is_leafy());
+            if field.optional {
+                // `#[serde(default)]`: absent is fine; partly present is not.
+                let (found, node, missing) = self.probe(|r| r.node(child, &child_cursor));
+                if found == 0 {
+                    continue;
+                }
+                if !missing.is_empty() {
+                    self.partly_present.push((child_cursor.key().to_owned(), missing));
+                }
+                fields.push((field, node));
+            } else {
+                fields.push((field, self.node(child, &child_cursor)));
+            }
+        }
+        Resolved::Struct(fields)
+    }
+
+    fn seq(&mut self, seq: &'static SeqSchema, cursor: &Cursor) -> Resolved {
+        let element = (seq.element)();
+        let list = cursor.enter_list();
+        let len = match seq.len {
+            Some(n) => n,
+            None => self.indices(&list).last().map_or(0, |&i| i + 1),
+        };
+        Resolved::Seq((0..len).map(|i| self.node(element, &list.element(i))).collect())
+    }
+
+    /// The indices that the file's keys show for a list, ascending. An index beyond the number of
+    /// entries in the file cannot be a real list (each element needs an entry, and gaps come from
+    /// absent activations, not from thousands of them): such keys are left unclaimed, to be
+    /// reported as unknown, rather than making a huge list.
+    fn indices(&self, list: &Cursor) -> Vec<usize> {
+        let (before, after) = list.element_affixes();
+        let mut found = Vec::new();
+        for (key, _) in self.index.range::<str, _>((Bound::Included(before.as_str()), Bound::Unbounded)).take_while(|(k, _)| k.starts_with(&before)) {
+            let rest = &key[before.len()..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 || !rest[digits..].starts_with(after) {
+                continue;
+            }
+            if let Ok(i) = rest[..digits].parse::<usize>() {
+                if i < self.header.entries.len() && found.last() != Some(&i) {
+                    found.push(i);
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    fn named_map(&mut self, value: &'static Schema, cursor: &Cursor) -> Resolved {
+        let leafy = value.is_leafy();
+        let prefix = cursor.entry_prefix(leafy);
+        let mut names: Vec<&'h str> = self
+            .index
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(_, &i)| !self.claimed[i])
+            .map(|(&key, _)| {
+                let rest = &key[prefix.len()..];
+                if leafy {
+                    cursor.leaf_entry_name(rest)
+                } else {
+                    &rest[..cursor.entry_name_end(rest)]
+                }
+            })
+            .filter(|name| !name.is_empty())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            let child = cursor.entry(name, leafy);
+            let (found, node, missing) = self.probe(|r| r.node(value, &child));
+            if self.keep_if_found(found, missing) {
+                entries.push((name.to_owned(), node));
+            }
+        }
+        Resolved::Map(entries)
+    }
+
+    /// Runs `walk` and reports how many entries it took, its result, and the keys it found missing
+    /// (which are taken back out of the missing list, for the caller to judge).
+    fn probe(&mut self, walk: impl FnOnce(&mut Self) -> Resolved) -> (usize, Resolved, Vec<String>) {
+        let (found_before, missing_before) = (self.found, self.missing.len());
+        let node = walk(self);
+        let missing = self.missing.split_off(missing_before);
+        (self.found - found_before, node, missing)
+    }
+
+    /// For a map entry or list element discovered from the file: kept if any of it was found, with
+    /// its missing keys put back as missing.
+    fn keep_if_found(&mut self, found: usize, missing: Vec<String>) -> bool {
+        if found == 0 {
+            return false;
+        }
+        self.missing.extend(missing);
+        true
+    }
+
+    fn finish(self, allow_unknown: bool) -> Result<()> {
+        if let Some((key, missing)) = self.partly_present.into_iter().next() {
+            return Err(Error::PartlyPresent { key, missing });
+        }
+        let unknown: Vec<&str> = self
+            .header
+            .entries
+            .iter()
+            .zip(&self.claimed)
+            .filter(|(_, &claimed)| !claimed)
+            .map(|(e, _)| e.key.as_str())
+            .collect();
+        if !self.missing.is_empty() {
+            let hints = self.missing.iter().map(|k| nearest(k, unknown.iter().copied())).collect();
+            return Err(Error::MissingKeys { keys: self.missing, hints });
+        }
+        if !unknown.is_empty() && !allow_unknown {
+            let expected: Vec<&str> = self
+                .header
+                .entries
+                .iter()
+                .zip(&self.claimed)
+                .filter(|(_, &claimed)| claimed)
+                .map(|(e, _)| e.key.as_str())
+                .collect();
+            let hints = unknown.iter().map(|k| nearest(k, expected.iter().copied())).collect();
+            return Err(Error::UnknownKeys { keys: unknown.into_iter().map(str::to_owned).collect(), hints });
+        }
+        Ok(())
+    }
+}
+
+/// The candidate nearest to `key` by edit distance, if it is near enough to be a likely typo.
+fn nearest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    // Bounded work: suggestions are a courtesy, not worth quadratic time on huge files.
+    const MAX_CANDIDATES: usize = 10_000;
+    let limit = (key.chars().count() / 3).max(2);
+    candidates
+        .take(MAX_CANDIDATES)
+        .map(|c| (edit_distance(key, c), c))
+        .filter(|&(d, _)| d <= limit)
+        .min()
+        .map(|(_, c)| c.to_owned())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("kernel", "kernel"), 0);
+        assert_eq!(edit_distance("kernel", "kernal"), 1);
+        assert_eq!(edit_distance("Dense_0.kernel", "Dense_0.bias"), 6);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn suggestions_are_near_misses_only() {
+        let keys = ["params.Dense_0.kernel", "params.Dense_0.bias"];
+        assert_eq!(nearest("params.dense_0.kernel", keys.into_iter()).as_deref(), Some("params.Dense_0.kernel"));
+        assert_eq!(nearest("batch_stats.mean", keys.into_iter()), None);
+    }
+}

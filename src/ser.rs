@@ -1,0 +1,700 @@
+//! The serde `Serializer`: walks a param tree in step with its [`Schema`], and hands each leaf to a
+//! sink with its full key, dtype, shape and little-endian bytes in one piece.
+//!
+//! Writing a file takes two walks: one to learn every key and size (so the header and the layout
+//! are known before any data moves), one to copy each tensor's bytes once, to its final place.
+
+use serde::ser::{self, Impossible, Serialize};
+
+use crate::keys::Cursor;
+use crate::schema::{LeafSchema, MapKey, Schema, StructSchema};
+use crate::tensor::{element_count, FIELD_DATA, FIELD_DTYPE, FIELD_SHAPE, TENSOR_MAGIC};
+use crate::{Dtype, Error, Params, Result};
+
+/// One leaf of a param tree as the serializer sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct LeafRef<'a> {
+    /// The full safetensors key.
+    pub key: &'a str,
+    /// The dtype.
+    pub dtype: Dtype,
+    /// The shape (`[]` for scalars).
+    pub shape: &'a [usize],
+    /// The elements' bytes, little-endian.
+    pub data: &'a [u8],
+}
+
+/// The serde serializer of this format: it turns a param tree into its leaves, each with its key.
+///
+/// The `to_*` functions drive it; use it directly to visit the leaves of params without writing a
+/// file (to list keys, count parameters, or write to a store of your own):
+///
+/// ```
+/// # use safejax::{Params, Tensor, Serializer};
+/// # use serde::Serialize;
+/// #[derive(Serialize, Params)]
+/// struct Dense { kernel: Tensor<f32>, bias: Tensor<f32> }
+///
+/// let dense = Dense { kernel: Tensor::new(vec![2, 1], vec![1.0, 2.0])?, bias: Tensor::new(vec![1], vec![0.5])? };
+/// let mut keys = Vec::new();
+/// let mut serializer = Serializer::new::<Dense>(|leaf| Ok(keys.push(leaf.key.to_owned())));
+/// dense.serialize(&mut serializer)?;
+/// assert_eq!(keys, ["kernel", "bias"]);
+/// # Ok::<(), safejax::Error>(())
+/// ```
+pub struct Serializer<F> {
+    schema: &'static Schema,
+    sink: F,
+}
+
+impl<F: FnMut(LeafRef<'_>) -> Result<()>> Serializer<F> {
+    /// A serializer for params of type `T`, calling `sink` with each leaf.
+    pub fn new<T: Params + ?Sized>(sink: F) -> Self {
+        Serializer { schema: T::SCHEMA, sink }
+    }
+
+    fn root(&mut self) -> NodeSerializer<'_> {
+        NodeSerializer { sink: &mut self.sink, schema: self.schema, cursor: Cursor::root() }
+    }
+}
+
+type Sink<'s> = dyn FnMut(LeafRef<'_>) -> Result<()> + 's;
+
+/// Serializes one node of the tree.
+struct NodeSerializer<'s> {
+    sink: &'s mut Sink<'s>,
+    schema: &'static Schema,
+    cursor: Cursor,
+}
+
+impl<'s> NodeSerializer<'s> {
+    fn child(&mut self, schema: &'static Schema, cursor: Cursor) -> NodeSerializer<'_> {
+        NodeSerializer { sink: &mut *self.sink, schema, cursor }
+    }
+
+    fn mismatch(&self, found: &str) -> Error {
+        let expected = match self.schema {
+            Schema::Leaf(_) => "a tensor or scalar",
+            Schema::Struct(_) => "a struct",
+            Schema::Option(_) => "an option",
+            Schema::Seq(_) => "a list",
+            Schema::Map(_) => "a map",
+        };
+        Error::at(
+            self.cursor.key(),
+            format_args!("the value serializes as {found}, but its Params schema expects {expected}"),
+        )
+    }
+
+    fn leaf_schema(&self, found: &str) -> Result<&'static LeafSchema> {
+        match self.schema {
+            Schema::Leaf(leaf) => Ok(leaf),
+            _ => Err(self.mismatch(found)),
+        }
+    }
+
+    fn emit(&mut self, dtype: Dtype, shape: &[usize], data: &[u8]) -> Result<()> {
+        let key = self.cursor.leaf_key();
+        (self.sink)(LeafRef { key: &key, dtype, shape, data })
+    }
+
+    /// A scalar leaf: encoded in the dtype the schema names (half floats arrive as their bits).
+    fn scalar(mut self, value: Scalar, natural: Dtype) -> Result<()> {
+        let leaf = self.leaf_schema("a scalar")?;
+        let dtype = leaf.dtype.unwrap_or(natural);
+        let mut buf = [0u8; 8];
+        let len = value.encode(dtype, &mut buf).ok_or_else(|| {
+            Error::at(self.cursor.leaf_key(), format_args!("a {natural} scalar does not fit the leaf's dtype {dtype}"))
+        })?;
+        self.emit(dtype, &[], &buf[..len])
+    }
+}
+
+/// A scalar as serde hands it over.
+#[derive(Clone, Copy)]
+enum Scalar {
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+}
+
+impl Scalar {
+    /// Writes the value as `dtype` into `buf`, returning its length; `None` if it does not fit.
+    fn encode(self, dtype: Dtype, buf: &mut [u8; 8]) -> Option<usize> {
+        macro_rules! put {
+            ($v:expr) => {{
+                let bytes = $v.to_le_bytes();
+                buf[..bytes.len()].copy_from_slice(&bytes);
+                Some(bytes.len())
+            }};
+        }
+        match (self, dtype) {
+            (Scalar::Bool(b), Dtype::BOOL) => put!(u8::from(b)),
+            (Scalar::Int(i), Dtype::U8) => put!(u8::try_from(i).ok()?),
+            (Scalar::Int(i), Dtype::I8) => put!(i8::try_from(i).ok()?),
+            (Scalar::Int(i), Dtype::U16) => put!(u16::try_from(i).ok()?),
+            (Scalar::Int(i), Dtype::I16) => put!(i16::try_from(i).ok()?),
+            (Scalar::Int(i), Dtype::U32) => put!(u32::try_from(i).ok()?),
+            (Scalar::Int(i), Dtype::I32) => put!(i32::try_from(i).ok()?),
+            (Scalar::Int(i), Dtype::U64) => put!(u64::try_from(i).ok()?),
+            (Scalar::Int(i), Dtype::I64) => put!(i64::try_from(i).ok()?),
+            // half's `f16` and `bf16` serialize as a newtype around their bits.
+            (Scalar::Int(i), Dtype::F16 | Dtype::BF16) => put!(u16::try_from(i).ok()?),
+            (Scalar::Float(f), Dtype::F16) => put!(crate::f16::from_f64(f)),
+            (Scalar::Float(f), Dtype::BF16) => put!(crate::bf16::from_f64(f)),
+            (Scalar::Float(f), Dtype::F32) => put!(f as f32),
+            (Scalar::Float(f), Dtype::F64) => put!(f),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! unsupported {
+    ($($method:ident($($arg:ty),*) => $what:literal;)*) => {$(
+        fn $method(self, $(_: $arg),*) -> Result<()> {
+            Err(self.mismatch($what))
+        }
+    )*};
+}
+
+impl<'s> ser::Serializer for NodeSerializer<'s> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = ListSerializer<'s>;
+    type SerializeTuple = ListSerializer<'s>;
+    type SerializeTupleStruct = Impossible<(), Error>;
+    type SerializeTupleVariant = Impossible<(), Error>;
+    type SerializeMap = MapSerializer<'s>;
+    type SerializeStruct = StructSerializer<'s>;
+    type SerializeStructVariant = Impossible<(), Error>;
+
+    fn serialize_bool(self, v: bool) -> Result<()> {
+        self.scalar(Scalar::Bool(v), Dtype::BOOL)
+    }
+    fn serialize_i8(self, v: i8) -> Result<()> {
+        self.scalar(Scalar::Int(v.into()), Dtype::I8)
+    }
+    fn serialize_i16(self, v: i16) -> Result<()> {
+        self.scalar(Scalar::Int(v.into()), Dtype::I16)
+    }
+    fn serialize_i32(self, v: i32) -> Result<()> {
+        self.scalar(Scalar::Int(v.into()), Dtype::I32)
+    }
+    fn serialize_i64(self, v: i64) -> Result<()> {
+        self.scalar(Scalar::Int(v.into()), Dtype::I64)
+    }
+    fn serialize_u8(self, v: u8) -> Result<()> {
+        self.scalar(Scalar::Int(v.into()), Dtype::U8)
+    }
+    fn serialize_u16(self, v: u16) -> Result<()> {
+        self.scalar(Scalar::Int(v.into()), Dtype::U16)
+    }
+    fn serialize_u32(self, v: u32) -> Result<()> {
+        self.scalar(Scalar::Int(v.into()), Dtype::U32)
+    }
+    fn serialize_u64(self, v: u64) -> Result<()> {
+        self.scalar(Scalar::Int(v.into()), Dtype::U64)
+    }
+    fn serialize_f32(self, v: f32) -> Result<()> {
+        self.scalar(Scalar::Float(v.into()), Dtype::F32)
+    }
+    fn serialize_f64(self, v: f64) -> Result<()> {
+        self.scalar(Scalar::Float(v), Dtype::F64)
+    }
+
+    unsupported! {
+        serialize_char(char) => "a char";
+        serialize_str(&str) => "a string";
+        serialize_bytes(&[u8]) => "bytes outside a tensor";
+        serialize_unit() => "a unit";
+        serialize_unit_struct(&'static str) => "a unit struct";
+        serialize_unit_variant(&'static str, u32, &'static str) => "an enum";
+    }
+
+    fn serialize_none(self) -> Result<()> {
+        match self.schema {
+            Schema::Option(_) => Ok(()),
+            _ => Err(self.mismatch("`None`")),
+        }
+    }
+
+    fn serialize_some<T: ?Sized + Serialize>(mut self, value: &T) -> Result<()> {
+        match self.schema {
+            Schema::Option(inner) => {
+                let cursor = self.cursor.clone();
+                value.serialize(self.child(inner(), cursor))
+            }
+            _ => Err(self.mismatch("`Some`")),
+        }
+    }
+
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _name: &'static str, value: &T) -> Result<()> {
+        // Newtypes (and half's floats, a newtype around their bits) are transparent.
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> Result<()> {
+        Err(self.mismatch("an enum"))
+    }
+
+    fn serialize_seq(self, len: Option<usize>) -> Result<ListSerializer<'s>> {
+        match self.schema {
+            Schema::Seq(seq) => {
+                if let (Some(expected), Some(found)) = (seq.len, len) {
+                    if expected != found {
+                        return Err(Error::at(self.cursor.key(), format_args!("expected {expected} elements, found {found}")));
+                    }
+                }
+                Ok(ListSerializer { cursor: self.cursor.enter_list(), element: (seq.element)(), index: 0, sink: self.sink })
+            }
+            _ => Err(self.mismatch("a list")),
+        }
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<ListSerializer<'s>> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
+        Err(self.mismatch("a tuple struct"))
+    }
+
+    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant> {
+        Err(self.mismatch("an enum"))
+    }
+
+    fn serialize_map(self, _len: Option<usize>) -> Result<MapSerializer<'s>> {
+        match self.schema {
+            Schema::Map(map) => {
+                let value = (map.value)();
+                let cursor = match map.key {
+                    MapKey::Name => self.cursor,
+                    MapKey::Index => self.cursor.enter_list(),
+                };
+                Ok(MapSerializer { cursor, value, key_kind: map.key, pending: None, sink: self.sink })
+            }
+            _ => Err(self.mismatch("a map")),
+        }
+    }
+
+    fn serialize_struct(self, name: &'static str, _len: usize) -> Result<StructSerializer<'s>> {
+        if name == TENSOR_MAGIC {
+            let leaf = self.leaf_schema("a tensor")?;
+            return Ok(StructSerializer(StructState::Tensor(TensorSerializer { node: self, leaf, dtype: None, shape: None, emitted: false })));
+        }
+        match self.schema {
+            Schema::Struct(schema) => {
+                let cursor = self.cursor.enter_struct(schema);
+                Ok(StructSerializer(StructState::Params { schema, cursor, next_field: 0, sink: self.sink }))
+            }
+            _ => Err(self.mismatch(&format!("struct `{name}`"))),
+        }
+    }
+
+    fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant> {
+        Err(self.mismatch("an enum"))
+    }
+}
+
+/// Serializes the elements of a list.
+pub struct ListSerializer<'s> {
+    sink: &'s mut Sink<'s>,
+    cursor: Cursor,
+    element: &'static Schema,
+    index: usize,
+}
+
+impl ser::SerializeSeq for ListSerializer<'_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
+        let cursor = self.cursor.element(self.index);
+        self.index += 1;
+        value.serialize(NodeSerializer { sink: &mut *self.sink, schema: self.element, cursor })
+    }
+
+    fn end(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTuple for ListSerializer<'_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
+        ser::SerializeSeq::serialize_element(self, value)
+    }
+
+    fn end(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Serializes the entries of a map: names, or list indices.
+pub struct MapSerializer<'s> {
+    sink: &'s mut Sink<'s>,
+    cursor: Cursor,
+    value: &'static Schema,
+    key_kind: MapKey,
+    pending: Option<String>,
+}
+
+impl ser::SerializeMap for MapSerializer<'_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<()> {
+        self.pending = Some(key.serialize(MapKeySerializer)?);
+        Ok(())
+    }
+
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
+        let name = self.pending.take().ok_or_else(|| Error::msg("map value without a key"))?;
+        let cursor = match self.key_kind {
+            MapKey::Name => self.cursor.entry(&name, self.value.is_leafy()),
+            MapKey::Index => {
+                let index = name.parse().map_err(|_| Error::at(self.cursor.key(), format_args!("map key `{name}` is not a list index")))?;
+                self.cursor.element(index)
+            }
+        };
+        value.serialize(NodeSerializer { sink: &mut *self.sink, schema: self.value, cursor })
+    }
+
+    fn end(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Serializes a struct: a param struct, or a tensor leaf under the private name.
+pub struct StructSerializer<'s>(StructState<'s>);
+
+enum StructState<'s> {
+    Params { sink: &'s mut Sink<'s>, schema: &'static StructSchema, cursor: Cursor, next_field: usize },
+    Tensor(TensorSerializer<'s>),
+}
+
+impl ser::SerializeStruct for StructSerializer<'_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, name: &'static str, value: &T) -> Result<()> {
+        match &mut self.0 {
+            StructState::Params { sink, schema, cursor, next_field } => {
+                // Fields come in declaration order, some perhaps skipped: look ahead from the last.
+                let fields = schema.fields;
+                let index = (*next_field..fields.len())
+                    .chain(0..*next_field)
+                    .find(|&i| fields[i].name == name)
+                    .ok_or_else(|| {
+                        Error::at(cursor.key(), format_args!("field `{name}` of `{}` is not in its Params schema", schema.name))
+                    })?;
+                *next_field = index + 1;
+                let field = &fields[index];
+                let child = (field.schema)();
+                let cursor = cursor.field(field, child.is_leafy());
+                value.serialize(NodeSerializer { sink: &mut **sink, schema: child, cursor })
+            }
+            StructState::Tensor(tensor) => tensor.field(name, value),
+        }
+    }
+
+    fn end(self) -> Result<()> {
+        match self.0 {
+            StructState::Params { .. } => Ok(()),
+            StructState::Tensor(tensor) if tensor.emitted => Ok(()),
+            StructState::Tensor(tensor) => Err(Error::at(tensor.node.cursor.leaf_key(), "a tensor without data")),
+        }
+    }
+}
+
+/// Collects a tensor's `dtype` and `shape`, then emits it when its `data` arrives.
+struct TensorSerializer<'s> {
+    node: NodeSerializer<'s>,
+    leaf: &'static LeafSchema,
+    dtype: Option<Dtype>,
+    shape: Option<Vec<usize>>,
+    emitted: bool,
+}
+
+impl TensorSerializer<'_> {
+    fn emit(&mut self, data: &[u8]) -> Result<()> {
+        let (Some(dtype), Some(shape)) = (self.dtype, self.shape.as_deref()) else {
+            return Err(Error::at(self.node.cursor.leaf_key(), "tensor data before its dtype and shape"));
+        };
+        let expected = element_count(shape).and_then(|n| dtype.byte_len(n));
+        if expected != Some(data.len()) {
+            return Err(Error::at(
+                self.node.cursor.leaf_key(),
+                format_args!("{dtype} shape {shape:?} does not match {} bytes of data", data.len()),
+            ));
+        }
+        if let Some(rank) = self.leaf.rank {
+            if rank != shape.len() {
+                return Err(Error::ShapeMismatch {
+                    key: self.node.cursor.leaf_key(),
+                    expected: format!("{rank} dimensions"),
+                    found: shape.to_vec(),
+                });
+            }
+        }
+        let key = self.node.cursor.leaf_key();
+        (self.node.sink)(LeafRef { key: &key, dtype, shape, data })?;
+        self.emitted = true;
+        Ok(())
+    }
+
+    fn field<T: ?Sized + Serialize>(&mut self, name: &str, value: &T) -> Result<()> {
+        match name {
+            FIELD_DTYPE => {
+                let dtype = value.serialize(StrCapture)?.parse::<Dtype>().map_err(|e| Error::at(self.node.cursor.leaf_key(), e))?;
+                if let Some(expected) = self.leaf.dtype {
+                    if expected != dtype {
+                        return Err(Error::DtypeMismatch { key: self.node.cursor.leaf_key(), expected, found: dtype });
+                    }
+                }
+                self.dtype = Some(dtype);
+            }
+            FIELD_SHAPE => self.shape = Some(value.serialize(ShapeCapture::default())?),
+            FIELD_DATA => value.serialize(DataEmitter { tensor: self })?,
+            other => return Err(Error::at(self.node.cursor.leaf_key(), format_args!("unknown tensor field `{other}`"))),
+        }
+        Ok(())
+    }
+}
+
+/// Captures a map key: a string, or an integer (list index).
+struct MapKeySerializer;
+
+macro_rules! capture_int {
+    ($($method:ident($ty:ty)),*) => {$(
+        fn $method(self, v: $ty) -> Result<String> {
+            Ok(v.to_string())
+        }
+    )*};
+}
+
+macro_rules! reject {
+    ($what:literal; $($method:ident($($arg:ty),*)),*) => {$(
+        fn $method(self, $(_: $arg),*) -> Result<Self::Ok> {
+            Err(Error::msg(concat!("expected ", $what)))
+        }
+    )*};
+}
+
+macro_rules! reject_compound {
+    ($what:literal) => {
+        type SerializeSeq = Impossible<Self::Ok, Error>;
+        type SerializeTuple = Impossible<Self::Ok, Error>;
+        type SerializeTupleStruct = Impossible<Self::Ok, Error>;
+        type SerializeTupleVariant = Impossible<Self::Ok, Error>;
+        type SerializeMap = Impossible<Self::Ok, Error>;
+        type SerializeStruct = Impossible<Self::Ok, Error>;
+        type SerializeStructVariant = Impossible<Self::Ok, Error>;
+
+        fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Self::Ok> {
+            Err(Error::msg(concat!("expected ", $what)))
+        }
+        fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, value: &T) -> Result<Self::Ok> {
+            value.serialize(self)
+        }
+        fn serialize_newtype_variant<T: ?Sized + Serialize>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> Result<Self::Ok> {
+            Err(Error::msg(concat!("expected ", $what)))
+        }
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
+            Err(Error::msg(concat!("expected ", $what)))
+        }
+        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
+            Err(Error::msg(concat!("expected ", $what)))
+        }
+        fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant> {
+            Err(Error::msg(concat!("expected ", $what)))
+        }
+        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
+            Err(Error::msg(concat!("expected ", $what)))
+        }
+        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
+            Err(Error::msg(concat!("expected ", $what)))
+        }
+        fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant> {
+            Err(Error::msg(concat!("expected ", $what)))
+        }
+    };
+}
+
+impl ser::Serializer for MapKeySerializer {
+    type Ok = String;
+    type Error = Error;
+    reject_compound!("a string or integer map key");
+
+    fn serialize_str(self, v: &str) -> Result<String> {
+        Ok(v.to_owned())
+    }
+    capture_int!(serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64));
+    reject!("a string or integer map key"; serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
+        Err(Error::msg("expected a string or integer map key"))
+    }
+}
+
+/// Captures the tensor's `dtype` string.
+struct StrCapture;
+
+impl ser::Serializer for StrCapture {
+    type Ok = String;
+    type Error = Error;
+    reject_compound!("a dtype name");
+
+    fn serialize_str(self, v: &str) -> Result<String> {
+        Ok(v.to_owned())
+    }
+    reject!("a dtype name"; serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
+        Err(Error::msg("expected a dtype name"))
+    }
+}
+
+/// Receives the tensor's `data` and emits the leaf while serde lends the bytes.
+struct DataEmitter<'t, 's> {
+    tensor: &'t mut TensorSerializer<'s>,
+}
+
+impl ser::Serializer for DataEmitter<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+    reject_compound!("tensor bytes");
+
+    fn serialize_bytes(self, data: &[u8]) -> Result<()> {
+        self.tensor.emit(data)
+    }
+    reject!("tensor bytes"; serialize_str(&str), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
+        Err(Error::msg("expected tensor bytes"))
+    }
+}
+
+/// Captures the tensor's `shape`.
+#[derive(Default)]
+struct ShapeCapture {
+    dims: Vec<usize>,
+}
+
+impl ser::Serializer for ShapeCapture {
+    type Ok = Vec<usize>;
+    type Error = Error;
+    type SerializeSeq = Self;
+    type SerializeTuple = Impossible<Vec<usize>, Error>;
+    type SerializeTupleStruct = Impossible<Vec<usize>, Error>;
+    type SerializeTupleVariant = Impossible<Vec<usize>, Error>;
+    type SerializeMap = Impossible<Vec<usize>, Error>;
+    type SerializeStruct = Impossible<Vec<usize>, Error>;
+    type SerializeStructVariant = Impossible<Vec<usize>, Error>;
+
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self> {
+        Ok(ShapeCapture { dims: Vec::with_capacity(len.unwrap_or(0)) })
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Vec<usize>> {
+        Err(Error::msg("expected a shape"))
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, value: &T) -> Result<Vec<usize>> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> Result<Vec<usize>> {
+        Err(Error::msg("expected a shape"))
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
+        Err(Error::msg("expected a shape"))
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
+        Err(Error::msg("expected a shape"))
+    }
+    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant> {
+        Err(Error::msg("expected a shape"))
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
+        Err(Error::msg("expected a shape"))
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
+        Err(Error::msg("expected a shape"))
+    }
+    fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant> {
+        Err(Error::msg("expected a shape"))
+    }
+    reject!("a shape"; serialize_str(&str), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
+}
+
+impl ser::SerializeSeq for ShapeCapture {
+    type Ok = Vec<usize>;
+    type Error = Error;
+
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
+        let dim = value.serialize(MapKeySerializer)?;
+        self.dims.push(dim.parse().map_err(|_| Error::msg(format_args!("shape dimension `{dim}` is not a size")))?);
+        Ok(())
+    }
+
+    fn end(self) -> Result<Vec<usize>> {
+        Ok(self.dims)
+    }
+}
+
+macro_rules! delegate {
+    ($($method:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {$(
+        fn $method(self, $($arg: $ty),*) -> Result<$ret> {
+            self.root().$method($($arg),*)
+        }
+    )*};
+}
+
+impl<'a, F: FnMut(LeafRef<'_>) -> Result<()> + 'a> ser::Serializer for &'a mut Serializer<F> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = ListSerializer<'a>;
+    type SerializeTuple = ListSerializer<'a>;
+    type SerializeTupleStruct = Impossible<(), Error>;
+    type SerializeTupleVariant = Impossible<(), Error>;
+    type SerializeMap = MapSerializer<'a>;
+    type SerializeStruct = StructSerializer<'a>;
+    type SerializeStructVariant = Impossible<(), Error>;
+
+    delegate! {
+        serialize_bool(v: bool) -> ();
+        serialize_i8(v: i8) -> ();
+        serialize_i16(v: i16) -> ();
+        serialize_i32(v: i32) -> ();
+        serialize_i64(v: i64) -> ();
+        serialize_u8(v: u8) -> ();
+        serialize_u16(v: u16) -> ();
+        serialize_u32(v: u32) -> ();
+        serialize_u64(v: u64) -> ();
+        serialize_f32(v: f32) -> ();
+        serialize_f64(v: f64) -> ();
+        serialize_char(v: char) -> ();
+        serialize_str(v: &str) -> ();
+        serialize_bytes(v: &[u8]) -> ();
+        serialize_none() -> ();
+        serialize_unit() -> ();
+        serialize_unit_struct(name: &'static str) -> ();
+        serialize_unit_variant(name: &'static str, index: u32, variant: &'static str) -> ();
+        serialize_seq(len: Option<usize>) -> ListSerializer<'a>;
+        serialize_tuple(len: usize) -> ListSerializer<'a>;
+        serialize_tuple_struct(name: &'static str, len: usize) -> Self::SerializeTupleStruct;
+        serialize_tuple_variant(name: &'static str, index: u32, variant: &'static str, len: usize) -> Self::SerializeTupleVariant;
+        serialize_map(len: Option<usize>) -> MapSerializer<'a>;
+        serialize_struct(name: &'static str, len: usize) -> StructSerializer<'a>;
+        serialize_struct_variant(name: &'static str, index: u32, variant: &'static str, len: usize) -> Self::SerializeStructVariant;
+    }
+
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<()> {
+        self.root().serialize_some(value)
+    }
+
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, name: &'static str, value: &T) -> Result<()> {
+        self.root().serialize_newtype_struct(name, value)
+    }
+
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(self, name: &'static str, index: u32, variant: &'static str, value: &T) -> Result<()> {
+        self.root().serialize_newtype_variant(name, index, variant, value)
+    }
+}
