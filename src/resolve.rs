@@ -174,6 +174,7 @@ impl<'h> Resolver<'h> {
 
     fn named_map(&mut self, value: &'static Schema, cursor: &Cursor) -> Resolved {
         let leafy = value.is_leafy();
+        let whole_rest = value.is_leaf();
         let prefix = cursor.entry_prefix(leafy);
         let mut names: Vec<&'h str> = self
             .index
@@ -182,7 +183,7 @@ impl<'h> Resolver<'h> {
             .filter(|(_, &i)| !self.claimed[i])
             .map(|(&key, _)| {
                 let rest = &key[prefix.len()..];
-                if leafy {
+                if whole_rest {
                     cursor.leaf_entry_name(rest)
                 } else {
                     &rest[..cursor.entry_name_end(rest)]

@@ -162,6 +162,15 @@ impl ObjaxVar {
 }
 
 impl Schema {
+    /// Whether this is one leaf (perhaps optional): the whole rest of a key names it.
+    pub fn is_leaf(&self) -> bool {
+        match self {
+            Schema::Leaf(_) => true,
+            Schema::Option(inner) => inner().is_leaf(),
+            _ => false,
+        }
+    }
+
     /// Whether the subtree holds leaves directly, with no struct on the way (a tensor, an
     /// `Option<Tensor>`, a `Vec<f32>`...). Key styles join leaves and modules differently.
     pub fn is_leafy(&self) -> bool {

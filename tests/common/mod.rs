@@ -1,0 +1,92 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+pub mod models;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use safejax::{bf16, f16, Dtype, Params, Serializer};
+use serde::Serialize;
+
+/// A leaf as the tests compare it: dtype, shape, and every value widened to f64.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leaf {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+pub fn fixture_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(&format!("{name}.safetensors"))).expect("fixture file")
+}
+
+/// The tensors a fixture's JSON records, as the real framework computed them.
+pub fn expected_leaves(name: &str) -> BTreeMap<String, Leaf> {
+    let text = std::fs::read_to_string(fixture_path(&format!("{name}.json"))).expect("fixture json");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["tensors"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(key, t)| {
+            let leaf = Leaf {
+                dtype: t["dtype"].as_str().unwrap().parse().unwrap(),
+                shape: t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect(),
+                values: t["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect(),
+            };
+            (key.clone(), leaf)
+        })
+        .collect()
+}
+
+/// Decodes little-endian bytes of `dtype` into f64 values.
+pub fn decode(dtype: Dtype, data: &[u8]) -> Vec<f64> {
+    let size = dtype.bit_size() / 8;
+    data.chunks_exact(size)
+        .map(|b| match dtype {
+            Dtype::BOOL | Dtype::U8 => b[0] as f64,
+            Dtype::I8 => b[0] as i8 as f64,
+            Dtype::U16 => u16::from_le_bytes([b[0], b[1]]) as f64,
+            Dtype::I16 => i16::from_le_bytes([b[0], b[1]]) as f64,
+            Dtype::F16 => f16::from_le_bytes([b[0], b[1]]).to_f64(),
+            Dtype::BF16 => bf16::from_le_bytes([b[0], b[1]]).to_f64(),
+            Dtype::U32 => u32::from_le_bytes(b.try_into().unwrap()) as f64,
+            Dtype::I32 => i32::from_le_bytes(b.try_into().unwrap()) as f64,
+            Dtype::F32 => f32::from_le_bytes(b.try_into().unwrap()) as f64,
+            Dtype::U64 => u64::from_le_bytes(b.try_into().unwrap()) as f64,
+            Dtype::I64 => i64::from_le_bytes(b.try_into().unwrap()) as f64,
+            Dtype::F64 => f64::from_le_bytes(b.try_into().unwrap()),
+            other => panic!("no decoder for {other}"),
+        })
+        .collect()
+}
+
+/// Every leaf of typed params, keyed as the serializer keys it.
+pub fn leaves_of<T: Serialize + Params>(params: &T) -> BTreeMap<String, Leaf> {
+    let mut out = BTreeMap::new();
+    params
+        .serialize(&mut Serializer::new::<T>(|leaf| {
+            let previous = out.insert(
+                leaf.key.to_owned(),
+                Leaf { dtype: leaf.dtype, shape: leaf.shape.to_vec(), values: decode(leaf.dtype, leaf.data) },
+            );
+            assert!(previous.is_none(), "key {} twice", leaf.key);
+            Ok(())
+        }))
+        .unwrap();
+    out
+}
+
+/// The values of one recorded tensor.
+pub fn expected_values(name: &str, key: &str) -> Vec<f64> {
+    expected_leaves(name).remove(key).unwrap_or_else(|| panic!("{key} not in {name}")).values
+}
+
+pub fn widen<T: Copy + Into<f64>>(values: &[T]) -> Vec<f64> {
+    values.iter().map(|&v| v.into()).collect()
+}

@@ -1,0 +1,199 @@
+//! Error messages, word for word: each names the full key, and what was expected and found.
+
+use std::collections::BTreeMap;
+
+use safejax::{bf16, Error, Options, Params, Tensor};
+use serde::{Deserialize, Serialize};
+
+fn t<T: safejax::Element>(shape: &[usize], data: Vec<T>) -> Tensor<T> {
+    Tensor::new(shape.to_vec(), data).unwrap()
+}
+
+#[derive(Debug, Serialize, Deserialize, Params)]
+struct Dense<T: safejax::Element> {
+    kernel: Tensor<T>,
+    bias: Tensor<T>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Params)]
+struct Variables<T: safejax::Element> {
+    params: Model<T>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Params)]
+struct Model<T: safejax::Element> {
+    #[serde(rename = "Dense_0")]
+    dense_0: Dense<T>,
+}
+
+fn variables_bf16() -> Vec<u8> {
+    let dense = Dense { kernel: t(&[1, 2], vec![bf16::ONE, bf16::ZERO]), bias: t(&[2], vec![bf16::ZERO; 2]) };
+    safejax::to_bytes(&Variables { params: Model { dense_0: dense } }).unwrap()
+}
+
+fn message<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
+    result.expect_err("an error").to_string()
+}
+
+#[test]
+fn dtype_mismatch_names_key_expected_and_found() {
+    let err = message(safejax::from_bytes::<Variables<f32>>(&variables_bf16()));
+    assert_eq!(err, "dtype mismatch at `params.Dense_0.kernel`: expected F32, found BF16");
+}
+
+#[test]
+fn every_missing_key_is_listed() {
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    struct Wider {
+        params: Model<bf16>,
+        batch_stats: Stats,
+    }
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    struct Stats {
+        mean: Tensor<f32>,
+        var: Tensor<f32>,
+    }
+    let err = message(safejax::from_bytes::<Wider>(&variables_bf16()));
+    assert_eq!(err, "2 missing keys: `batch_stats.mean`, `batch_stats.var`");
+}
+
+#[test]
+fn a_missing_key_suggests_the_near_miss_in_the_file() {
+    #[derive(Serialize, Params)]
+    struct Typo {
+        kernal: Tensor<f32>,
+        bias: Tensor<f32>,
+    }
+    let bytes = safejax::to_bytes(&Typo { kernal: t(&[1], vec![1.0]), bias: t(&[1], vec![0.0]) }).unwrap();
+    let err = message(safejax::from_bytes::<Dense<f32>>(&bytes));
+    assert_eq!(err, "1 missing key: `kernel` (did you mean `kernal`?)");
+}
+
+#[test]
+fn unknown_keys_are_an_error_unless_allowed() {
+    #[derive(Serialize, Params)]
+    struct Extra {
+        kernel: Tensor<f32>,
+        bias: Tensor<f32>,
+        scale: Tensor<f32>,
+    }
+    let bytes = safejax::to_bytes(&Extra { kernel: t(&[1], vec![1.0]), bias: t(&[1], vec![0.0]), scale: t(&[1], vec![2.0]) })
+        .unwrap();
+    let err = message(safejax::from_bytes::<Dense<f32>>(&bytes));
+    assert_eq!(err, "1 unknown key: `scale`");
+    let dense: Dense<f32> = Options::new().allow_unknown_keys(true).from_bytes(&bytes).unwrap();
+    assert_eq!(dense.kernel.as_slice(), &[1.0]);
+    assert!(matches!(safejax::from_bytes::<Dense<f32>>(&bytes), Err(Error::UnknownKeys { keys, .. }) if keys == ["scale"]));
+}
+
+#[test]
+fn a_partly_present_option_names_what_is_missing() {
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    struct Head {
+        proj: Option<Dense<f32>>,
+    }
+    #[derive(Serialize, Params)]
+    struct Half {
+        proj: HalfDense,
+    }
+    #[derive(Serialize, Params)]
+    struct HalfDense {
+        kernel: Tensor<f32>,
+    }
+    let bytes = safejax::to_bytes(&Half { proj: HalfDense { kernel: t(&[1], vec![1.0]) } }).unwrap();
+    let err = message(safejax::from_bytes::<Head>(&bytes));
+    assert_eq!(err, "`proj` is partly present: missing `proj.bias`");
+    let empty = safejax::to_bytes(&BTreeMap::<String, Tensor<f32>>::new()).unwrap();
+    assert!(safejax::from_bytes::<Head>(&empty).unwrap().proj.is_none());
+}
+
+#[test]
+fn scalars_must_be_zero_dimensional() {
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    struct Counter {
+        step: Tensor<i32>,
+    }
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    struct Scalar {
+        step: i32,
+    }
+    let bytes = safejax::to_bytes(&Counter { step: t(&[2], vec![1, 2]) }).unwrap();
+    let err = message(safejax::from_bytes::<Scalar>(&bytes));
+    assert_eq!(err, "shape mismatch at `step`: expected a scalar (shape []), found [2]");
+}
+
+#[test]
+fn conversions_that_do_not_fit_are_errors() {
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    struct Wide {
+        ids: Tensor<i32>,
+    }
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    struct Narrow {
+        ids: Tensor<u8>,
+    }
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    struct Float {
+        ids: Tensor<f32>,
+    }
+    let bytes = safejax::to_bytes(&Wide { ids: t(&[2], vec![7, 300]) }).unwrap();
+    let convert = Options::new().convert_dtypes(true);
+    assert_eq!(message(convert.from_bytes::<Narrow>(&bytes)), "cannot convert `ids` from I32 to U8: element 1 (300) does not fit");
+    assert_eq!(message(convert.from_bytes::<Float>(&bytes)), "dtype mismatch at `ids`: expected F32, found I32");
+    let ok = safejax::to_bytes(&Wide { ids: t(&[2], vec![7, 255]) }).unwrap();
+    assert_eq!(convert.from_bytes::<Narrow>(&ok).unwrap().ids.as_slice(), &[7, 255]);
+}
+
+#[test]
+fn duplicate_keys_are_refused_on_write() {
+    #[derive(Serialize, Params)]
+    struct Renamed {
+        #[serde(rename = "w")]
+        a: Tensor<f32>,
+        #[serde(rename = "w")]
+        b: Tensor<f32>,
+    }
+    let err = message(safejax::to_bytes(&Renamed { a: t(&[1], vec![1.0]), b: t(&[1], vec![2.0]) }));
+    assert_eq!(err, "duplicate key `w`");
+
+    #[derive(Serialize, Params)]
+    struct Collide {
+        a: BTreeMap<String, Tensor<f32>>,
+        #[serde(rename = "a.b")]
+        ab: Tensor<f32>,
+    }
+    let collide = Collide { a: BTreeMap::from([("b".to_owned(), t(&[1], vec![1.0]))]), ab: t(&[1], vec![2.0]) };
+    assert_eq!(message(safejax::to_bytes(&collide)), "duplicate key `a.b`");
+}
+
+#[test]
+fn keys_that_cannot_be_written() {
+    let empty = BTreeMap::from([(String::new(), t(&[1], vec![1.0f32]))]);
+    assert_eq!(message(safejax::to_bytes(&empty)), "invalid key ``: keys cannot be empty");
+    let meta = BTreeMap::from([("__metadata__".to_owned(), t(&[1], vec![1.0f32]))]);
+    assert_eq!(message(safejax::to_bytes(&meta)), "invalid key `__metadata__`: the header reserves this key for metadata");
+}
+
+#[test]
+fn a_failed_write_leaves_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("params.safetensors");
+    let good = Dense { kernel: t(&[1], vec![1.0f32]), bias: t(&[1], vec![0.0]) };
+    safejax::to_file(&path, &good).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let bad = BTreeMap::from([(String::new(), t(&[1], vec![1.0f32]))]);
+    assert!(safejax::to_file(&path, &bad).is_err());
+    assert!(std::fs::read(&path).unwrap() == before);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
+}
+
+#[test]
+fn truncated_and_malformed_files() {
+    let bytes = variables_bf16();
+    assert_eq!(message(safejax::from_bytes::<Variables<bf16>>(&bytes[..3])), "truncated file: the header length needs 8 bytes, found 3");
+    let cut = &bytes[..bytes.len() - 1];
+    assert!(matches!(safejax::from_bytes::<Variables<bf16>>(cut), Err(Error::Truncated { .. })));
+    let mut long = bytes.clone();
+    long.push(0);
+    assert_eq!(message(safejax::from_bytes::<Variables<bf16>>(&long)), "invalid layout: 1 trailing bytes after the last tensor");
+}
