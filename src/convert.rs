@@ -9,7 +9,17 @@ fn float_kind(dtype: Dtype) -> bool {
 }
 
 fn int_kind(dtype: Dtype) -> bool {
-    matches!(dtype, Dtype::U8 | Dtype::I8 | Dtype::U16 | Dtype::I16 | Dtype::U32 | Dtype::I32 | Dtype::U64 | Dtype::I64)
+    matches!(
+        dtype,
+        Dtype::U8
+            | Dtype::I8
+            | Dtype::U16
+            | Dtype::I16
+            | Dtype::U32
+            | Dtype::I32
+            | Dtype::U64
+            | Dtype::I64
+    )
 }
 
 /// Whether `from` converts to `to` at all (values may still not fit).
@@ -75,7 +85,8 @@ pub(crate) fn convert(data: &[u8], from: Dtype, to: Dtype) -> Result<Vec<u8>, St
             write_float(to, read_float(from, element), &mut out);
         } else {
             let value = read_int(from, element);
-            write_int(to, value, &mut out).ok_or_else(|| format!("element {i} ({value}) does not fit"))?;
+            write_int(to, value, &mut out)
+                .ok_or_else(|| format!("element {i} ({value}) does not fit"))?;
         }
     }
     Ok(out)
@@ -87,9 +98,15 @@ mod tests {
 
     #[test]
     fn floats_convert_with_rounding() {
-        let data: Vec<u8> = [1.5f32, -2.0, 1.0e-3].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let data: Vec<u8> = [1.5f32, -2.0, 1.0e-3]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let out = convert(&data, Dtype::F32, Dtype::BF16).unwrap();
-        let back: Vec<f32> = out.chunks(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+        let back: Vec<f32> = out
+            .chunks(2)
+            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect();
         assert_eq!(back, [1.5, -2.0, bf16::from_f32(1.0e-3).to_f32()]);
         let wide = convert(&out, Dtype::BF16, Dtype::F64).unwrap();
         assert_eq!(f64::from_le_bytes(wide[..8].try_into().unwrap()), 1.5);
@@ -99,7 +116,10 @@ mod tests {
     fn integers_convert_only_when_they_fit() {
         let data: Vec<u8> = [1i32, 300].iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(convert(&data, Dtype::I32, Dtype::I64).unwrap().len(), 16);
-        assert_eq!(convert(&data, Dtype::I32, Dtype::U8).unwrap_err(), "element 1 (300) does not fit");
+        assert_eq!(
+            convert(&data, Dtype::I32, Dtype::U8).unwrap_err(),
+            "element 1 (300) does not fit"
+        );
         let negative = (-1i8).to_le_bytes();
         assert!(convert(&negative, Dtype::I8, Dtype::U32).is_err());
     }

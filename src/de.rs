@@ -48,7 +48,11 @@ impl<'de> Deserializer<'de> {
 
     /// Parses and checks the header of the file in `bytes`.
     pub fn with_options(bytes: &'de [u8], options: Options) -> Result<Self> {
-        Ok(Deserializer { bytes, header: Header::parse(bytes)?, options })
+        Ok(Deserializer {
+            bytes,
+            header: Header::parse(bytes)?,
+            options,
+        })
     }
 
     /// The file's `__metadata__`, if it has one.
@@ -64,8 +68,15 @@ impl<'de> Deserializer<'de> {
     /// Reads the params of type `T`.
     pub fn deserialize<T: Deserialize<'de> + Params>(&self) -> Result<T> {
         let tree = resolve(T::SCHEMA, &self.header, self.options.allow_unknown_keys)?;
-        let ctx = Ctx { bytes: self.bytes, header: &self.header, convert: self.options.convert_dtypes };
-        T::deserialize(NodeDeserializer { node: &tree, ctx: &ctx })
+        let ctx = Ctx {
+            bytes: self.bytes,
+            header: &self.header,
+            convert: self.options.convert_dtypes,
+        };
+        T::deserialize(NodeDeserializer {
+            node: &tree,
+            ctx: &ctx,
+        })
     }
 }
 
@@ -90,26 +101,43 @@ impl<'de> Ctx<'de, '_> {
         let raw = &self.bytes[start..self.header.data_start + entry.end];
         if let Some(rank) = schema.rank {
             if entry.shape.len() != rank {
-                let expected = if rank == 0 { "a scalar (shape [])".to_owned() } else { format!("{rank} dimensions") };
-                return Err(Error::ShapeMismatch { key: entry.key.clone(), expected, found: entry.shape.clone() });
+                let expected = if rank == 0 {
+                    "a scalar (shape [])".to_owned()
+                } else {
+                    format!("{rank} dimensions")
+                };
+                return Err(Error::ShapeMismatch {
+                    key: entry.key.clone(),
+                    expected,
+                    found: entry.shape.clone(),
+                });
             }
         }
         let (dtype, data) = match schema.dtype {
             Some(expected) if expected != entry.dtype => {
                 if !self.convert || !crate::convert::convertible(entry.dtype, expected) {
-                    return Err(Error::DtypeMismatch { key: entry.key.clone(), expected, found: entry.dtype });
+                    return Err(Error::DtypeMismatch {
+                        key: entry.key.clone(),
+                        expected,
+                        found: entry.dtype,
+                    });
                 }
-                let converted = convert(raw, entry.dtype, expected).map_err(|reason| Error::Conversion {
-                    key: entry.key.clone(),
-                    from: entry.dtype,
-                    to: expected,
-                    reason,
-                })?;
+                let converted =
+                    convert(raw, entry.dtype, expected).map_err(|reason| Error::Conversion {
+                        key: entry.key.clone(),
+                        from: entry.dtype,
+                        to: expected,
+                        reason,
+                    })?;
                 (expected, Cow::Owned(converted))
             }
             _ => (entry.dtype, Cow::Borrowed(raw)),
         };
-        Ok(LeafData { dtype, shape: entry.shape.clone(), data })
+        Ok(LeafData {
+            dtype,
+            shape: entry.shape.clone(),
+            data,
+        })
     }
 
     fn key(&self, index: usize) -> &str {
@@ -125,19 +153,29 @@ struct NodeDeserializer<'r, 'de, 'h> {
 
 impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
     fn child(&self, node: &'r Resolved) -> Self {
-        NodeDeserializer { node, ctx: self.ctx }
+        NodeDeserializer {
+            node,
+            ctx: self.ctx,
+        }
     }
 
     fn unexpected(&self, wanted: &str) -> Error {
         let found = match self.node {
-            Resolved::Leaf { entry, .. } => return Error::at(self.ctx.key(*entry), format_args!("the type asks for {wanted} where its schema has a leaf")),
+            Resolved::Leaf { entry, .. } => {
+                return Error::at(
+                    self.ctx.key(*entry),
+                    format_args!("the type asks for {wanted} where its schema has a leaf"),
+                )
+            }
             Resolved::Struct(_) => "a struct",
             Resolved::Seq(_) => "a list",
             Resolved::Map(_) => "a map",
             Resolved::None | Resolved::Some(_) => "an option",
             Resolved::Missing => "a missing leaf",
         };
-        Error::msg(format_args!("the type asks for {wanted} where its schema has {found}"))
+        Error::msg(format_args!(
+            "the type asks for {wanted} where its schema has {found}"
+        ))
     }
 
     /// A 0-d leaf handed to the visitor as the matching Rust primitive.
@@ -147,14 +185,23 @@ impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
         };
         let leaf = self.ctx.leaf(*entry, schema)?;
         if !leaf.shape.is_empty() {
-            return Err(Error::ShapeMismatch { key: self.ctx.key(*entry).to_owned(), expected: "a scalar (shape [])".to_owned(), found: leaf.shape });
+            return Err(Error::ShapeMismatch {
+                key: self.ctx.key(*entry).to_owned(),
+                expected: "a scalar (shape [])".to_owned(),
+                found: leaf.shape,
+            });
         }
         let b = &*leaf.data;
         let result = match leaf.dtype {
             Dtype::BOOL => match b[0] {
                 0 => visitor.visit_bool(false),
                 1 => visitor.visit_bool(true),
-                other => return Err(Error::at(self.ctx.key(*entry), format_args!("{other} is not a valid BOOL"))),
+                other => {
+                    return Err(Error::at(
+                        self.ctx.key(*entry),
+                        format_args!("{other} is not a valid BOOL"),
+                    ))
+                }
             },
             Dtype::U8 => visitor.visit_u8(b[0]),
             Dtype::I8 => visitor.visit_i8(b[0] as i8),
@@ -168,7 +215,12 @@ impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
             Dtype::F64 => visitor.visit_f64(f64::from_le_bytes(b.try_into().expect("8 bytes"))),
             // half's `f16` and `bf16` deserialize as a newtype around their bits.
             Dtype::F16 | Dtype::BF16 => visitor.visit_u16(u16::from_le_bytes([b[0], b[1]])),
-            other => return Err(Error::at(self.ctx.key(*entry), format_args!("{other} scalars are not supported"))),
+            other => {
+                return Err(Error::at(
+                    self.ctx.key(*entry),
+                    format_args!("{other} scalars are not supported"),
+                ))
+            }
         };
         result.map_err(|e: Error| e.with_key(self.ctx.key(*entry)))
     }
@@ -178,7 +230,12 @@ impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
             return Err(self.unexpected("a tensor"));
         };
         let leaf = self.ctx.leaf(*entry, schema)?;
-        visitor.visit_map(TensorAccess { leaf: Some(leaf), field: 0 }).map_err(|e: Error| e.with_key(self.ctx.key(*entry)))
+        visitor
+            .visit_map(TensorAccess {
+                leaf: Some(leaf),
+                field: 0,
+            })
+            .map_err(|e: Error| e.with_key(self.ctx.key(*entry)))
     }
 }
 
@@ -228,11 +285,19 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, _visitor: V) -> Result<V::Value> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _visitor: V,
+    ) -> Result<V::Value> {
         Err(self.unexpected("a unit struct"))
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -240,7 +305,9 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
         match self.node {
             Resolved::Seq(elements) => {
                 let ctx = self.ctx;
-                visitor.visit_seq(SeqDeserializer::new(elements.iter().map(|node| NodeDeserializer { node, ctx })))
+                visitor.visit_seq(SeqDeserializer::new(
+                    elements.iter().map(|node| NodeDeserializer { node, ctx }),
+                ))
             }
             _ => Err(self.unexpected("a list")),
         }
@@ -250,26 +317,43 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
         self.deserialize_seq(visitor)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _name: &'static str, _len: usize, _visitor: V) -> Result<V::Value> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        _visitor: V,
+    ) -> Result<V::Value> {
         Err(self.unexpected("a tuple struct"))
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         let ctx = self.ctx;
         match self.node {
-            Resolved::Map(entries) => visitor.visit_map(de::value::MapDeserializer::new(
-                entries.iter().map(|(name, node)| (MapKeyDeserializer(name), NodeDeserializer { node, ctx })),
-            )),
-            Resolved::Struct(fields) => visitor.visit_map(de::value::MapDeserializer::new(
-                fields.iter().map(|(field, node): &(&'static FieldSchema, Resolved)| {
-                    (BorrowedStrDeserializer::<Error>::new(field.name), NodeDeserializer { node, ctx })
-                }),
-            )),
+            Resolved::Map(entries) => {
+                visitor.visit_map(de::value::MapDeserializer::new(entries.iter().map(
+                    |(name, node)| (MapKeyDeserializer(name), NodeDeserializer { node, ctx }),
+                )))
+            }
+            Resolved::Struct(fields) => {
+                visitor.visit_map(de::value::MapDeserializer::new(fields.iter().map(
+                    |(field, node): &(&'static FieldSchema, Resolved)| {
+                        (
+                            BorrowedStrDeserializer::<Error>::new(field.name),
+                            NodeDeserializer { node, ctx },
+                        )
+                    },
+                )))
+            }
             _ => Err(self.unexpected("a map")),
         }
     }
 
-    fn deserialize_struct<V: Visitor<'de>>(self, name: &'static str, _fields: &'static [&'static str], visitor: V) -> Result<V::Value> {
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
         if name == TENSOR_MAGIC {
             self.tensor(visitor)
         } else {
@@ -280,7 +364,12 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
         }
     }
 
-    fn deserialize_enum<V: Visitor<'de>>(self, _name: &'static str, _variants: &'static [&'static str], _visitor: V) -> Result<V::Value> {
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value> {
         Err(self.unexpected("an enum"))
     }
 
@@ -348,13 +437,17 @@ impl<'de> de::MapAccess<'de> for TensorAccess<'de> {
             2 => FIELD_DATA,
             _ => return Ok(None),
         };
-        seed.deserialize(BorrowedStrDeserializer::new(name)).map(Some)
+        seed.deserialize(BorrowedStrDeserializer::new(name))
+            .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
         let field = self.field;
         self.field += 1;
-        let leaf = self.leaf.as_mut().ok_or_else(|| Error::msg("tensor fields read twice"))?;
+        let leaf = self
+            .leaf
+            .as_mut()
+            .ok_or_else(|| Error::msg("tensor fields read twice"))?;
         match field {
             0 => seed.deserialize(BorrowedStrDeserializer::new(leaf.dtype.name())),
             1 => seed.deserialize(SeqDeserializer::new(leaf.shape.iter().map(|&d| d as u64))),

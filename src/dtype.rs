@@ -202,10 +202,7 @@ mod tests {
         for d in Dtype::all() {
             assert_eq!(d.name().parse::<Dtype>(), Ok(d));
         }
-        assert_eq!(
-            "F31".parse::<Dtype>(),
-            Err(UnknownDtype("F31".to_owned()))
-        );
+        assert_eq!("F31".parse::<Dtype>(), Err(UnknownDtype("F31".to_owned())));
     }
 
     #[test]

@@ -162,7 +162,9 @@ pub enum Error {
 }
 
 fn at(key: &Option<String>) -> String {
-    key.as_ref().map(|k| format!("at `{k}`: ")).unwrap_or_default()
+    key.as_ref()
+        .map(|k| format!("at `{k}`: "))
+        .unwrap_or_default()
 }
 
 struct Quoted<'a>(&'a [String]);
@@ -189,7 +191,12 @@ struct KeyList<'a> {
 impl Display for KeyList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.keys.len();
-        write!(f, "{n} {} key{}: ", self.what, if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{n} {} key{}: ",
+            self.what,
+            if n == 1 { "" } else { "s" }
+        )?;
         for (i, key) in self.keys.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
@@ -205,23 +212,34 @@ impl Display for KeyList<'_> {
 
 impl Error {
     pub(crate) fn msg(msg: impl Display) -> Self {
-        Error::Message { key: None, msg: msg.to_string() }
+        Error::Message {
+            key: None,
+            msg: msg.to_string(),
+        }
     }
 
     pub(crate) fn at(key: impl Into<String>, msg: impl Display) -> Self {
-        Error::Message { key: Some(key.into()), msg: msg.to_string() }
+        Error::Message {
+            key: Some(key.into()),
+            msg: msg.to_string(),
+        }
     }
 
     /// Gives a keyless message the key where it happened.
     pub(crate) fn with_key(self, key: &str) -> Self {
         match self {
-            Error::Message { key: None, msg } => Error::Message { key: Some(key.to_owned()), msg },
+            Error::Message { key: None, msg } => Error::Message {
+                key: Some(key.to_owned()),
+                msg,
+            },
             other => other,
         }
     }
 
     pub(crate) fn header(reason: impl Display) -> Self {
-        Error::InvalidHeader { reason: reason.to_string() }
+        Error::InvalidHeader {
+            reason: reason.to_string(),
+        }
     }
 }
 

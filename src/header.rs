@@ -48,7 +48,11 @@ impl Header {
         // header_len <= MAX_HEADER_LEN, so the cast and the sum cannot overflow.
         let data_start = LEN_BYTES + header_len as usize;
         if bytes.len() < data_start {
-            return Err(Error::Truncated { what: "the header", needed: data_start as u64, found: bytes.len() as u64 });
+            return Err(Error::Truncated {
+                what: "the header",
+                needed: data_start as u64,
+                found: bytes.len() as u64,
+            });
         }
         let header = Self::parse_json(&bytes[LEN_BYTES..data_start], data_start)?;
         header.check_coverage(bytes.len() - data_start)?;
@@ -57,16 +61,22 @@ impl Header {
 
     /// Parses the JSON text of a header; `data_start` is where the data will start.
     pub(crate) fn parse_json(json: &[u8], data_start: usize) -> Result<Header> {
-        let text = std::str::from_utf8(json).map_err(|e| Error::header(format_args!("not UTF-8: {e}")))?;
+        let text =
+            std::str::from_utf8(json).map_err(|e| Error::header(format_args!("not UTF-8: {e}")))?;
         if !text.starts_with('{') {
             return Err(Error::header("does not start with `{`"));
         }
-        let raw: RawHeader = serde_json::from_str(text).map_err(|e| Error::header(format_args!("not a valid header object: {e}")))?;
+        let raw: RawHeader = serde_json::from_str(text)
+            .map_err(|e| Error::header(format_args!("not a valid header object: {e}")))?;
         let mut entries = Vec::with_capacity(raw.entries.len());
         for (key, raw_entry) in raw.entries {
             entries.push(raw_entry.check(key)?);
         }
-        Ok(Header { entries, metadata: raw.metadata, data_start })
+        Ok(Header {
+            entries,
+            metadata: raw.metadata,
+            data_start,
+        })
     }
 
     /// Checks that the entries tile `data_len` bytes exactly.
@@ -79,7 +89,10 @@ impl Header {
                 let reason = if entry.start < covered {
                     format!("`{}` starts at byte {} inside the previous tensor, which ends at {covered}", entry.key, entry.start)
                 } else {
-                    format!("bytes {covered}..{} belong to no tensor (before `{}`)", entry.start, entry.key)
+                    format!(
+                        "bytes {covered}..{} belong to no tensor (before `{}`)",
+                        entry.start, entry.key
+                    )
                 };
                 return Err(Error::InvalidLayout { reason });
             }
@@ -88,7 +101,10 @@ impl Header {
         match covered.cmp(&data_len) {
             std::cmp::Ordering::Equal => Ok(()),
             std::cmp::Ordering::Less => Err(Error::InvalidLayout {
-                reason: format!("{} trailing bytes after the last tensor", data_len - covered),
+                reason: format!(
+                    "{} trailing bytes after the last tensor",
+                    data_len - covered
+                ),
             }),
             std::cmp::Ordering::Greater => Err(Error::Truncated {
                 what: "the tensor data",
@@ -102,14 +118,23 @@ impl Header {
 /// Reads and caps the header length.
 pub(crate) fn read_header_len(bytes: &[u8]) -> Result<u64> {
     let Some(prefix) = bytes.get(..LEN_BYTES) else {
-        return Err(Error::Truncated { what: "the header length", needed: LEN_BYTES as u64, found: bytes.len() as u64 });
+        return Err(Error::Truncated {
+            what: "the header length",
+            needed: LEN_BYTES as u64,
+            found: bytes.len() as u64,
+        });
     };
     let len = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
     if len > MAX_HEADER_LEN {
-        return Err(Error::HeaderTooLarge { len, max: MAX_HEADER_LEN });
+        return Err(Error::HeaderTooLarge {
+            len,
+            max: MAX_HEADER_LEN,
+        });
     }
     if len < 2 {
-        return Err(Error::header(format_args!("length {len} is too small for a JSON object")));
+        return Err(Error::header(format_args!(
+            "length {len} is too small for a JSON object"
+        )));
     }
     Ok(len)
 }
@@ -129,7 +154,10 @@ struct RawEntry {
 
 impl RawEntry {
     fn check(self, key: String) -> Result<Entry> {
-        let invalid = |reason: String| Error::InvalidEntry { key: key.clone(), reason };
+        let invalid = |reason: String| Error::InvalidEntry {
+            key: key.clone(),
+            reason,
+        };
         let dtype: Dtype = self.dtype.parse().map_err(|e| invalid(format!("{e}")))?;
         let shape = self
             .shape
@@ -139,11 +167,19 @@ impl RawEntry {
             .map_err(|_| invalid(format!("shape {:?} does not fit this platform", self.shape)))?;
         let bytes = element_count(&shape)
             .and_then(|n| dtype.byte_len(n))
-            .ok_or_else(|| invalid(format!("shape {shape:?} of {dtype} overflows the address space or splits a byte")))?;
+            .ok_or_else(|| {
+                invalid(format!(
+                    "shape {shape:?} of {dtype} overflows the address space or splits a byte"
+                ))
+            })?;
         let (start, end) = self.data_offsets;
         let (start, end) = match (usize::try_from(start), usize::try_from(end)) {
             (Ok(s), Ok(e)) if s <= e => (s, e),
-            _ => return Err(invalid(format!("data offsets [{start}, {end}] are not a valid range"))),
+            _ => {
+                return Err(invalid(format!(
+                    "data offsets [{start}, {end}] are not a valid range"
+                )))
+            }
         };
         if end - start != bytes {
             return Err(invalid(format!(
@@ -151,7 +187,13 @@ impl RawEntry {
                 end - start
             )));
         }
-        Ok(Entry { key, dtype, shape, start, end })
+        Ok(Entry {
+            key,
+            dtype,
+            shape,
+            start,
+            end,
+        })
     }
 }
 
@@ -179,10 +221,16 @@ impl<'de> Visitor<'de> for RawHeaderVisitor {
                 return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
             }
             if key == METADATA_KEY {
-                let value: MetadataValue = map.next_value().map_err(|e| de::Error::custom(format_args!("`{METADATA_KEY}` must map strings to strings: {e}")))?;
+                let value: MetadataValue = map.next_value().map_err(|e| {
+                    de::Error::custom(format_args!(
+                        "`{METADATA_KEY}` must map strings to strings: {e}"
+                    ))
+                })?;
                 metadata = value.0;
             } else {
-                let entry: RawEntry = map.next_value().map_err(|e| de::Error::custom(format_args!("entry `{key}`: {e}")))?;
+                let entry: RawEntry = map
+                    .next_value()
+                    .map_err(|e| de::Error::custom(format_args!("entry `{key}`: {e}")))?;
                 entries.push((key, entry));
             }
         }
@@ -227,26 +275,48 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    pub(crate) fn new(planned: &[Planned], metadata: Option<&BTreeMap<String, String>>) -> Result<Layout> {
+    pub(crate) fn new(
+        planned: &[Planned],
+        metadata: Option<&BTreeMap<String, String>>,
+    ) -> Result<Layout> {
         let mut order: Vec<usize> = (0..planned.len()).collect();
-        order.sort_by(|&a, &b| planned[b].dtype.cmp(&planned[a].dtype).then_with(|| planned[a].key.cmp(&planned[b].key)));
+        order.sort_by(|&a, &b| {
+            planned[b]
+                .dtype
+                .cmp(&planned[a].dtype)
+                .then_with(|| planned[a].key.cmp(&planned[b].key))
+        });
         let mut offsets = vec![0; planned.len()];
         let mut data_len = 0usize;
         for &i in &order {
             offsets[i] = data_len;
-            data_len = data_len.checked_add(planned[i].len).ok_or_else(|| Error::msg("total tensor size overflows usize"))?;
+            data_len = data_len
+                .checked_add(planned[i].len)
+                .ok_or_else(|| Error::msg("total tensor size overflows usize"))?;
         }
-        let json = serde_json::to_vec(&HeaderJson { planned, order: &order, offsets: &offsets, metadata })
-            .map_err(|e| Error::msg(format_args!("cannot write the header: {e}")))?;
+        let json = serde_json::to_vec(&HeaderJson {
+            planned,
+            order: &order,
+            offsets: &offsets,
+            metadata,
+        })
+        .map_err(|e| Error::msg(format_args!("cannot write the header: {e}")))?;
         let padded = json.len().next_multiple_of(LEN_BYTES);
         if padded as u64 > MAX_HEADER_LEN {
-            return Err(Error::HeaderTooLarge { len: padded as u64, max: MAX_HEADER_LEN });
+            return Err(Error::HeaderTooLarge {
+                len: padded as u64,
+                max: MAX_HEADER_LEN,
+            });
         }
         let mut head = Vec::with_capacity(LEN_BYTES + padded);
         head.extend_from_slice(&(padded as u64).to_le_bytes());
         head.extend_from_slice(&json);
         head.resize(LEN_BYTES + padded, b' ');
-        Ok(Layout { head, offsets, data_len })
+        Ok(Layout {
+            head,
+            offsets,
+            data_len,
+        })
     }
 
     /// The size of the whole file.
@@ -264,13 +334,22 @@ struct HeaderJson<'a> {
 
 impl Serialize for HeaderJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.order.len() + usize::from(self.metadata.is_some())))?;
+        let mut map = serializer.serialize_map(Some(
+            self.order.len() + usize::from(self.metadata.is_some()),
+        ))?;
         if let Some(metadata) = self.metadata {
             map.serialize_entry(METADATA_KEY, metadata)?;
         }
         for &i in self.order {
             let p = &self.planned[i];
-            map.serialize_entry(&p.key, &EntryJson { dtype: p.dtype, shape: &p.shape, data_offsets: (self.offsets[i], self.offsets[i] + p.len) })?;
+            map.serialize_entry(
+                &p.key,
+                &EntryJson {
+                    dtype: p.dtype,
+                    shape: &p.shape,
+                    data_offsets: (self.offsets[i], self.offsets[i] + p.len),
+                },
+            )?;
         }
         map.end()
     }

@@ -92,7 +92,9 @@ impl Cursor {
     /// The separator before a named child (a field or a map entry) of this node.
     fn separator(&self, child_is_leafy: bool, join: Option<Join>) -> &'static str {
         match self.style {
-            Style::Haiku if !child_is_leafy && !self.haiku_top => join.unwrap_or(Join::Tilde).separator(),
+            Style::Haiku if !child_is_leafy && !self.haiku_top => {
+                join.unwrap_or(Join::Tilde).separator()
+            }
             _ => ".",
         }
     }
@@ -100,7 +102,11 @@ impl Cursor {
     /// Steps from a struct into one of its fields.
     pub(crate) fn field(&self, field: &FieldSchema, child_is_leafy: bool) -> Cursor {
         Cursor {
-            key: join(&self.key, self.separator(child_is_leafy, field.join), field.name),
+            key: join(
+                &self.key,
+                self.separator(child_is_leafy, field.join),
+                field.name,
+            ),
             join: field.join,
             var: field.var,
             list_class: field.class,
@@ -134,7 +140,10 @@ impl Cursor {
     /// Steps from a list (after [`Cursor::enter_list`]) into element `index`.
     pub(crate) fn element(&self, index: usize) -> Cursor {
         let (before, after) = self.element_affixes();
-        Cursor { key: format!("{before}{index}{after}"), ..self.clone() }
+        Cursor {
+            key: format!("{before}{index}{after}"),
+            ..self.clone()
+        }
     }
 
     /// What comes before an entry name of this map node.
@@ -144,7 +153,10 @@ impl Cursor {
 
     /// Steps from a map keyed by names into the entry `name`.
     pub(crate) fn entry(&self, name: &str, child_is_leafy: bool) -> Cursor {
-        Cursor { key: join(&self.key, self.separator(child_is_leafy, self.join), name), ..self.clone() }
+        Cursor {
+            key: join(&self.key, self.separator(child_is_leafy, self.join), name),
+            ..self.clone()
+        }
     }
 
     /// Where an entry name read from a file ends, for a map whose values are not leaves: at the
@@ -155,13 +167,21 @@ impl Cursor {
             Style::Haiku => &[".", "/"],
             Style::Objax => &[".", "(", "[", "::"],
         };
-        stops.iter().filter_map(|s| rest.find(s)).min().unwrap_or(rest.len())
+        stops
+            .iter()
+            .filter_map(|s| rest.find(s))
+            .min()
+            .unwrap_or(rest.len())
     }
 
     /// The full key of a leaf at this node.
     pub(crate) fn leaf_key(&self) -> String {
         if self.style == Style::Objax {
-            format!("{}::{}", self.key, self.var.unwrap_or(ObjaxVar::TrainVar).name())
+            format!(
+                "{}::{}",
+                self.key,
+                self.var.unwrap_or(ObjaxVar::TrainVar).name()
+            )
         } else {
             self.key.clone()
         }
@@ -193,11 +213,23 @@ mod tests {
     }
 
     const fn field(name: &'static str) -> FieldSchema {
-        FieldSchema { name, schema: leaf, optional: false, join: None, var: None, class: None }
+        FieldSchema {
+            name,
+            schema: leaf,
+            optional: false,
+            join: None,
+            var: None,
+            class: None,
+        }
     }
 
     const fn strukt(name: &'static str, style: Option<Style>) -> StructSchema {
-        StructSchema { name, style, class: None, fields: &[] }
+        StructSchema {
+            name,
+            style,
+            class: None,
+            fields: &[],
+        }
     }
 
     #[test]
@@ -205,7 +237,10 @@ mod tests {
         let root = Cursor::root().enter_struct(&strukt("Root", None));
         let layers = root.field(&field("layers"), false).enter_list().element(1);
         let dense = layers.enter_struct(&strukt("Dense", None));
-        assert_eq!(dense.field(&field("kernel"), true).leaf_key(), "layers_1.kernel");
+        assert_eq!(
+            dense.field(&field("kernel"), true).leaf_key(),
+            "layers_1.kernel"
+        );
     }
 
     #[test]
@@ -213,19 +248,41 @@ mod tests {
         let root = Cursor::root().enter_struct(&strukt("M", Some(Style::Nnx)));
         let layers = root.field(&field("layers"), false).enter_list().element(0);
         let linear = layers.enter_struct(&strukt("Linear", None));
-        assert_eq!(linear.field(&field("kernel"), true).leaf_key(), "layers.0.kernel");
+        assert_eq!(
+            linear.field(&field("kernel"), true).leaf_key(),
+            "layers.0.kernel"
+        );
     }
 
     #[test]
     fn haiku_top_struct_is_the_params_dict() {
         let ckpt = Cursor::root().enter_struct(&strukt("Checkpoint", None));
-        let params = ckpt.field(&field("params"), false).enter_struct(&strukt("HkParams", Some(Style::Haiku)));
-        let mlp = params.field(&field("mlp"), false).enter_struct(&strukt("Mlp", None));
-        let linear = mlp.field(&field("linear"), false).enter_list().element(0).enter_struct(&strukt("Linear", None));
-        assert_eq!(linear.field(&field("w"), true).leaf_key(), "params.mlp/~/linear_0.w");
-        let inner = FieldSchema { join: Some(Join::Slash), ..field("inner") };
-        let nested = mlp.field(&inner, false).enter_struct(&strukt("Linear", None));
-        assert_eq!(nested.field(&field("b"), true).leaf_key(), "params.mlp/inner.b");
+        let params = ckpt
+            .field(&field("params"), false)
+            .enter_struct(&strukt("HkParams", Some(Style::Haiku)));
+        let mlp = params
+            .field(&field("mlp"), false)
+            .enter_struct(&strukt("Mlp", None));
+        let linear = mlp
+            .field(&field("linear"), false)
+            .enter_list()
+            .element(0)
+            .enter_struct(&strukt("Linear", None));
+        assert_eq!(
+            linear.field(&field("w"), true).leaf_key(),
+            "params.mlp/~/linear_0.w"
+        );
+        let inner = FieldSchema {
+            join: Some(Join::Slash),
+            ..field("inner")
+        };
+        let nested = mlp
+            .field(&inner, false)
+            .enter_struct(&strukt("Linear", None));
+        assert_eq!(
+            nested.field(&field("b"), true).leaf_key(),
+            "params.mlp/inner.b"
+        );
     }
 
     #[test]
@@ -233,10 +290,25 @@ mod tests {
         let mlp = Cursor::root().enter_struct(&strukt("MLP", Some(Style::Objax)));
         let seq = mlp.field(&field("seq"), false).enter_list().element(2);
         let linear = seq.enter_struct(&strukt("Linear", None));
-        assert_eq!(linear.field(&field("w"), true).leaf_key(), "(MLP).seq(Sequential)[2](Linear).w::TrainVar");
-        let state = FieldSchema { var: Some(ObjaxVar::StateVar), ..field("running_mean") };
-        assert_eq!(mlp.field(&state, true).leaf_key(), "(MLP).running_mean::StateVar");
-        let ml = FieldSchema { class: Some("ModuleList"), ..field("ml") };
-        assert_eq!(mlp.field(&ml, false).enter_list().element(0).key(), "(MLP).ml(ModuleList)[0]");
+        assert_eq!(
+            linear.field(&field("w"), true).leaf_key(),
+            "(MLP).seq(Sequential)[2](Linear).w::TrainVar"
+        );
+        let state = FieldSchema {
+            var: Some(ObjaxVar::StateVar),
+            ..field("running_mean")
+        };
+        assert_eq!(
+            mlp.field(&state, true).leaf_key(),
+            "(MLP).running_mean::StateVar"
+        );
+        let ml = FieldSchema {
+            class: Some("ModuleList"),
+            ..field("ml")
+        };
+        assert_eq!(
+            mlp.field(&ml, false).enter_list().element(0).key(),
+            "(MLP).ml(ModuleList)[0]"
+        );
     }
 }

@@ -13,7 +13,7 @@ use crate::schema::{MapKey, MapSchema, Schema, SeqSchema};
 /// marks in [`Params::SCHEMA`], which the serializer and the deserializer follow.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a safejax param type",
-    label = "`{Self}` cannot be a field of a param struct",
+    label = "`{Self}` is not a param type",
     note = "param fields are tensors (`Tensor<T>`, `TensorView<'a, T>`), scalars (`f32`, `i32`, `bf16`, ...), \
             structs with `#[derive(Params)]`, or `Vec`, `Option`, `Box`, arrays and maps of those"
 )]

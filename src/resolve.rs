@@ -17,7 +17,10 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub(crate) enum Resolved {
     /// A leaf and the index of its header entry.
-    Leaf { entry: usize, schema: &'static LeafSchema },
+    Leaf {
+        entry: usize,
+        schema: &'static LeafSchema,
+    },
     /// The struct's fields that are present, in declaration order.
     Struct(Vec<(&'static FieldSchema, Resolved)>),
     Seq(Vec<Resolved>),
@@ -41,8 +44,17 @@ struct Resolver<'h> {
 
 /// Matches `schema` against `header`. Unless `allow_unknown`, entries the type does not take are an
 /// error.
-pub(crate) fn resolve(schema: &'static Schema, header: &Header, allow_unknown: bool) -> Result<Resolved> {
-    let index = header.entries.iter().enumerate().map(|(i, e)| (e.key.as_str(), i)).collect();
+pub(crate) fn resolve(
+    schema: &'static Schema,
+    header: &Header,
+    allow_unknown: bool,
+) -> Result<Resolved> {
+    let index = header
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.key.as_str(), i))
+        .collect();
     let mut resolver = Resolver {
         header,
         index,
@@ -83,8 +95,10 @@ impl<'h> Resolver<'h> {
                             .indices(&list)
                             .into_iter()
                             .filter_map(|i| {
-                                let (found, node, missing) = self.probe(|r| r.node(value, &list.element(i)));
-                                self.keep_if_found(found, missing).then(|| (i.to_string(), node))
+                                let (found, node, missing) =
+                                    self.probe(|r| r.node(value, &list.element(i)));
+                                self.keep_if_found(found, missing)
+                                    .then(|| (i.to_string(), node))
                             })
                             .collect();
                         Resolved::Map(entries)
@@ -96,7 +110,10 @@ impl<'h> Resolver<'h> {
 
     fn leaf(&mut self, schema: &'static LeafSchema, cursor: &Cursor) -> Resolved {
         let key = cursor.leaf_key();
-        let entry = self.index.get(key.as_str()).or_else(|| cursor.leaf_key_fallback().and_then(|k| self.index.get(k)));
+        let entry = self
+            .index
+            .get(key.as_str())
+            .or_else(|| cursor.leaf_key_fallback().and_then(|k| self.index.get(k)));
         match entry {
             Some(&entry) if !self.claimed[entry] => {
                 self.claimed[entry] = true;
@@ -128,7 +145,8 @@ impl<'h> Resolver<'h> {
                     continue;
                 }
                 if !missing.is_empty() {
-                    self.partly_present.push((child_cursor.key().to_owned(), missing));
+                    self.partly_present
+                        .push((child_cursor.key().to_owned(), missing));
                 }
                 fields.push((field, node));
             } else {
@@ -145,7 +163,11 @@ impl<'h> Resolver<'h> {
             Some(n) => n,
             None => self.indices(&list).last().map_or(0, |&i| i + 1),
         };
-        Resolved::Seq((0..len).map(|i| self.node(element, &list.element(i))).collect())
+        Resolved::Seq(
+            (0..len)
+                .map(|i| self.node(element, &list.element(i)))
+                .collect(),
+        )
     }
 
     /// The indices that the file's keys show for a list, ascending. An index beyond the number of
@@ -155,7 +177,11 @@ impl<'h> Resolver<'h> {
     fn indices(&self, list: &Cursor) -> Vec<usize> {
         let (before, after) = list.element_affixes();
         let mut found = Vec::new();
-        for (key, _) in self.index.range::<str, _>((Bound::Included(before.as_str()), Bound::Unbounded)).take_while(|(k, _)| k.starts_with(&before)) {
+        for (key, _) in self
+            .index
+            .range::<str, _>((Bound::Included(before.as_str()), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&before))
+        {
             let rest = &key[before.len()..];
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
             if digits == 0 || !rest[digits..].starts_with(after) {
@@ -206,7 +232,10 @@ impl<'h> Resolver<'h> {
 
     /// Runs `walk` and reports how many entries it took, its result, and the keys it found missing
     /// (which are taken back out of the missing list, for the caller to judge).
-    fn probe(&mut self, walk: impl FnOnce(&mut Self) -> Resolved) -> (usize, Resolved, Vec<String>) {
+    fn probe(
+        &mut self,
+        walk: impl FnOnce(&mut Self) -> Resolved,
+    ) -> (usize, Resolved, Vec<String>) {
         let (found_before, missing_before) = (self.found, self.missing.len());
         let node = walk(self);
         let missing = self.missing.split_off(missing_before);
@@ -236,8 +265,15 @@ impl<'h> Resolver<'h> {
             .map(|(e, _)| e.key.as_str())
             .collect();
         if !self.missing.is_empty() {
-            let hints = self.missing.iter().map(|k| nearest(k, unknown.iter().copied())).collect();
-            return Err(Error::MissingKeys { keys: self.missing, hints });
+            let hints = self
+                .missing
+                .iter()
+                .map(|k| nearest(k, unknown.iter().copied()))
+                .collect();
+            return Err(Error::MissingKeys {
+                keys: self.missing,
+                hints,
+            });
         }
         if !unknown.is_empty() && !allow_unknown {
             let expected: Vec<&str> = self
@@ -248,8 +284,14 @@ impl<'h> Resolver<'h> {
                 .filter(|(_, &claimed)| claimed)
                 .map(|(e, _)| e.key.as_str())
                 .collect();
-            let hints = unknown.iter().map(|k| nearest(k, expected.iter().copied())).collect();
-            return Err(Error::UnknownKeys { keys: unknown.into_iter().map(str::to_owned).collect(), hints });
+            let hints = unknown
+                .iter()
+                .map(|k| nearest(k, expected.iter().copied()))
+                .collect();
+            return Err(Error::UnknownKeys {
+                keys: unknown.into_iter().map(str::to_owned).collect(),
+                hints,
+            });
         }
         Ok(())
     }
@@ -276,7 +318,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
             diagonal = above;
         }
     }
@@ -298,7 +342,10 @@ mod tests {
     #[test]
     fn suggestions_are_near_misses_only() {
         let keys = ["params.Dense_0.kernel", "params.Dense_0.bias"];
-        assert_eq!(nearest("params.dense_0.kernel", keys.into_iter()).as_deref(), Some("params.Dense_0.kernel"));
+        assert_eq!(
+            nearest("params.dense_0.kernel", keys.into_iter()).as_deref(),
+            Some("params.Dense_0.kernel")
+        );
         assert_eq!(nearest("batch_stats.mean", keys.into_iter()), None);
     }
 }

@@ -50,11 +50,18 @@ pub struct Serializer<F> {
 impl<F: FnMut(LeafRef<'_>) -> Result<()>> Serializer<F> {
     /// A serializer for params of type `T`, calling `sink` with each leaf.
     pub fn new<T: Params + ?Sized>(sink: F) -> Self {
-        Serializer { schema: T::SCHEMA, sink }
+        Serializer {
+            schema: T::SCHEMA,
+            sink,
+        }
     }
 
     fn root(&mut self) -> NodeSerializer<'_> {
-        NodeSerializer { sink: &mut self.sink, schema: self.schema, cursor: Cursor::root() }
+        NodeSerializer {
+            sink: &mut self.sink,
+            schema: self.schema,
+            cursor: Cursor::root(),
+        }
     }
 }
 
@@ -69,7 +76,11 @@ struct NodeSerializer<'s> {
 
 impl<'s> NodeSerializer<'s> {
     fn child(&mut self, schema: &'static Schema, cursor: Cursor) -> NodeSerializer<'_> {
-        NodeSerializer { sink: &mut *self.sink, schema, cursor }
+        NodeSerializer {
+            sink: &mut *self.sink,
+            schema,
+            cursor,
+        }
     }
 
     fn mismatch(&self, found: &str) -> Error {
@@ -82,7 +93,9 @@ impl<'s> NodeSerializer<'s> {
         };
         Error::at(
             self.cursor.key(),
-            format_args!("the value serializes as {found}, but its Params schema expects {expected}"),
+            format_args!(
+                "the value serializes as {found}, but its Params schema expects {expected}"
+            ),
         )
     }
 
@@ -95,7 +108,12 @@ impl<'s> NodeSerializer<'s> {
 
     fn emit(&mut self, dtype: Dtype, shape: &[usize], data: &[u8]) -> Result<()> {
         let key = self.cursor.leaf_key();
-        (self.sink)(LeafRef { key: &key, dtype, shape, data })
+        (self.sink)(LeafRef {
+            key: &key,
+            dtype,
+            shape,
+            data,
+        })
     }
 
     /// A scalar leaf: encoded in the dtype the schema names (half floats arrive as their bits).
@@ -104,7 +122,10 @@ impl<'s> NodeSerializer<'s> {
         let dtype = leaf.dtype.unwrap_or(natural);
         let mut buf = [0u8; 8];
         let len = value.encode(dtype, &mut buf).ok_or_else(|| {
-            Error::at(self.cursor.leaf_key(), format_args!("a {natural} scalar does not fit the leaf's dtype {dtype}"))
+            Error::at(
+                self.cursor.leaf_key(),
+                format_args!("a {natural} scalar does not fit the leaf's dtype {dtype}"),
+            )
         })?;
         self.emit(dtype, &[], &buf[..len])
     }
@@ -228,12 +249,22 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
         }
     }
 
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _name: &'static str, value: &T) -> Result<()> {
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<()> {
         // Newtypes (and half's floats, a newtype around their bits) are transparent.
         value.serialize(self)
     }
 
-    fn serialize_newtype_variant<T: ?Sized + Serialize>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> Result<()> {
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<()> {
         Err(self.mismatch("an enum"))
     }
 
@@ -242,10 +273,18 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
             Schema::Seq(seq) => {
                 if let (Some(expected), Some(found)) = (seq.len, len) {
                     if expected != found {
-                        return Err(Error::at(self.cursor.key(), format_args!("expected {expected} elements, found {found}")));
+                        return Err(Error::at(
+                            self.cursor.key(),
+                            format_args!("expected {expected} elements, found {found}"),
+                        ));
                     }
                 }
-                Ok(ListSerializer { cursor: self.cursor.enter_list(), element: (seq.element)(), index: 0, sink: self.sink })
+                Ok(ListSerializer {
+                    cursor: self.cursor.enter_list(),
+                    element: (seq.element)(),
+                    index: 0,
+                    sink: self.sink,
+                })
             }
             _ => Err(self.mismatch("a list")),
         }
@@ -255,11 +294,21 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
         self.serialize_seq(Some(len))
     }
 
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct> {
         Err(self.mismatch("a tuple struct"))
     }
 
-    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant> {
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant> {
         Err(self.mismatch("an enum"))
     }
 
@@ -271,7 +320,13 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
                     MapKey::Name => self.cursor,
                     MapKey::Index => self.cursor.enter_list(),
                 };
-                Ok(MapSerializer { cursor, value, key_kind: map.key, pending: None, sink: self.sink })
+                Ok(MapSerializer {
+                    cursor,
+                    value,
+                    key_kind: map.key,
+                    pending: None,
+                    sink: self.sink,
+                })
             }
             _ => Err(self.mismatch("a map")),
         }
@@ -280,18 +335,35 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
     fn serialize_struct(self, name: &'static str, _len: usize) -> Result<StructSerializer<'s>> {
         if name == TENSOR_MAGIC {
             let leaf = self.leaf_schema("a tensor")?;
-            return Ok(StructSerializer(StructState::Tensor(TensorSerializer { node: self, leaf, dtype: None, shape: None, emitted: false })));
+            return Ok(StructSerializer(StructState::Tensor(TensorSerializer {
+                node: self,
+                leaf,
+                dtype: None,
+                shape: None,
+                emitted: false,
+            })));
         }
         match self.schema {
             Schema::Struct(schema) => {
                 let cursor = self.cursor.enter_struct(schema);
-                Ok(StructSerializer(StructState::Params { schema, cursor, next_field: 0, sink: self.sink }))
+                Ok(StructSerializer(StructState::Params {
+                    schema,
+                    cursor,
+                    next_field: 0,
+                    sink: self.sink,
+                }))
             }
             _ => Err(self.mismatch(&format!("struct `{name}`"))),
         }
     }
 
-    fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant> {
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant> {
         Err(self.mismatch("an enum"))
     }
 }
@@ -311,7 +383,11 @@ impl ser::SerializeSeq for ListSerializer<'_> {
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
         let cursor = self.cursor.element(self.index);
         self.index += 1;
-        value.serialize(NodeSerializer { sink: &mut *self.sink, schema: self.element, cursor })
+        value.serialize(NodeSerializer {
+            sink: &mut *self.sink,
+            schema: self.element,
+            cursor,
+        })
     }
 
     fn end(self) -> Result<()> {
@@ -351,15 +427,27 @@ impl ser::SerializeMap for MapSerializer<'_> {
     }
 
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
-        let name = self.pending.take().ok_or_else(|| Error::msg("map value without a key"))?;
+        let name = self
+            .pending
+            .take()
+            .ok_or_else(|| Error::msg("map value without a key"))?;
         let cursor = match self.key_kind {
             MapKey::Name => self.cursor.entry(&name, self.value.is_leafy()),
             MapKey::Index => {
-                let index = name.parse().map_err(|_| Error::at(self.cursor.key(), format_args!("map key `{name}` is not a list index")))?;
+                let index = name.parse().map_err(|_| {
+                    Error::at(
+                        self.cursor.key(),
+                        format_args!("map key `{name}` is not a list index"),
+                    )
+                })?;
                 self.cursor.element(index)
             }
         };
-        value.serialize(NodeSerializer { sink: &mut *self.sink, schema: self.value, cursor })
+        value.serialize(NodeSerializer {
+            sink: &mut *self.sink,
+            schema: self.value,
+            cursor,
+        })
     }
 
     fn end(self) -> Result<()> {
@@ -371,7 +459,12 @@ impl ser::SerializeMap for MapSerializer<'_> {
 pub struct StructSerializer<'s>(StructState<'s>);
 
 enum StructState<'s> {
-    Params { sink: &'s mut Sink<'s>, schema: &'static StructSchema, cursor: Cursor, next_field: usize },
+    Params {
+        sink: &'s mut Sink<'s>,
+        schema: &'static StructSchema,
+        cursor: Cursor,
+        next_field: usize,
+    },
     Tensor(TensorSerializer<'s>),
 }
 
@@ -379,22 +472,41 @@ impl ser::SerializeStruct for StructSerializer<'_> {
     type Ok = ();
     type Error = Error;
 
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, name: &'static str, value: &T) -> Result<()> {
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<()> {
         match &mut self.0 {
-            StructState::Params { sink, schema, cursor, next_field } => {
+            StructState::Params {
+                sink,
+                schema,
+                cursor,
+                next_field,
+            } => {
                 // Fields come in declaration order, some perhaps skipped: look ahead from the last.
                 let fields = schema.fields;
                 let index = (*next_field..fields.len())
                     .chain(0..*next_field)
                     .find(|&i| fields[i].name == name)
                     .ok_or_else(|| {
-                        Error::at(cursor.key(), format_args!("field `{name}` of `{}` is not in its Params schema", schema.name))
+                        Error::at(
+                            cursor.key(),
+                            format_args!(
+                                "field `{name}` of `{}` is not in its Params schema",
+                                schema.name
+                            ),
+                        )
                     })?;
                 *next_field = index + 1;
                 let field = &fields[index];
                 let child = (field.schema)();
                 let cursor = cursor.field(field, child.is_leafy());
-                value.serialize(NodeSerializer { sink: &mut **sink, schema: child, cursor })
+                value.serialize(NodeSerializer {
+                    sink: &mut **sink,
+                    schema: child,
+                    cursor,
+                })
             }
             StructState::Tensor(tensor) => tensor.field(name, value),
         }
@@ -404,7 +516,10 @@ impl ser::SerializeStruct for StructSerializer<'_> {
         match self.0 {
             StructState::Params { .. } => Ok(()),
             StructState::Tensor(tensor) if tensor.emitted => Ok(()),
-            StructState::Tensor(tensor) => Err(Error::at(tensor.node.cursor.leaf_key(), "a tensor without data")),
+            StructState::Tensor(tensor) => Err(Error::at(
+                tensor.node.cursor.leaf_key(),
+                "a tensor without data",
+            )),
         }
     }
 }
@@ -421,13 +536,19 @@ struct TensorSerializer<'s> {
 impl TensorSerializer<'_> {
     fn emit(&mut self, data: &[u8]) -> Result<()> {
         let (Some(dtype), Some(shape)) = (self.dtype, self.shape.as_deref()) else {
-            return Err(Error::at(self.node.cursor.leaf_key(), "tensor data before its dtype and shape"));
+            return Err(Error::at(
+                self.node.cursor.leaf_key(),
+                "tensor data before its dtype and shape",
+            ));
         };
         let expected = element_count(shape).and_then(|n| dtype.byte_len(n));
         if expected != Some(data.len()) {
             return Err(Error::at(
                 self.node.cursor.leaf_key(),
-                format_args!("{dtype} shape {shape:?} does not match {} bytes of data", data.len()),
+                format_args!(
+                    "{dtype} shape {shape:?} does not match {} bytes of data",
+                    data.len()
+                ),
             ));
         }
         if let Some(rank) = self.leaf.rank {
@@ -440,7 +561,12 @@ impl TensorSerializer<'_> {
             }
         }
         let key = self.node.cursor.leaf_key();
-        (self.node.sink)(LeafRef { key: &key, dtype, shape, data })?;
+        (self.node.sink)(LeafRef {
+            key: &key,
+            dtype,
+            shape,
+            data,
+        })?;
         self.emitted = true;
         Ok(())
     }
@@ -448,17 +574,29 @@ impl TensorSerializer<'_> {
     fn field<T: ?Sized + Serialize>(&mut self, name: &str, value: &T) -> Result<()> {
         match name {
             FIELD_DTYPE => {
-                let dtype = value.serialize(StrCapture)?.parse::<Dtype>().map_err(|e| Error::at(self.node.cursor.leaf_key(), e))?;
+                let dtype = value
+                    .serialize(StrCapture)?
+                    .parse::<Dtype>()
+                    .map_err(|e| Error::at(self.node.cursor.leaf_key(), e))?;
                 if let Some(expected) = self.leaf.dtype {
                     if expected != dtype {
-                        return Err(Error::DtypeMismatch { key: self.node.cursor.leaf_key(), expected, found: dtype });
+                        return Err(Error::DtypeMismatch {
+                            key: self.node.cursor.leaf_key(),
+                            expected,
+                            found: dtype,
+                        });
                     }
                 }
                 self.dtype = Some(dtype);
             }
             FIELD_SHAPE => self.shape = Some(value.serialize(ShapeCapture::default())?),
             FIELD_DATA => value.serialize(DataEmitter { tensor: self })?,
-            other => return Err(Error::at(self.node.cursor.leaf_key(), format_args!("unknown tensor field `{other}`"))),
+            other => {
+                return Err(Error::at(
+                    self.node.cursor.leaf_key(),
+                    format_args!("unknown tensor field `{other}`"),
+                ))
+            }
         }
         Ok(())
     }
@@ -496,19 +634,39 @@ macro_rules! reject_compound {
         fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Self::Ok> {
             Err(Error::msg(concat!("expected ", $what)))
         }
-        fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, value: &T) -> Result<Self::Ok> {
+        fn serialize_newtype_struct<T: ?Sized + Serialize>(
+            self,
+            _: &'static str,
+            value: &T,
+        ) -> Result<Self::Ok> {
             value.serialize(self)
         }
-        fn serialize_newtype_variant<T: ?Sized + Serialize>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> Result<Self::Ok> {
+        fn serialize_newtype_variant<T: ?Sized + Serialize>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<Self::Ok> {
             Err(Error::msg(concat!("expected ", $what)))
         }
         fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
             Err(Error::msg(concat!("expected ", $what)))
         }
-        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
+        fn serialize_tuple_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleStruct> {
             Err(Error::msg(concat!("expected ", $what)))
         }
-        fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant> {
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleVariant> {
             Err(Error::msg(concat!("expected ", $what)))
         }
         fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
@@ -517,7 +675,13 @@ macro_rules! reject_compound {
         fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
             Err(Error::msg(concat!("expected ", $what)))
         }
-        fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant> {
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStructVariant> {
             Err(Error::msg(concat!("expected ", $what)))
         }
     };
@@ -531,7 +695,16 @@ impl ser::Serializer for MapKeySerializer {
     fn serialize_str(self, v: &str) -> Result<String> {
         Ok(v.to_owned())
     }
-    capture_int!(serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64));
+    capture_int!(
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64)
+    );
     reject!("a string or integer map key"; serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
     fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
         Err(Error::msg("expected a string or integer map key"))
@@ -592,24 +765,46 @@ impl ser::Serializer for ShapeCapture {
     type SerializeStructVariant = Impossible<Vec<usize>, Error>;
 
     fn serialize_seq(self, len: Option<usize>) -> Result<Self> {
-        Ok(ShapeCapture { dims: Vec::with_capacity(len.unwrap_or(0)) })
+        Ok(ShapeCapture {
+            dims: Vec::with_capacity(len.unwrap_or(0)),
+        })
     }
     fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Vec<usize>> {
         Err(Error::msg("expected a shape"))
     }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, value: &T) -> Result<Vec<usize>> {
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<Vec<usize>> {
         value.serialize(self)
     }
-    fn serialize_newtype_variant<T: ?Sized + Serialize>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> Result<Vec<usize>> {
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<Vec<usize>> {
         Err(Error::msg("expected a shape"))
     }
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
         Err(Error::msg("expected a shape"))
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct> {
         Err(Error::msg("expected a shape"))
     }
-    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant> {
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant> {
         Err(Error::msg("expected a shape"))
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
@@ -618,7 +813,13 @@ impl ser::Serializer for ShapeCapture {
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
         Err(Error::msg("expected a shape"))
     }
-    fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant> {
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant> {
         Err(Error::msg("expected a shape"))
     }
     reject!("a shape"; serialize_str(&str), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
@@ -630,7 +831,10 @@ impl ser::SerializeSeq for ShapeCapture {
 
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
         let dim = value.serialize(MapKeySerializer)?;
-        self.dims.push(dim.parse().map_err(|_| Error::msg(format_args!("shape dimension `{dim}` is not a size")))?);
+        self.dims.push(
+            dim.parse()
+                .map_err(|_| Error::msg(format_args!("shape dimension `{dim}` is not a size")))?,
+        );
         Ok(())
     }
 
@@ -690,11 +894,22 @@ impl<'a, F: FnMut(LeafRef<'_>) -> Result<()> + 'a> ser::Serializer for &'a mut S
         self.root().serialize_some(value)
     }
 
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, name: &'static str, value: &T) -> Result<()> {
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<()> {
         self.root().serialize_newtype_struct(name, value)
     }
 
-    fn serialize_newtype_variant<T: ?Sized + Serialize>(self, name: &'static str, index: u32, variant: &'static str, value: &T) -> Result<()> {
-        self.root().serialize_newtype_variant(name, index, variant, value)
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<()> {
+        self.root()
+            .serialize_newtype_variant(name, index, variant, value)
     }
 }

@@ -55,7 +55,10 @@ impl<T: Element> Tensor<T> {
 
     /// A 0-d tensor holding one value.
     pub fn scalar(value: T) -> Self {
-        Tensor { shape: Vec::new(), data: vec![value] }
+        Tensor {
+            shape: Vec::new(),
+            data: vec![value],
+        }
     }
 
     /// A tensor of `shape` filled with `T::default()` (zero, or `false`).
@@ -65,7 +68,10 @@ impl<T: Element> Tensor<T> {
             expected: usize::MAX,
             found: 0,
         })?;
-        Ok(Tensor { shape, data: vec![T::default(); n] })
+        Ok(Tensor {
+            shape,
+            data: vec![T::default(); n],
+        })
     }
 
     /// The dimensions.
@@ -110,7 +116,10 @@ impl<T: Element> Tensor<T> {
 
     /// A view borrowing this tensor.
     pub fn view(&self) -> TensorView<'_, T> {
-        TensorView { shape: self.shape.clone(), data: Cow::Borrowed(&self.data) }
+        TensorView {
+            shape: self.shape.clone(),
+            data: Cow::Borrowed(&self.data),
+        }
     }
 }
 
@@ -128,7 +137,10 @@ impl<'a, T: Element> TensorView<'a, T> {
     /// A view of `data` with `shape`; an error when their sizes disagree.
     pub fn new(shape: Vec<usize>, data: &'a [T]) -> Result<Self> {
         check_len(&shape, data.len())?;
-        Ok(TensorView { shape, data: Cow::Borrowed(data) })
+        Ok(TensorView {
+            shape,
+            data: Cow::Borrowed(data),
+        })
     }
 
     /// The dimensions.
@@ -163,7 +175,10 @@ impl<'a, T: Element> TensorView<'a, T> {
 
     /// An owned tensor, copying only when the data is borrowed.
     pub fn into_tensor(self) -> Tensor<T> {
-        Tensor { shape: self.shape, data: self.data.into_owned() }
+        Tensor {
+            shape: self.shape,
+            data: self.data.into_owned(),
+        }
     }
 }
 
@@ -173,7 +188,13 @@ impl<T: Element> From<TensorView<'_, T>> for Tensor<T> {
     }
 }
 
-fn debug_tensor<T: fmt::Debug>(f: &mut fmt::Formatter<'_>, name: &str, dtype: Dtype, shape: &[usize], data: &[T]) -> fmt::Result {
+fn debug_tensor<T: fmt::Debug>(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+    data: &[T],
+) -> fmt::Result {
     const SHOWN: usize = 8;
     write!(f, "{name}<{dtype}>{shape:?} ")?;
     let mut list = f.debug_list();
@@ -207,7 +228,11 @@ impl Serialize for RawBytes<'_> {
     }
 }
 
-pub(crate) fn serialize_tensor<S: Serializer, T: Element>(serializer: S, shape: &[usize], data: &[T]) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_tensor<S: Serializer, T: Element>(
+    serializer: S,
+    shape: &[usize],
+    data: &[T],
+) -> Result<S::Ok, S::Error> {
     let mut state = serializer.serialize_struct(TENSOR_MAGIC, 3)?;
     state.serialize_field(FIELD_DTYPE, T::DTYPE.name())?;
     state.serialize_field(FIELD_SHAPE, shape)?;
@@ -266,8 +291,14 @@ impl<'de, T: Element> DataSink<'de, T> for Borrowed {
 
 fn decode_error<E: de::Error, T: Element>(err: DecodeError) -> E {
     match err {
-        DecodeError::Length => E::custom(format_args!("tensor data is not a whole number of {} elements", T::DTYPE)),
-        DecodeError::Invalid => E::custom(format_args!("tensor data holds a value that is not a valid {}", T::DTYPE)),
+        DecodeError::Length => E::custom(format_args!(
+            "tensor data is not a whole number of {} elements",
+            T::DTYPE
+        )),
+        DecodeError::Invalid => E::custom(format_args!(
+            "tensor data holds a value that is not a valid {}",
+            T::DTYPE
+        )),
     }
 }
 
@@ -325,7 +356,10 @@ impl<'de, T: Element, S: DataSink<'de, T>> Visitor<'de> for TensorVisitor<T, S> 
         let shape = shape.ok_or_else(|| de::Error::missing_field(FIELD_SHAPE))?;
         let data = data.ok_or_else(|| de::Error::missing_field(FIELD_DATA))?;
         if dtype != T::DTYPE {
-            return Err(de::Error::custom(format_args!("dtype mismatch: expected {}, found {dtype}", T::DTYPE)));
+            return Err(de::Error::custom(format_args!(
+                "dtype mismatch: expected {}, found {dtype}",
+                T::DTYPE
+            )));
         }
         check_len(&shape, S::len(&data)).map_err(de::Error::custom)?;
         Ok((shape, data))
@@ -334,14 +368,22 @@ impl<'de, T: Element, S: DataSink<'de, T>> Visitor<'de> for TensorVisitor<T, S> 
 
 impl<'de, T: Element> Deserialize<'de> for Tensor<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (shape, data) = deserializer.deserialize_struct(TENSOR_MAGIC, FIELDS, TensorVisitor::<T, Owned>(PhantomData))?;
+        let (shape, data) = deserializer.deserialize_struct(
+            TENSOR_MAGIC,
+            FIELDS,
+            TensorVisitor::<T, Owned>(PhantomData),
+        )?;
         Ok(Tensor { shape, data })
     }
 }
 
 impl<'de: 'a, 'a, T: Element> Deserialize<'de> for TensorView<'a, T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (shape, data) = deserializer.deserialize_struct(TENSOR_MAGIC, FIELDS, TensorVisitor::<T, Borrowed>(PhantomData))?;
+        let (shape, data) = deserializer.deserialize_struct(
+            TENSOR_MAGIC,
+            FIELDS,
+            TensorVisitor::<T, Borrowed>(PhantomData),
+        )?;
         Ok(TensorView { shape, data })
     }
 }
@@ -349,12 +391,18 @@ impl<'de: 'a, 'a, T: Element> Deserialize<'de> for TensorView<'a, T> {
 // ---- Params ----
 
 impl<T: Element> Params for Tensor<T> {
-    const SCHEMA: &'static Schema = &Schema::Leaf(LeafSchema { dtype: Some(T::DTYPE), rank: None });
+    const SCHEMA: &'static Schema = &Schema::Leaf(LeafSchema {
+        dtype: Some(T::DTYPE),
+        rank: None,
+    });
     const IS_LEAFY: bool = true;
 }
 
 impl<T: Element> Params for TensorView<'_, T> {
-    const SCHEMA: &'static Schema = &Schema::Leaf(LeafSchema { dtype: Some(T::DTYPE), rank: None });
+    const SCHEMA: &'static Schema = &Schema::Leaf(LeafSchema {
+        dtype: Some(T::DTYPE),
+        rank: None,
+    });
     const IS_LEAFY: bool = true;
 }
 
@@ -377,7 +425,10 @@ mod tests {
     fn new_checks_sizes() {
         assert!(Tensor::new(vec![2, 3], vec![0.0f32; 6]).is_ok());
         let err = Tensor::new(vec![2, 3], vec![0.0f32; 5]).unwrap_err();
-        assert_eq!(err.to_string(), "shape [2, 3] holds 6 elements, but the data has 5");
+        assert_eq!(
+            err.to_string(),
+            "shape [2, 3] holds 6 elements, but the data has 5"
+        );
         let t = Tensor::scalar(3i32);
         assert_eq!((t.shape(), t.as_slice()), (&[][..], &[3][..]));
         assert!(Tensor::<f32>::zeros(vec![usize::MAX, 2]).is_err());
@@ -391,6 +442,11 @@ mod tests {
         let back: Tensor<u8> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, t);
         let wrong = serde_json::from_str::<Tensor<i8>>(&json).unwrap_err();
-        assert!(wrong.to_string().contains("dtype mismatch: expected I8, found U8"), "{wrong}");
+        assert!(
+            wrong
+                .to_string()
+                .contains("dtype mismatch: expected I8, found U8"),
+            "{wrong}"
+        );
     }
 }

@@ -22,23 +22,40 @@ fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Planned>> {
             None
         };
         if let Some(reason) = reason {
-            return Err(Error::InvalidKey { key: leaf.key.to_owned(), reason });
+            return Err(Error::InvalidKey {
+                key: leaf.key.to_owned(),
+                reason,
+            });
         }
-        planned.push(Planned { key: leaf.key.to_owned(), dtype: leaf.dtype, shape: leaf.shape.to_vec(), len: leaf.data.len() });
+        planned.push(Planned {
+            key: leaf.key.to_owned(),
+            dtype: leaf.dtype,
+            shape: leaf.shape.to_vec(),
+            len: leaf.data.len(),
+        });
         Ok(())
     }))?;
     let mut seen = HashSet::with_capacity(planned.len());
     if let Some(dup) = planned.iter().find(|p| !seen.insert(p.key.as_str())) {
-        return Err(Error::DuplicateKey { key: dup.key.clone() });
+        return Err(Error::DuplicateKey {
+            key: dup.key.clone(),
+        });
     }
     Ok(planned)
 }
 
 /// The second walk: copies each leaf's bytes to its offset in `data`.
-fn fill<T: Serialize + Params + ?Sized>(params: &T, planned: &[Planned], layout: &Layout, data: &mut [u8]) -> Result<()> {
+fn fill<T: Serialize + Params + ?Sized>(
+    params: &T,
+    planned: &[Planned],
+    layout: &Layout,
+    data: &mut [u8],
+) -> Result<()> {
     let mut next = 0;
     params.serialize(&mut Serializer::new::<T>(|leaf| {
-        let matches = planned.get(next).is_some_and(|p| p.key == leaf.key && p.len == leaf.data.len());
+        let matches = planned
+            .get(next)
+            .is_some_and(|p| p.key == leaf.key && p.len == leaf.data.len());
         if !matches {
             return Err(changed());
         }
@@ -57,7 +74,10 @@ fn changed() -> Error {
     Error::msg("the params serialized differently on the second pass (a `Serialize` impl that is not deterministic?)")
 }
 
-pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Options) -> Result<Vec<u8>> {
+pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(
+    params: &T,
+    options: &Options,
+) -> Result<Vec<u8>> {
     let planned = plan(params)?;
     let layout = Layout::new(&planned, options.metadata_map())?;
     let mut bytes = Vec::with_capacity(layout.file_len());
@@ -67,7 +87,11 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
     Ok(bytes)
 }
 
-pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(mut writer: W, params: &T, options: &Options) -> Result<()> {
+pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
+    mut writer: W,
+    params: &T,
+    options: &Options,
+) -> Result<()> {
     let bytes = to_bytes(params, options)?;
     writer.write_all(&bytes)?;
     writer.flush()?;
@@ -76,15 +100,25 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(mut writer: W,
 
 /// Writes next to the target and renames over it, so that a reader, or a crash, sees the old file or
 /// the new one, never a part. Nothing touches the disk until the params have serialized.
-pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, options: &Options) -> Result<()> {
+pub(crate) fn to_file<T: Serialize + Params + ?Sized>(
+    path: &Path,
+    params: &T,
+    options: &Options,
+) -> Result<()> {
     let bytes = to_bytes(params, options)?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     // Dropping the temporary file on any error below removes it.
-    let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
     tmp.write_all(&bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| Error::Io(e.error))?;

@@ -27,8 +27,14 @@ struct Model<T: safejax::Element> {
 }
 
 fn variables_bf16() -> Vec<u8> {
-    let dense = Dense { kernel: t(&[1, 2], vec![bf16::ONE, bf16::ZERO]), bias: t(&[2], vec![bf16::ZERO; 2]) };
-    safejax::to_bytes(&Variables { params: Model { dense_0: dense } }).unwrap()
+    let dense = Dense {
+        kernel: t(&[1, 2], vec![bf16::ONE, bf16::ZERO]),
+        bias: t(&[2], vec![bf16::ZERO; 2]),
+    };
+    safejax::to_bytes(&Variables {
+        params: Model { dense_0: dense },
+    })
+    .unwrap()
 }
 
 fn message<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
@@ -38,7 +44,10 @@ fn message<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
 #[test]
 fn dtype_mismatch_names_key_expected_and_found() {
     let err = message(safejax::from_bytes::<Variables<f32>>(&variables_bf16()));
-    assert_eq!(err, "dtype mismatch at `params.Dense_0.kernel`: expected F32, found BF16");
+    assert_eq!(
+        err,
+        "dtype mismatch at `params.Dense_0.kernel`: expected F32, found BF16"
+    );
 }
 
 #[test]
@@ -64,7 +73,11 @@ fn a_missing_key_suggests_the_near_miss_in_the_file() {
         kernal: Tensor<f32>,
         bias: Tensor<f32>,
     }
-    let bytes = safejax::to_bytes(&Typo { kernal: t(&[1], vec![1.0]), bias: t(&[1], vec![0.0]) }).unwrap();
+    let bytes = safejax::to_bytes(&Typo {
+        kernal: t(&[1], vec![1.0]),
+        bias: t(&[1], vec![0.0]),
+    })
+    .unwrap();
     let err = message(safejax::from_bytes::<Dense<f32>>(&bytes));
     assert_eq!(err, "1 missing key: `kernel` (did you mean `kernal`?)");
 }
@@ -77,13 +90,22 @@ fn unknown_keys_are_an_error_unless_allowed() {
         bias: Tensor<f32>,
         scale: Tensor<f32>,
     }
-    let bytes = safejax::to_bytes(&Extra { kernel: t(&[1], vec![1.0]), bias: t(&[1], vec![0.0]), scale: t(&[1], vec![2.0]) })
-        .unwrap();
+    let bytes = safejax::to_bytes(&Extra {
+        kernel: t(&[1], vec![1.0]),
+        bias: t(&[1], vec![0.0]),
+        scale: t(&[1], vec![2.0]),
+    })
+    .unwrap();
     let err = message(safejax::from_bytes::<Dense<f32>>(&bytes));
     assert_eq!(err, "1 unknown key: `scale`");
-    let dense: Dense<f32> = Options::new().allow_unknown_keys(true).from_bytes(&bytes).unwrap();
+    let dense: Dense<f32> = Options::new()
+        .allow_unknown_keys(true)
+        .from_bytes(&bytes)
+        .unwrap();
     assert_eq!(dense.kernel.as_slice(), &[1.0]);
-    assert!(matches!(safejax::from_bytes::<Dense<f32>>(&bytes), Err(Error::UnknownKeys { keys, .. }) if keys == ["scale"]));
+    assert!(
+        matches!(safejax::from_bytes::<Dense<f32>>(&bytes), Err(Error::UnknownKeys { keys, .. }) if keys == ["scale"])
+    );
 }
 
 #[test]
@@ -100,7 +122,12 @@ fn a_partly_present_option_names_what_is_missing() {
     struct HalfDense {
         kernel: Tensor<f32>,
     }
-    let bytes = safejax::to_bytes(&Half { proj: HalfDense { kernel: t(&[1], vec![1.0]) } }).unwrap();
+    let bytes = safejax::to_bytes(&Half {
+        proj: HalfDense {
+            kernel: t(&[1], vec![1.0]),
+        },
+    })
+    .unwrap();
     let err = message(safejax::from_bytes::<Head>(&bytes));
     assert_eq!(err, "`proj` is partly present: missing `proj.bias`");
     let empty = safejax::to_bytes(&BTreeMap::<String, Tensor<f32>>::new()).unwrap();
@@ -117,9 +144,15 @@ fn scalars_must_be_zero_dimensional() {
     struct Scalar {
         step: i32,
     }
-    let bytes = safejax::to_bytes(&Counter { step: t(&[2], vec![1, 2]) }).unwrap();
+    let bytes = safejax::to_bytes(&Counter {
+        step: t(&[2], vec![1, 2]),
+    })
+    .unwrap();
     let err = message(safejax::from_bytes::<Scalar>(&bytes));
-    assert_eq!(err, "shape mismatch at `step`: expected a scalar (shape []), found [2]");
+    assert_eq!(
+        err,
+        "shape mismatch at `step`: expected a scalar (shape []), found [2]"
+    );
 }
 
 #[test]
@@ -136,12 +169,27 @@ fn conversions_that_do_not_fit_are_errors() {
     struct Float {
         ids: Tensor<f32>,
     }
-    let bytes = safejax::to_bytes(&Wide { ids: t(&[2], vec![7, 300]) }).unwrap();
+    let bytes = safejax::to_bytes(&Wide {
+        ids: t(&[2], vec![7, 300]),
+    })
+    .unwrap();
     let convert = Options::new().convert_dtypes(true);
-    assert_eq!(message(convert.from_bytes::<Narrow>(&bytes)), "cannot convert `ids` from I32 to U8: element 1 (300) does not fit");
-    assert_eq!(message(convert.from_bytes::<Float>(&bytes)), "dtype mismatch at `ids`: expected F32, found I32");
-    let ok = safejax::to_bytes(&Wide { ids: t(&[2], vec![7, 255]) }).unwrap();
-    assert_eq!(convert.from_bytes::<Narrow>(&ok).unwrap().ids.as_slice(), &[7, 255]);
+    assert_eq!(
+        message(convert.from_bytes::<Narrow>(&bytes)),
+        "cannot convert `ids` from I32 to U8: element 1 (300) does not fit"
+    );
+    assert_eq!(
+        message(convert.from_bytes::<Float>(&bytes)),
+        "dtype mismatch at `ids`: expected F32, found I32"
+    );
+    let ok = safejax::to_bytes(&Wide {
+        ids: t(&[2], vec![7, 255]),
+    })
+    .unwrap();
+    assert_eq!(
+        convert.from_bytes::<Narrow>(&ok).unwrap().ids.as_slice(),
+        &[7, 255]
+    );
 }
 
 #[test]
@@ -153,7 +201,10 @@ fn duplicate_keys_are_refused_on_write() {
         #[serde(rename = "w")]
         b: Tensor<f32>,
     }
-    let err = message(safejax::to_bytes(&Renamed { a: t(&[1], vec![1.0]), b: t(&[1], vec![2.0]) }));
+    let err = message(safejax::to_bytes(&Renamed {
+        a: t(&[1], vec![1.0]),
+        b: t(&[1], vec![2.0]),
+    }));
     assert_eq!(err, "duplicate key `w`");
 
     #[derive(Serialize, Params)]
@@ -162,38 +213,63 @@ fn duplicate_keys_are_refused_on_write() {
         #[serde(rename = "a.b")]
         ab: Tensor<f32>,
     }
-    let collide = Collide { a: BTreeMap::from([("b".to_owned(), t(&[1], vec![1.0]))]), ab: t(&[1], vec![2.0]) };
+    let collide = Collide {
+        a: BTreeMap::from([("b".to_owned(), t(&[1], vec![1.0]))]),
+        ab: t(&[1], vec![2.0]),
+    };
     assert_eq!(message(safejax::to_bytes(&collide)), "duplicate key `a.b`");
 }
 
 #[test]
 fn keys_that_cannot_be_written() {
     let empty = BTreeMap::from([(String::new(), t(&[1], vec![1.0f32]))]);
-    assert_eq!(message(safejax::to_bytes(&empty)), "invalid key ``: keys cannot be empty");
+    assert_eq!(
+        message(safejax::to_bytes(&empty)),
+        "invalid key ``: keys cannot be empty"
+    );
     let meta = BTreeMap::from([("__metadata__".to_owned(), t(&[1], vec![1.0f32]))]);
-    assert_eq!(message(safejax::to_bytes(&meta)), "invalid key `__metadata__`: the header reserves this key for metadata");
+    assert_eq!(
+        message(safejax::to_bytes(&meta)),
+        "invalid key `__metadata__`: the header reserves this key for metadata"
+    );
 }
 
 #[test]
 fn a_failed_write_leaves_the_old_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("params.safetensors");
-    let good = Dense { kernel: t(&[1], vec![1.0f32]), bias: t(&[1], vec![0.0]) };
+    let good = Dense {
+        kernel: t(&[1], vec![1.0f32]),
+        bias: t(&[1], vec![0.0]),
+    };
     safejax::to_file(&path, &good).unwrap();
     let before = std::fs::read(&path).unwrap();
     let bad = BTreeMap::from([(String::new(), t(&[1], vec![1.0f32]))]);
     assert!(safejax::to_file(&path, &bad).is_err());
     assert!(std::fs::read(&path).unwrap() == before);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left behind"
+    );
 }
 
 #[test]
 fn truncated_and_malformed_files() {
     let bytes = variables_bf16();
-    assert_eq!(message(safejax::from_bytes::<Variables<bf16>>(&bytes[..3])), "truncated file: the header length needs 8 bytes, found 3");
+    assert_eq!(
+        message(safejax::from_bytes::<Variables<bf16>>(&bytes[..3])),
+        "truncated file: the header length needs 8 bytes, found 3"
+    );
     let cut = &bytes[..bytes.len() - 1];
-    assert!(matches!(safejax::from_bytes::<Variables<bf16>>(cut), Err(Error::Truncated { .. })));
+    assert!(matches!(
+        safejax::from_bytes::<Variables<bf16>>(cut),
+        Err(Error::Truncated { .. })
+    ));
     let mut long = bytes.clone();
     long.push(0);
-    assert_eq!(message(safejax::from_bytes::<Variables<bf16>>(&long)), "invalid layout: 1 trailing bytes after the last tensor");
+    assert_eq!(
+        message(safejax::from_bytes::<Variables<bf16>>(&long)),
+        "invalid layout: 1 trailing bytes after the last tensor"
+    );
 }

@@ -15,12 +15,19 @@ fn check_fixture<T: Serialize + for<'de> Deserialize<'de> + Params>(name: &str) 
     let params: T = safejax::from_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
     let loaded = leaves_of(&params);
     let expected = expected_leaves(name);
-    assert_eq!(loaded.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "{name}: keys");
+    assert_eq!(
+        loaded.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "{name}: keys"
+    );
     for (key, leaf) in &expected {
         assert_eq!(&loaded[key], leaf, "{name}: {key}");
     }
     let written = safejax::to_bytes(&params).unwrap();
-    assert!(written == bytes, "{name}: written bytes differ from the Python safejax file");
+    assert!(
+        written == bytes,
+        "{name}: written bytes differ from the Python safejax file"
+    );
     params
 }
 
@@ -30,10 +37,19 @@ fn flax_cnn_variables_with_a_bf16_dense() {
     assert_eq!(cnn.params.head.kernel.shape(), &[3, 2]);
     assert_eq!(cnn.params.head.kernel.dtype(), safejax::Dtype::BF16);
     assert_eq!(
-        cnn.params.head.kernel.as_slice().iter().map(|v| v.to_f64()).collect::<Vec<_>>(),
+        cnn.params
+            .head
+            .kernel
+            .as_slice()
+            .iter()
+            .map(|v| v.to_f64())
+            .collect::<Vec<_>>(),
         expected_values("flax_cnn", "params.Dense_0.kernel")
     );
-    assert_eq!(widen(cnn.batch_stats.batch_norm.var.as_slice()), expected_values("flax_cnn", "batch_stats.BatchNorm_0.var"));
+    assert_eq!(
+        widen(cnn.batch_stats.batch_norm.var.as_slice()),
+        expected_values("flax_cnn", "batch_stats.BatchNorm_0.var")
+    );
     assert_eq!(cnn.params.conv.kernel.shape(), &[3, 3, 1, 4]);
 }
 
@@ -41,27 +57,39 @@ fn flax_cnn_variables_with_a_bf16_dense() {
 fn flax_setup_list_of_layers() {
     let mlp: SetupMlp = check_fixture("flax_setup_mlp");
     assert_eq!(mlp.layers.len(), 2);
-    assert_eq!(widen(mlp.layers[1].kernel.as_slice()), expected_values("flax_setup_mlp", "layers_1.kernel"));
+    assert_eq!(
+        widen(mlp.layers[1].kernel.as_slice()),
+        expected_values("flax_setup_mlp", "layers_1.kernel")
+    );
 }
 
 #[test]
 fn nnx_list_indices_are_path_parts() {
     let model: NnxModel = check_fixture("nnx_model");
     assert_eq!(model.layers.len(), 2);
-    assert_eq!(widen(model.bn.mean.as_slice()), expected_values("nnx_model", "bn.mean"));
+    assert_eq!(
+        widen(model.bn.mean.as_slice()),
+        expected_values("nnx_model", "bn.mean")
+    );
 }
 
 #[test]
 fn haiku_mlp() {
     let mlp: HaikuMlp = check_fixture("haiku_mlp");
     assert_eq!(mlp.mlp.linear.len(), 2);
-    assert_eq!(widen(mlp.mlp.linear[0].w.as_slice()), expected_values("haiku_mlp", "mlp/~/linear_0.w"));
+    assert_eq!(
+        widen(mlp.mlp.linear[0].w.as_slice()),
+        expected_values("haiku_mlp", "mlp/~/linear_0.w")
+    );
 }
 
 #[test]
 fn haiku_modules_made_in_call_join_with_a_slash() {
     let nested: HaikuNested = check_fixture("haiku_nested");
-    assert_eq!(widen(nested.nested.inner.b.as_slice()), expected_values("haiku_nested", "nested/inner.b"));
+    assert_eq!(
+        widen(nested.nested.inner.b.as_slice()),
+        expected_values("haiku_nested", "nested/inner.b")
+    );
 }
 
 #[test]
@@ -69,19 +97,30 @@ fn haiku_params_and_state_with_scalar_counters() {
     let ckpt: HaikuBnState = check_fixture("haiku_bn_state");
     let counter = expected_values("haiku_bn_state", "state.batch_norm/~/mean_ema.counter");
     assert_eq!(vec![ckpt.state.batch_norm.mean_ema.counter as f64], counter);
-    assert_eq!(widen(ckpt.params.linear.w.as_slice()), expected_values("haiku_bn_state", "params.linear.w"));
+    assert_eq!(
+        widen(ckpt.params.linear.w.as_slice()),
+        expected_values("haiku_bn_state", "params.linear.w")
+    );
 }
 
 #[test]
 fn haiku_resnet_params_and_state() {
     let resnet: HaikuResNet = check_fixture("haiku_resnet");
     let groups = &resnet.params.res_net.block_group;
-    assert_eq!(groups.iter().map(|g| g.block.len()).collect::<Vec<_>>(), [2, 1, 1, 1]);
+    assert_eq!(
+        groups.iter().map(|g| g.block.len()).collect::<Vec<_>>(),
+        [2, 1, 1, 1]
+    );
     // Only the first block of each group has a projection shortcut.
-    assert!(groups[0].block[0].shortcut_conv.is_some() && groups[0].block[1].shortcut_conv.is_none());
+    assert!(
+        groups[0].block[0].shortcut_conv.is_some() && groups[0].block[1].shortcut_conv.is_none()
+    );
     assert_eq!(
         widen(groups[3].block[0].conv[1].w.as_slice()),
-        expected_values("haiku_resnet", "params.res_net/~/block_group_3/~/block_0/~/conv_1.w")
+        expected_values(
+            "haiku_resnet",
+            "params.res_net/~/block_group_3/~/block_0/~/conv_1.w"
+        )
     );
 }
 
@@ -92,7 +131,10 @@ fn objax_var_collection_with_gaps_and_var_types() {
     assert!(mlp.seq[0].is_some() && mlp.seq[1].is_none() && mlp.seq[2].is_some());
     assert_eq!(
         widen(mlp.drop.keygen.key.as_slice()),
-        expected_values("objax_mlp", "(MLP).drop(Dropout).keygen(Generator)._key::RandomState")
+        expected_values(
+            "objax_mlp",
+            "(MLP).drop(Dropout).keygen(Generator)._key::RandomState"
+        )
     );
 }
 
@@ -122,7 +164,14 @@ fn borrowed_views_of_a_fixture() {
     let aligned = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..file.len()];
     aligned.copy_from_slice(&file);
     let mlp: Mlp = safejax::from_bytes(aligned).unwrap();
-    assert!(mlp.mlp.linear.iter().all(|l| l.w.is_borrowed() && l.b.is_borrowed()));
-    assert_eq!(widen(mlp.mlp.linear[1].w.as_slice()), expected_values("haiku_mlp", "mlp/~/linear_1.w"));
+    assert!(mlp
+        .mlp
+        .linear
+        .iter()
+        .all(|l| l.w.is_borrowed() && l.b.is_borrowed()));
+    assert_eq!(
+        widen(mlp.mlp.linear[1].w.as_slice()),
+        expected_values("haiku_mlp", "mlp/~/linear_1.w")
+    );
     assert!(safejax::to_bytes(&mlp).unwrap() == file);
 }

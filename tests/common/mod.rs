@@ -18,7 +18,9 @@ pub struct Leaf {
 }
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 pub fn fixture_bytes(name: &str) -> Vec<u8> {
@@ -27,7 +29,8 @@ pub fn fixture_bytes(name: &str) -> Vec<u8> {
 
 /// The tensors a fixture's JSON records, as the real framework computed them.
 pub fn expected_leaves(name: &str) -> BTreeMap<String, Leaf> {
-    let text = std::fs::read_to_string(fixture_path(&format!("{name}.json"))).expect("fixture json");
+    let text =
+        std::fs::read_to_string(fixture_path(&format!("{name}.json"))).expect("fixture json");
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     json["tensors"]
         .as_object()
@@ -36,8 +39,18 @@ pub fn expected_leaves(name: &str) -> BTreeMap<String, Leaf> {
         .map(|(key, t)| {
             let leaf = Leaf {
                 dtype: t["dtype"].as_str().unwrap().parse().unwrap(),
-                shape: t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect(),
-                values: t["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect(),
+                shape: t["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as usize)
+                    .collect(),
+                values: t["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect(),
             };
             (key.clone(), leaf)
         })
@@ -73,7 +86,11 @@ pub fn leaves_of<T: Serialize + Params>(params: &T) -> BTreeMap<String, Leaf> {
         .serialize(&mut Serializer::new::<T>(|leaf| {
             let previous = out.insert(
                 leaf.key.to_owned(),
-                Leaf { dtype: leaf.dtype, shape: leaf.shape.to_vec(), values: decode(leaf.dtype, leaf.data) },
+                Leaf {
+                    dtype: leaf.dtype,
+                    shape: leaf.shape.to_vec(),
+                    values: decode(leaf.dtype, leaf.data),
+                },
             );
             assert!(previous.is_none(), "key {} twice", leaf.key);
             Ok(())
@@ -84,7 +101,10 @@ pub fn leaves_of<T: Serialize + Params>(params: &T) -> BTreeMap<String, Leaf> {
 
 /// The values of one recorded tensor.
 pub fn expected_values(name: &str, key: &str) -> Vec<f64> {
-    expected_leaves(name).remove(key).unwrap_or_else(|| panic!("{key} not in {name}")).values
+    expected_leaves(name)
+        .remove(key)
+        .unwrap_or_else(|| panic!("{key} not in {name}"))
+        .values
 }
 
 pub fn widen<T: Copy + Into<f64>>(values: &[T]) -> Vec<f64> {

@@ -1,0 +1,638 @@
+//! Parsing of `#[serde(...)]` and `#[safejax(...)]` attributes.
+//!
+//! `#[serde]` is read for what decides the names and presence of keys (renames, skips, defaults);
+//! the rest of serde's attributes are skipped, tolerantly, since serde_derive checks them itself.
+//! `#[safejax]` is ours: every mistake in it is recorded in the [`Ctxt`], spanned on the offending
+//! token, and parsing goes on so that all mistakes are reported at once.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Lit, LitStr, Token};
+
+use crate::case::RenameRule;
+use crate::ctxt::Ctxt;
+
+/// A value of a `#[safejax]` key, with the tokens it was written as, for error spans.
+pub struct Keyed<T> {
+    /// The parsed value.
+    pub value: T,
+    /// The attribute's key (`style`, `join`...): misuse errors point at it.
+    pub key: syn::Path,
+}
+
+impl<T> Keyed<T> {
+    /// The span of the key, for errors about using the attribute here at all.
+    pub fn span(&self) -> Span {
+        self.key.span()
+    }
+}
+
+/// A `#[safejax]` key that may be given once.
+struct Attr<'c, T> {
+    cx: &'c Ctxt,
+    name: &'static str,
+    /// Whether the key appeared, even with a value that was refused: a second occurrence is a
+    /// duplicate whatever the values.
+    seen: bool,
+    value: Option<Keyed<T>>,
+}
+
+impl<'c, T> Attr<'c, T> {
+    fn none(cx: &'c Ctxt, name: &'static str) -> Self {
+        Attr {
+            cx,
+            name,
+            seen: false,
+            value: None,
+        }
+    }
+
+    /// Notes an occurrence of the key; the second one is an error on its key.
+    fn seen(&mut self, key: &syn::Path) {
+        if self.seen {
+            self.cx.error_spanned_by(
+                key,
+                format_args!("duplicate safejax attribute `{}`", self.name),
+            );
+        }
+        self.seen = true;
+    }
+
+    /// Records a valid value (the first one: any other is already a duplicate error).
+    fn set(&mut self, key: &syn::Path, value: T) {
+        if self.value.is_none() {
+            self.value = Some(Keyed {
+                value,
+                key: key.clone(),
+            });
+        }
+    }
+
+    fn get(self) -> Option<Keyed<T>> {
+        self.value
+    }
+}
+
+/// A key style, as named in `#[safejax(style = "...")]`; mirrors `safejax::schema::Style`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Flax,
+    Nnx,
+    Haiku,
+    Objax,
+}
+
+impl Style {
+    const ALL: [(&'static str, Style); 4] = [
+        ("flax", Style::Flax),
+        ("nnx", Style::Nnx),
+        ("haiku", Style::Haiku),
+        ("objax", Style::Objax),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Style::ALL.iter().find(|(_, s)| *s == self).unwrap().0
+    }
+
+    /// The variant's name in `safejax::schema::Style`.
+    pub fn variant(self) -> &'static str {
+        match self {
+            Style::Flax => "Flax",
+            Style::Nnx => "Nnx",
+            Style::Haiku => "Haiku",
+            Style::Objax => "Objax",
+        }
+    }
+}
+
+/// A haiku join, as in `#[safejax(join = "...")]`; mirrors `safejax::schema::Join`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    Tilde,
+    Slash,
+}
+
+impl Join {
+    const ALL: [(&'static str, Join); 2] = [("/", Join::Slash), ("/~/", Join::Tilde)];
+
+    /// The variant's name in `safejax::schema::Join`.
+    pub fn variant(self) -> &'static str {
+        match self {
+            Join::Tilde => "Tilde",
+            Join::Slash => "Slash",
+        }
+    }
+}
+
+/// An objax variable type, as in `#[safejax(var = "...")]`; mirrors `safejax::schema::ObjaxVar`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ObjaxVar {
+    TrainVar,
+    StateVar,
+    RandomState,
+}
+
+impl ObjaxVar {
+    const ALL: [(&'static str, ObjaxVar); 3] = [
+        ("TrainVar", ObjaxVar::TrainVar),
+        ("StateVar", ObjaxVar::StateVar),
+        ("RandomState", ObjaxVar::RandomState),
+    ];
+
+    /// The variant's name in `safejax::schema::ObjaxVar` (the same as the attribute value).
+    pub fn variant(self) -> &'static str {
+        ObjaxVar::ALL.iter().find(|(_, v)| *v == self).unwrap().0
+    }
+}
+
+/// A struct's attributes.
+pub struct Container {
+    /// The serde name (`#[serde(rename)]`, else the identifier).
+    pub name: String,
+    /// `#[serde(rename_all)]`.
+    pub rename_all: RenameRule,
+    /// `#[serde(transparent)]`.
+    pub transparent: bool,
+    /// `#[serde(default)]`: every field may be absent.
+    pub default: bool,
+    /// `#[safejax(style)]`.
+    pub style: Option<Keyed<Style>>,
+    /// `#[safejax(class)]`.
+    pub class: Option<Keyed<String>>,
+    /// `#[safejax(crate)]`.
+    pub crate_path: Option<syn::Path>,
+}
+
+/// A field's attributes.
+pub struct Field {
+    /// The serde name, without `rename_all` (applied by the struct, to unrenamed fields only).
+    pub name: String,
+    /// Whether `#[serde(rename)]` gave the name.
+    pub renamed: bool,
+    /// `#[serde(skip)]`, or both `skip_serializing` and `skip_deserializing`.
+    pub skip: bool,
+    /// `#[serde(default)]`.
+    pub default: bool,
+    /// `#[safejax(join)]`.
+    pub join: Option<Keyed<Join>>,
+    /// `#[safejax(var)]`.
+    pub var: Option<Keyed<ObjaxVar>>,
+    /// `#[safejax(class)]`.
+    pub class: Option<Keyed<String>>,
+}
+
+/// The name serde gives an identifier: without `r#`.
+pub fn unraw(ident: &syn::Ident) -> String {
+    ident.unraw().to_string()
+}
+
+/// The keys of the struct-level `#[safejax]`, for the unknown-key message.
+const CONTAINER_KEYS: &str = "`style`, `class`, `crate`";
+/// The keys of the field-level `#[safejax]`, for the unknown-key message.
+const FIELD_KEYS: &str = "`join`, `var`, `class`";
+
+impl Container {
+    pub fn from_ast(cx: &Ctxt, input: &syn::DeriveInput) -> Self {
+        let mut style = Attr::none(cx, "style");
+        let mut class = Attr::none(cx, "class");
+        let mut crate_path = Attr::none(cx, "crate");
+        let mut names = NamePair::default();
+        let mut rules = RulePair::default();
+        let mut transparent = false;
+        let mut default = false;
+
+        for attr in &input.attrs {
+            if attr.path().is_ident("serde") {
+                parse_serde(attr, |meta| {
+                    if meta.path.is_ident("rename") {
+                        names.parse(&meta)?;
+                    } else if meta.path.is_ident("rename_all") {
+                        rules.parse(&meta)?;
+                    } else if meta.path.is_ident("transparent") {
+                        transparent = true;
+                    } else if meta.path.is_ident("default") {
+                        default = true;
+                        skip_value(&meta)?;
+                    } else if ["from", "try_from", "into"]
+                        .iter()
+                        .any(|key| meta.path.is_ident(key))
+                    {
+                        cx.error_spanned_by(
+                            &meta.path,
+                            format_args!(
+                                "safejax does not support #[serde({})]: keys are built from the fields of \
+                                 the struct with #[derive(Params)], so derive it on the type serde converts \
+                                 through instead",
+                                path_to_string(&meta.path)
+                            ),
+                        );
+                        skip_value(&meta)?;
+                    } else if meta.path.is_ident("tag") {
+                        cx.error_spanned_by(
+                            &meta.path,
+                            "safejax does not support #[serde(tag)] on a struct: it adds a string entry, \
+                             which a param file cannot hold",
+                        );
+                        skip_value(&meta)?;
+                    } else {
+                        skip_value(&meta)?;
+                    }
+                    Ok(())
+                });
+            } else if attr.path().is_ident("safejax") {
+                parse_safejax(cx, attr, |meta| {
+                    if meta.path.is_ident("style") {
+                        style.seen(&meta.path);
+                        if let Some(lit) = get_str(cx, "style", &meta)? {
+                            if let Some(value) = lookup(cx, &lit, "style", &Style::ALL) {
+                                style.set(&meta.path, value);
+                            }
+                        }
+                    } else if meta.path.is_ident("class") {
+                        class.seen(&meta.path);
+                        if let Some(lit) = get_str(cx, "class", &meta)? {
+                            if let Some(value) = check_class(cx, &lit) {
+                                class.set(&meta.path, value);
+                            }
+                        }
+                    } else if meta.path.is_ident("crate") {
+                        crate_path.seen(&meta.path);
+                        if let Some(lit) = get_str(cx, "crate", &meta)? {
+                            match lit.parse::<syn::Path>() {
+                                Ok(path) => crate_path.set(&meta.path, path),
+                                Err(_) => cx.error_spanned_by(
+                                    &lit,
+                                    format_args!("`crate` must be a path, not `{}`", lit.value()),
+                                ),
+                            }
+                        }
+                    } else if ["join", "var"].iter().any(|key| meta.path.is_ident(key)) {
+                        cx.error_spanned_by(
+                            &meta.path,
+                            format_args!(
+                                "`{}` is a field attribute: put it on the field it marks",
+                                path_to_string(&meta.path)
+                            ),
+                        );
+                        skip_value(&meta)?;
+                    } else {
+                        unknown_key(cx, &meta, CONTAINER_KEYS)?;
+                    }
+                    Ok(())
+                });
+            }
+        }
+
+        let ident_name = unraw(&input.ident);
+        let name = names.check(cx, &ident_name, "rename");
+        let rename_all = rules.check(cx);
+
+        Container {
+            name,
+            rename_all,
+            transparent,
+            default,
+            style: style.get(),
+            class: class.get(),
+            crate_path: crate_path.get().map(|path| path.value),
+        }
+    }
+}
+
+impl Field {
+    /// `ident_name` is the serde name before renames (the unraw identifier, or the index).
+    pub fn from_ast(cx: &Ctxt, field: &syn::Field, ident_name: &str) -> Self {
+        let mut join = Attr::none(cx, "join");
+        let mut var = Attr::none(cx, "var");
+        let mut class = Attr::none(cx, "class");
+        let mut names = NamePair::default();
+        let mut skip = false;
+        let mut skip_serializing: Option<syn::Path> = None;
+        let mut skip_deserializing: Option<syn::Path> = None;
+        let mut default = false;
+
+        for attr in &field.attrs {
+            if attr.path().is_ident("serde") {
+                parse_serde(attr, |meta| {
+                    if meta.path.is_ident("rename") {
+                        names.parse(&meta)?;
+                    } else if meta.path.is_ident("skip") {
+                        skip = true;
+                    } else if meta.path.is_ident("skip_serializing") {
+                        skip_serializing = Some(meta.path.clone());
+                    } else if meta.path.is_ident("skip_deserializing") {
+                        skip_deserializing = Some(meta.path.clone());
+                    } else if meta.path.is_ident("default") {
+                        default = true;
+                        skip_value(&meta)?;
+                    } else if meta.path.is_ident("flatten") {
+                        cx.error_spanned_by(
+                            &meta.path,
+                            "safejax does not support #[serde(flatten)]: a flattened struct's fields \
+                             would lose the style and marks of the struct that holds them",
+                        );
+                    } else {
+                        skip_value(&meta)?;
+                    }
+                    Ok(())
+                });
+            } else if attr.path().is_ident("safejax") {
+                parse_safejax(cx, attr, |meta| {
+                    if meta.path.is_ident("join") {
+                        join.seen(&meta.path);
+                        if let Some(lit) = get_str(cx, "join", &meta)? {
+                            if let Some(value) = lookup(cx, &lit, "join", &Join::ALL) {
+                                join.set(&meta.path, value);
+                            }
+                        }
+                    } else if meta.path.is_ident("var") {
+                        var.seen(&meta.path);
+                        if let Some(lit) = get_str(cx, "var", &meta)? {
+                            if let Some(value) = lookup(cx, &lit, "var", &ObjaxVar::ALL) {
+                                var.set(&meta.path, value);
+                            }
+                        }
+                    } else if meta.path.is_ident("class") {
+                        class.seen(&meta.path);
+                        if let Some(lit) = get_str(cx, "class", &meta)? {
+                            if let Some(value) = check_class(cx, &lit) {
+                                class.set(&meta.path, value);
+                            }
+                        }
+                    } else if ["style", "crate"].iter().any(|key| meta.path.is_ident(key)) {
+                        cx.error_spanned_by(
+                            &meta.path,
+                            format_args!(
+                                "`{}` is a struct attribute: put it on the struct",
+                                path_to_string(&meta.path)
+                            ),
+                        );
+                        skip_value(&meta)?;
+                    } else {
+                        unknown_key(cx, &meta, FIELD_KEYS)?;
+                    }
+                    Ok(())
+                });
+            }
+        }
+
+        // A param file is written and read by the same type: a field skipped one way only would
+        // be written and then missing on read, or expected on read and never written.
+        match (&skip_serializing, &skip_deserializing) {
+            (Some(_), Some(_)) => skip = true,
+            (Some(path), None) | (None, Some(path)) if !skip => {
+                let (given, missing) = if skip_serializing.is_some() {
+                    ("skip_serializing", "skip_deserializing")
+                } else {
+                    ("skip_deserializing", "skip_serializing")
+                };
+                cx.error_spanned_by(
+                    path,
+                    format_args!(
+                        "`{given}` without `{missing}`: a param file must be written and read alike, \
+                         so skip the field both ways with #[serde(skip)]"
+                    ),
+                );
+            }
+            _ => {}
+        }
+
+        let renamed = names.is_set();
+        let name = names.check(cx, ident_name, "rename");
+        Field {
+            name,
+            renamed,
+            skip,
+            default,
+            join: join.get(),
+            var: var.get(),
+            class: class.get(),
+        }
+    }
+}
+
+/// `rename = "..."` or `rename(serialize = "...", deserialize = "...")`, which must agree.
+#[derive(Default)]
+struct NamePair {
+    serialize: Option<LitStr>,
+    deserialize: Option<LitStr>,
+    /// The tokens of the attribute, for the disagreement error.
+    tokens: Option<TokenStream>,
+}
+
+impl NamePair {
+    fn parse(&mut self, meta: &ParseNestedMeta) -> syn::Result<()> {
+        let (ser, de) = parse_ser_de(meta)?;
+        self.tokens = Some(meta.path.to_token_stream());
+        if ser.is_some() {
+            self.serialize = ser;
+        }
+        if de.is_some() {
+            self.deserialize = de;
+        }
+        Ok(())
+    }
+
+    fn is_set(&self) -> bool {
+        self.serialize.is_some() || self.deserialize.is_some()
+    }
+
+    /// The one name both ways; an error if serialize and deserialize differ.
+    fn check(self, cx: &Ctxt, default: &str, key: &str) -> String {
+        let ser = self
+            .serialize
+            .map_or_else(|| default.to_owned(), |lit| lit.value());
+        let de = self
+            .deserialize
+            .map_or_else(|| default.to_owned(), |lit| lit.value());
+        if ser != de {
+            cx.error_spanned_by(
+                self.tokens,
+                format_args!(
+                    "safejax needs the same name to serialize and deserialize, but `{key}` gives \
+                     `{ser}` and `{de}`: a param file is written and read with the same keys"
+                ),
+            );
+        }
+        ser
+    }
+}
+
+/// `rename_all = "..."` or `rename_all(serialize = "...", deserialize = "...")`, which must agree.
+#[derive(Default)]
+struct RulePair {
+    serialize: Option<RenameRule>,
+    deserialize: Option<RenameRule>,
+    tokens: Option<TokenStream>,
+}
+
+impl RulePair {
+    fn parse(&mut self, meta: &ParseNestedMeta) -> syn::Result<()> {
+        let (ser, de) = parse_ser_de(meta)?;
+        self.tokens = Some(meta.path.to_token_stream());
+        // An unknown rule is serde_derive's error to report; read it as no rule.
+        let rule = |lit: LitStr| RenameRule::from_str(&lit.value()).unwrap_or(RenameRule::None);
+        if let Some(ser) = ser {
+            self.serialize = Some(rule(ser));
+        }
+        if let Some(de) = de {
+            self.deserialize = Some(rule(de));
+        }
+        Ok(())
+    }
+
+    fn check(self, cx: &Ctxt) -> RenameRule {
+        let ser = self.serialize.unwrap_or(RenameRule::None);
+        let de = self.deserialize.unwrap_or(RenameRule::None);
+        if ser != de {
+            cx.error_spanned_by(
+                self.tokens,
+                "safejax needs the same `rename_all` rule to serialize and deserialize: a param file \
+                 is written and read with the same keys",
+            );
+        }
+        ser
+    }
+}
+
+/// The string values of `key = "..."` (both ways) or `key(serialize = "...", deserialize = "...")`.
+fn parse_ser_de(meta: &ParseNestedMeta) -> syn::Result<(Option<LitStr>, Option<LitStr>)> {
+    if meta.input.peek(Token![=]) {
+        let lit: LitStr = meta.value()?.parse()?;
+        return Ok((Some(lit.clone()), Some(lit)));
+    }
+    let mut ser = None;
+    let mut de = None;
+    meta.parse_nested_meta(|inner| {
+        if inner.path.is_ident("serialize") {
+            ser = Some(inner.value()?.parse()?);
+        } else if inner.path.is_ident("deserialize") {
+            de = Some(inner.value()?.parse()?);
+        } else {
+            skip_value(&inner)?;
+        }
+        Ok(())
+    })?;
+    Ok((ser, de))
+}
+
+/// Parses one `#[serde(...)]` attribute, ignoring its syntax errors: serde_derive reports them,
+/// and reporting them twice would only add noise.
+fn parse_serde(attr: &syn::Attribute, f: impl FnMut(ParseNestedMeta) -> syn::Result<()>) {
+    let _ = attr.parse_nested_meta(f);
+}
+
+/// Parses one `#[safejax(...)]` attribute; a syntax error ends this attribute and is recorded.
+fn parse_safejax(
+    cx: &Ctxt,
+    attr: &syn::Attribute,
+    f: impl FnMut(ParseNestedMeta) -> syn::Result<()>,
+) {
+    if let Err(err) = attr.parse_nested_meta(f) {
+        cx.syn_error(err);
+    }
+}
+
+/// Consumes the value of a key this parser does not need: `= anything` up to the next comma, or a
+/// parenthesized list (serde's `bound(...)`, `rename(...)`).
+fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.input.parse::<Token![=]>()?;
+    }
+    while !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+        meta.input.parse::<TokenTree>()?;
+    }
+    Ok(())
+}
+
+/// Records an unknown `#[safejax]` key and skips its value, so that parsing goes on.
+fn unknown_key(cx: &Ctxt, meta: &ParseNestedMeta, expected: &str) -> syn::Result<()> {
+    cx.error_spanned_by(
+        &meta.path,
+        format_args!(
+            "unknown safejax attribute `{}`, expected one of {expected}",
+            path_to_string(&meta.path)
+        ),
+    );
+    skip_value(meta)
+}
+
+fn path_to_string(path: &syn::Path) -> String {
+    path.to_token_stream().to_string().replace(' ', "")
+}
+
+/// The string literal of `key = "..."`; `None` (with an error recorded) for any other value.
+fn get_str(cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<Option<LitStr>> {
+    let expected = format!("expected `{key}` to be a string: `{key} = \"...\"`");
+    if !meta.input.peek(Token![=]) {
+        cx.error_spanned_by(&meta.path, expected);
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    let expr: Expr = meta.value()?.parse()?;
+    let mut value = &expr;
+    // Through `macro_rules!`, a literal may come wrapped in an invisible group.
+    while let Expr::Group(group) = value {
+        value = &group.expr;
+    }
+    if let Expr::Lit(ExprLit {
+        lit: Lit::Str(lit), ..
+    }) = value
+    {
+        if !lit.suffix().is_empty() {
+            cx.error_spanned_by(
+                lit,
+                format_args!("unexpected suffix `{}` on string literal", lit.suffix()),
+            );
+            return Ok(None);
+        }
+        return Ok(Some(lit.clone()));
+    }
+    cx.error_spanned_by(expr, expected);
+    Ok(None)
+}
+
+/// The value named by `lit` in `table`; `None` (with an error listing the names) otherwise.
+fn lookup<T: Copy>(cx: &Ctxt, lit: &LitStr, key: &str, table: &[(&str, T)]) -> Option<T> {
+    let name = lit.value();
+    if let Some((_, value)) = table.iter().find(|(n, _)| *n == name) {
+        return Some(*value);
+    }
+    let expected = table
+        .iter()
+        .map(|(n, _)| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    cx.error_spanned_by(
+        lit,
+        format_args!("unknown {key} `{name}`, expected one of {expected}"),
+    );
+    None
+}
+
+/// An objax class as shown in keys: `(MLP)`, `(ModuleList)[0]`. Characters that delimit those
+/// keys would make them unreadable, so they are refused here rather than at run time.
+fn check_class(cx: &Ctxt, lit: &LitStr) -> Option<String> {
+    let class = lit.value();
+    if class.is_empty() {
+        cx.error_spanned_by(lit, "`class` must not be empty");
+        return None;
+    }
+    if class
+        .chars()
+        .any(|c| c.is_whitespace() || "()[].:".contains(c))
+    {
+        cx.error_spanned_by(
+            lit,
+            format_args!(
+                "invalid class `{class}`: a class cannot contain whitespace, `(`, `)`, `[`, `]`, `.` \
+                 or `:`, which delimit objax keys"
+            ),
+        );
+        return None;
+    }
+    Some(class)
+}

@@ -1,0 +1,121 @@
+//! Misuse of `#[safejax]` that the derive can see from the struct alone.
+//!
+//! Each mark means something in one key style only. Where a struct names its style, a mark for
+//! another style would be silently ignored when keys are built, so it is an error here. A struct
+//! without `style` takes its parent's at run time, so its marks cannot be checked against a style.
+//! What needs the field's type (is it a tensor, a list?) is checked by constants in the generated
+//! code instead, see `expand`.
+
+use crate::ast::{Body, Input};
+use crate::attr::Style;
+use crate::ctxt::Ctxt;
+
+pub fn check(cx: &Ctxt, input: &Input) {
+    let struct_name = input.ident.to_string();
+    match &input.body {
+        Body::Transparent(field, wrapper) => {
+            let attrs = &input.attrs;
+            let container_keys = [
+                attrs.style.as_ref().map(|s| ("style", s.span())),
+                attrs.class.as_ref().map(|s| ("class", s.span())),
+            ];
+            for (key, span) in container_keys.into_iter().flatten() {
+                cx.error_at(
+                    span,
+                    format_args!(
+                        "`{key}` has no effect on {}: its keys are those of the field it wraps",
+                        wrapper.describe()
+                    ),
+                );
+            }
+            for (key, span) in field_marks(&field.attrs) {
+                cx.error_at(
+                    span,
+                    format_args!(
+                        "`{key}` has no effect on the field of {}: mark the field that holds \
+                         `{struct_name}` instead",
+                        wrapper.describe()
+                    ),
+                );
+            }
+        }
+        Body::Struct(fields) => {
+            let style = input.attrs.style.as_ref().map(|s| s.value);
+            let only_for = |key: &str, wanted: Style, span| {
+                if let Some(style) = style.filter(|style| *style != wanted) {
+                    cx.error_at(
+                        span,
+                        format_args!(
+                            "`{key}` is only used by {} keys, but `{struct_name}` has style `{}`",
+                            wanted.name(),
+                            style.name()
+                        ),
+                    );
+                }
+            };
+            if let Some(class) = &input.attrs.class {
+                only_for("class", Style::Objax, class.span());
+            }
+            for field in fields {
+                let attrs = &field.attrs;
+                if attrs.skip {
+                    for (key, span) in field_marks(attrs) {
+                        cx.error_at(
+                            span,
+                            format_args!(
+                                "`{key}` has no effect on field `{}`, which serde skips",
+                                field.display
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                if let Some(join) = &attrs.join {
+                    only_for("join", Style::Haiku, join.span());
+                }
+                if let Some(var) = &attrs.var {
+                    only_for("var", Style::Objax, var.span());
+                }
+                if let Some(class) = &attrs.class {
+                    only_for("class", Style::Objax, class.span());
+                }
+                // With an explicit style, the checks above already reject one of the two.
+                if style.is_none() {
+                    if let (Some(_), Some(var)) = (&attrs.join, &attrs.var) {
+                        cx.error_at(
+                            var.span(),
+                            format_args!(
+                                "`join` and `var` cannot mark the same field: `join` is for haiku \
+                                 submodules, `var` for objax tensors (field `{}`)",
+                                field.display
+                            ),
+                        );
+                    }
+                    if let (Some(_), Some(class)) = (&attrs.join, &attrs.class) {
+                        cx.error_at(
+                            class.span(),
+                            format_args!(
+                                "`join` and `class` cannot mark the same field: `join` is for haiku \
+                                 submodules, `class` for objax lists (field `{}`)",
+                                field.display
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `#[safejax]` marks on a field, with their spans.
+fn field_marks(
+    attrs: &crate::attr::Field,
+) -> impl Iterator<Item = (&'static str, proc_macro2::Span)> {
+    [
+        attrs.join.as_ref().map(|s| ("join", s.span())),
+        attrs.var.as_ref().map(|s| ("var", s.span())),
+        attrs.class.as_ref().map(|s| ("class", s.span())),
+    ]
+    .into_iter()
+    .flatten()
+}

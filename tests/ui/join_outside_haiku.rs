@@ -1,0 +1,16 @@
+use safejax::{Params, Tensor};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Params)]
+struct Linear {
+    w: Tensor<f32>,
+}
+
+#[derive(Serialize, Deserialize, Params)]
+#[safejax(style = "flax")]
+struct Block {
+    #[safejax(join = "/")]
+    gate: Linear,
+}
+
+fn main() {}
