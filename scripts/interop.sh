@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Rust writes, the real frameworks read: Rust loads every fixture into its typed struct and writes it
+# back, and builds params of its own; Python safejax 0.5.0 and flax / haiku / objax then load each
+# file, run the model, and compare outputs and bytes (scripts/check_rust_files.py).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup-python.sh
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+cargo run --quiet --example interop_write -- "$out"
+.venv/bin/python scripts/check_rust_files.py "$out"
