@@ -51,21 +51,36 @@ struct Stats {
 }
 
 fn main() -> safejax::Result<()> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/flax_cnn.safetensors");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/flax_cnn.safetensors"
+    );
     let variables: Variables = safejax::from_file(path)?;
 
     let conv = &variables.params.conv.kernel;
     println!("params.Conv_0.kernel: {:?} {}", conv.shape(), conv.dtype());
     let head = &variables.params.head.kernel;
-    println!("params.Dense_0.kernel: {:?} {}, first value {}", head.shape(), head.dtype(), head.as_slice()[0]);
-    println!("batch_stats.BatchNorm_0.var: {:?}", variables.batch_stats.batch_norm.var.as_slice());
+    println!(
+        "params.Dense_0.kernel: {:?} {}, first value {}",
+        head.shape(),
+        head.dtype(),
+        head.as_slice()[0]
+    );
+    println!(
+        "batch_stats.BatchNorm_0.var: {:?}",
+        variables.batch_stats.batch_norm.var.as_slice()
+    );
 
     let written = safejax::to_bytes(&variables)?;
     let original = std::fs::read(path)?;
     println!(
         "written back: {} bytes, {} the file Python safejax wrote",
         written.len(),
-        if written == original { "identical to" } else { "DIFFERENT from" }
+        if written == original {
+            "identical to"
+        } else {
+            "DIFFERENT from"
+        }
     );
     Ok(())
 }
