@@ -72,13 +72,12 @@ fn ema(prefix: &str, shape: &[usize]) -> Ema {
 
 fn formula_models(out: &Path) -> safejax::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    let mut write =
-        |name: &str, params: &dyn Fn(&Path) -> safejax::Result<()>| -> safejax::Result<()> {
-            let path = out.join(format!("{name}.formula.safetensors"));
-            params(&path)?;
-            written.push(path);
-            Ok(())
-        };
+    let mut write = |name: &str, params: &dyn Fn(&Path) -> safejax::Result<()>| -> safejax::Result<()> {
+        let path = out.join(format!("{name}.formula.safetensors"));
+        params(&path)?;
+        written.push(path);
+        Ok(())
+    };
 
     write("flax_cnn", &|p| {
         let cnn = FlaxCnn {
@@ -203,10 +202,7 @@ fn formula_models(out: &Path) -> safejax::Result<Vec<PathBuf>> {
 }
 
 /// Loads the fixture into its typed struct and writes it back.
-fn copy_fixture<T: Serialize + DeserializeOwned + Params>(
-    name: &str,
-    out: &Path,
-) -> safejax::Result<PathBuf> {
+fn copy_fixture<T: Serialize + DeserializeOwned + Params>(name: &str, out: &Path) -> safejax::Result<PathBuf> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let params: T = safejax::from_file(fixtures.join(format!("{name}.safetensors")))?;
     let path = out.join(format!("{name}.safetensors"));
@@ -215,11 +211,7 @@ fn copy_fixture<T: Serialize + DeserializeOwned + Params>(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let out = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .ok_or("usage: interop_write OUT_DIR")?,
-    );
+    let out = PathBuf::from(std::env::args().nth(1).ok_or("usage: interop_write OUT_DIR")?);
     std::fs::create_dir_all(&out)?;
     let mut written = vec![
         copy_fixture::<FlaxCnn>("flax_cnn", &out)?,

@@ -51,10 +51,7 @@ struct Stats {
 }
 
 fn main() -> safejax::Result<()> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/flax_cnn.safetensors"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/flax_cnn.safetensors");
     let variables: Variables = safejax::from_file(path)?;
 
     let conv = &variables.params.conv.kernel;

@@ -11,14 +11,7 @@ fn float_kind(dtype: Dtype) -> bool {
 fn int_kind(dtype: Dtype) -> bool {
     matches!(
         dtype,
-        Dtype::U8
-            | Dtype::I8
-            | Dtype::U16
-            | Dtype::I16
-            | Dtype::U32
-            | Dtype::I32
-            | Dtype::U64
-            | Dtype::I64
+        Dtype::U8 | Dtype::I8 | Dtype::U16 | Dtype::I16 | Dtype::U32 | Dtype::I32 | Dtype::U64 | Dtype::I64
     )
 }
 
@@ -85,8 +78,7 @@ pub(crate) fn convert(data: &[u8], from: Dtype, to: Dtype) -> Result<Vec<u8>, St
             write_float(to, read_float(from, element), &mut out);
         } else {
             let value = read_int(from, element);
-            write_int(to, value, &mut out)
-                .ok_or_else(|| format!("element {i} ({value}) does not fit"))?;
+            write_int(to, value, &mut out).ok_or_else(|| format!("element {i} ({value}) does not fit"))?;
         }
     }
     Ok(out)
@@ -98,10 +90,7 @@ mod tests {
 
     #[test]
     fn floats_convert_with_rounding() {
-        let data: Vec<u8> = [1.5f32, -2.0, 1.0e-3]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
+        let data: Vec<u8> = [1.5f32, -2.0, 1.0e-3].iter().flat_map(|v| v.to_le_bytes()).collect();
         let out = convert(&data, Dtype::F32, Dtype::BF16).unwrap();
         let back: Vec<f32> = out
             .chunks(2)

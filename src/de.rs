@@ -10,6 +10,7 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::Deserialize;
 
 use crate::convert::convert;
+use crate::dynamic::{VALUE_DICT, VALUE_NAME, VALUE_TENSOR};
 use crate::header::{Entry, Header};
 use crate::resolve::{resolve, Resolved};
 use crate::schema::{FieldSchema, LeafSchema};
@@ -73,10 +74,7 @@ impl<'de> Deserializer<'de> {
             header: &self.header,
             convert: self.options.convert_dtypes,
         };
-        T::deserialize(NodeDeserializer {
-            node: &tree,
-            ctx: &ctx,
-        })
+        T::deserialize(NodeDeserializer { node: &tree, ctx: &ctx })
     }
 }
 
@@ -122,13 +120,12 @@ impl<'de> Ctx<'de, '_> {
                         found: entry.dtype,
                     });
                 }
-                let converted =
-                    convert(raw, entry.dtype, expected).map_err(|reason| Error::Conversion {
-                        key: entry.key.clone(),
-                        from: entry.dtype,
-                        to: expected,
-                        reason,
-                    })?;
+                let converted = convert(raw, entry.dtype, expected).map_err(|reason| Error::Conversion {
+                    key: entry.key.clone(),
+                    from: entry.dtype,
+                    to: expected,
+                    reason,
+                })?;
                 (expected, Cow::Owned(converted))
             }
             _ => (entry.dtype, Cow::Borrowed(raw)),
@@ -153,10 +150,7 @@ struct NodeDeserializer<'r, 'de, 'h> {
 
 impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
     fn child(&self, node: &'r Resolved) -> Self {
-        NodeDeserializer {
-            node,
-            ctx: self.ctx,
-        }
+        NodeDeserializer { node, ctx: self.ctx }
     }
 
     fn unexpected(&self, wanted: &str) -> Error {
@@ -173,9 +167,7 @@ impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
             Resolved::None | Resolved::Some(_) => "an option",
             Resolved::Missing => "a missing leaf",
         };
-        Error::msg(format_args!(
-            "the type asks for {wanted} where its schema has {found}"
-        ))
+        Error::msg(format_args!("the type asks for {wanted} where its schema has {found}"))
     }
 
     /// A 0-d leaf handed to the visitor as the matching Rust primitive.
@@ -285,19 +277,11 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _visitor: V,
-    ) -> Result<V::Value> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, _visitor: V) -> Result<V::Value> {
         Err(self.unexpected("a unit struct"))
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -329,21 +313,19 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         let ctx = self.ctx;
         match self.node {
-            Resolved::Map(entries) => {
-                visitor.visit_map(de::value::MapDeserializer::new(entries.iter().map(
-                    |(name, node)| (MapKeyDeserializer(name), NodeDeserializer { node, ctx }),
-                )))
-            }
-            Resolved::Struct(fields) => {
-                visitor.visit_map(de::value::MapDeserializer::new(fields.iter().map(
-                    |(field, node): &(&'static FieldSchema, Resolved)| {
-                        (
-                            BorrowedStrDeserializer::<Error>::new(field.name),
-                            NodeDeserializer { node, ctx },
-                        )
-                    },
-                )))
-            }
+            Resolved::Map(entries) => visitor.visit_map(de::value::MapDeserializer::new(
+                entries
+                    .iter()
+                    .map(|(name, node)| (MapKeyDeserializer(name), NodeDeserializer { node, ctx })),
+            )),
+            Resolved::Struct(fields) => visitor.visit_map(de::value::MapDeserializer::new(fields.iter().map(
+                |(field, node): &(&'static FieldSchema, Resolved)| {
+                    (
+                        BorrowedStrDeserializer::<Error>::new(field.name),
+                        NodeDeserializer { node, ctx },
+                    )
+                },
+            ))),
             _ => Err(self.unexpected("a map")),
         }
     }
@@ -366,11 +348,17 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
 
     fn deserialize_enum<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         _variants: &'static [&'static str],
-        _visitor: V,
+        visitor: V,
     ) -> Result<V::Value> {
-        Err(self.unexpected("an enum"))
+        // A `Value` is a tensor or a dict, by what the file has at this node.
+        let variant = match (name, self.node) {
+            (VALUE_NAME, Resolved::Leaf { .. }) => VALUE_TENSOR,
+            (VALUE_NAME, Resolved::Map(_)) => VALUE_DICT,
+            _ => return Err(self.unexpected("an enum")),
+        };
+        visitor.visit_enum(ValueAccess { variant, node: self })
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
@@ -382,6 +370,42 @@ impl<'de> IntoDeserializer<'de, Error> for NodeDeserializer<'_, 'de, '_> {
     type Deserializer = Self;
     fn into_deserializer(self) -> Self {
         self
+    }
+}
+
+/// The variant of a `Value` and the node it wraps.
+struct ValueAccess<'r, 'de, 'h> {
+    variant: &'static str,
+    node: NodeDeserializer<'r, 'de, 'h>,
+}
+
+impl<'de, 'r, 'h> de::EnumAccess<'de> for ValueAccess<'r, 'de, 'h> {
+    type Error = Error;
+    type Variant = NodeDeserializer<'r, 'de, 'h>;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self::Variant)> {
+        let variant = seed.deserialize(BorrowedStrDeserializer::<Error>::new(self.variant))?;
+        Ok((variant, self.node))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for NodeDeserializer<'_, 'de, '_> {
+    type Error = Error;
+
+    fn unit_variant(self) -> Result<()> {
+        Err(self.unexpected("a unit variant"))
+    }
+
+    fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value> {
+        seed.deserialize(self)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, _visitor: V) -> Result<V::Value> {
+        Err(self.unexpected("a tuple variant"))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], _visitor: V) -> Result<V::Value> {
+        Err(self.unexpected("a struct variant"))
     }
 }
 
@@ -437,8 +461,7 @@ impl<'de> de::MapAccess<'de> for TensorAccess<'de> {
             2 => FIELD_DATA,
             _ => return Ok(None),
         };
-        seed.deserialize(BorrowedStrDeserializer::new(name))
-            .map(Some)
+        seed.deserialize(BorrowedStrDeserializer::new(name)).map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {

@@ -20,16 +20,7 @@ mod sealed {
 /// The dtype is fixed by the type, so `Tensor<f32>` only ever holds `F32` data: a file with another
 /// dtype is an error (or a conversion, with [`Options::convert_dtypes`](crate::Options::convert_dtypes)).
 pub trait Element:
-    Copy
-    + Default
-    + PartialEq
-    + std::fmt::Debug
-    + NoUninit
-    + CheckedBitPattern
-    + Send
-    + Sync
-    + 'static
-    + sealed::Sealed
+    Copy + Default + PartialEq + std::fmt::Debug + NoUninit + CheckedBitPattern + Send + Sync + 'static + sealed::Sealed
 {
     /// The safetensors dtype of this type.
     const DTYPE: Dtype;
@@ -129,9 +120,7 @@ pub(crate) fn slice_from_le_bytes<T: Element>(bytes: &[u8]) -> Result<Cow<'_, [T
     if cfg!(target_endian = "little") {
         match bytemuck::checked::try_cast_slice::<u8, T>(bytes) {
             Ok(slice) => return Ok(Cow::Borrowed(slice)),
-            Err(bytemuck::checked::CheckedCastError::InvalidBitPattern) => {
-                return Err(DecodeError::Invalid)
-            }
+            Err(bytemuck::checked::CheckedCastError::InvalidBitPattern) => return Err(DecodeError::Invalid),
             Err(_) => {} // misaligned or odd length: the copy below sorts them out
         }
     }
@@ -158,27 +147,15 @@ mod tests {
     fn little_endian_encoding_is_explicit() {
         // The bytes of 1.0f32 in the file are 00 00 80 3f on every host.
         assert_eq!(&*to_le_bytes(&[1.0f32]), &[0x00, 0x00, 0x80, 0x3f]);
-        assert_eq!(
-            vec_from_le_bytes::<f32>(&[0x00, 0x00, 0x80, 0x3f]).unwrap(),
-            vec![1.0]
-        );
-        assert_eq!(
-            vec_from_le_bytes::<u16>(&[0x01, 0x02]).unwrap(),
-            vec![0x0201]
-        );
+        assert_eq!(vec_from_le_bytes::<f32>(&[0x00, 0x00, 0x80, 0x3f]).unwrap(), vec![1.0]);
+        assert_eq!(vec_from_le_bytes::<u16>(&[0x01, 0x02]).unwrap(), vec![0x0201]);
         assert_eq!(&*to_le_bytes(&[0x0102_0304i32]), &[4, 3, 2, 1]);
     }
 
     #[test]
     fn bools_are_checked() {
-        assert_eq!(
-            vec_from_le_bytes::<bool>(&[0, 1, 1]).unwrap(),
-            vec![false, true, true]
-        );
-        assert_eq!(
-            vec_from_le_bytes::<bool>(&[0, 2]),
-            Err(DecodeError::Invalid)
-        );
+        assert_eq!(vec_from_le_bytes::<bool>(&[0, 1, 1]).unwrap(), vec![false, true, true]);
+        assert_eq!(vec_from_le_bytes::<bool>(&[0, 2]), Err(DecodeError::Invalid));
         assert_eq!(slice_from_le_bytes::<bool>(&[3]), Err(DecodeError::Invalid));
     }
 
@@ -191,9 +168,6 @@ mod tests {
         assert_eq!(&*aligned, &[1.0, 2.0]);
         let misaligned = slice_from_le_bytes::<u16>(&bytes[1..5]).unwrap();
         assert!(matches!(misaligned, Cow::Owned(_)));
-        assert_eq!(
-            vec_from_le_bytes::<f32>(&bytes[..7]),
-            Err(DecodeError::Length)
-        );
+        assert_eq!(vec_from_le_bytes::<f32>(&bytes[..7]), Err(DecodeError::Length));
     }
 }

@@ -162,9 +162,7 @@ pub enum Error {
 }
 
 fn at(key: &Option<String>) -> String {
-    key.as_ref()
-        .map(|k| format!("at `{k}`: "))
-        .unwrap_or_default()
+    key.as_ref().map(|k| format!("at `{k}`: ")).unwrap_or_default()
 }
 
 struct Quoted<'a>(&'a [String]);
@@ -191,12 +189,7 @@ struct KeyList<'a> {
 impl Display for KeyList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.keys.len();
-        write!(
-            f,
-            "{n} {} key{}: ",
-            self.what,
-            if n == 1 { "" } else { "s" }
-        )?;
+        write!(f, "{n} {} key{}: ", self.what, if n == 1 { "" } else { "s" })?;
         for (i, key) in self.keys.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;

@@ -61,13 +61,12 @@ impl Header {
 
     /// Parses the JSON text of a header; `data_start` is where the data will start.
     pub(crate) fn parse_json(json: &[u8], data_start: usize) -> Result<Header> {
-        let text =
-            std::str::from_utf8(json).map_err(|e| Error::header(format_args!("not UTF-8: {e}")))?;
+        let text = std::str::from_utf8(json).map_err(|e| Error::header(format_args!("not UTF-8: {e}")))?;
         if !text.starts_with('{') {
             return Err(Error::header("does not start with `{`"));
         }
-        let raw: RawHeader = serde_json::from_str(text)
-            .map_err(|e| Error::header(format_args!("not a valid header object: {e}")))?;
+        let raw: RawHeader =
+            serde_json::from_str(text).map_err(|e| Error::header(format_args!("not a valid header object: {e}")))?;
         let mut entries = Vec::with_capacity(raw.entries.len());
         for (key, raw_entry) in raw.entries {
             entries.push(raw_entry.check(key)?);
@@ -87,7 +86,10 @@ impl Header {
         for entry in order {
             if entry.start != covered {
                 let reason = if entry.start < covered {
-                    format!("`{}` starts at byte {} inside the previous tensor, which ends at {covered}", entry.key, entry.start)
+                    format!(
+                        "`{}` starts at byte {} inside the previous tensor, which ends at {covered}",
+                        entry.key, entry.start
+                    )
                 } else {
                     format!(
                         "bytes {covered}..{} belong to no tensor (before `{}`)",
@@ -101,10 +103,7 @@ impl Header {
         match covered.cmp(&data_len) {
             std::cmp::Ordering::Equal => Ok(()),
             std::cmp::Ordering::Less => Err(Error::InvalidLayout {
-                reason: format!(
-                    "{} trailing bytes after the last tensor",
-                    data_len - covered
-                ),
+                reason: format!("{} trailing bytes after the last tensor", data_len - covered),
             }),
             std::cmp::Ordering::Greater => Err(Error::Truncated {
                 what: "the tensor data",
@@ -165,21 +164,15 @@ impl RawEntry {
             .map(|&d| usize::try_from(d))
             .collect::<Result<Vec<usize>, _>>()
             .map_err(|_| invalid(format!("shape {:?} does not fit this platform", self.shape)))?;
-        let bytes = element_count(&shape)
-            .and_then(|n| dtype.byte_len(n))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "shape {shape:?} of {dtype} overflows the address space or splits a byte"
-                ))
-            })?;
+        let bytes = element_count(&shape).and_then(|n| dtype.byte_len(n)).ok_or_else(|| {
+            invalid(format!(
+                "shape {shape:?} of {dtype} overflows the address space or splits a byte"
+            ))
+        })?;
         let (start, end) = self.data_offsets;
         let (start, end) = match (usize::try_from(start), usize::try_from(end)) {
             (Ok(s), Ok(e)) if s <= e => (s, e),
-            _ => {
-                return Err(invalid(format!(
-                    "data offsets [{start}, {end}] are not a valid range"
-                )))
-            }
+            _ => return Err(invalid(format!("data offsets [{start}, {end}] are not a valid range"))),
         };
         if end - start != bytes {
             return Err(invalid(format!(
@@ -222,9 +215,7 @@ impl<'de> Visitor<'de> for RawHeaderVisitor {
             }
             if key == METADATA_KEY {
                 let value: MetadataValue = map.next_value().map_err(|e| {
-                    de::Error::custom(format_args!(
-                        "`{METADATA_KEY}` must map strings to strings: {e}"
-                    ))
+                    de::Error::custom(format_args!("`{METADATA_KEY}` must map strings to strings: {e}"))
                 })?;
                 metadata = value.0;
             } else {
@@ -275,10 +266,7 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    pub(crate) fn new(
-        planned: &[Planned],
-        metadata: Option<&BTreeMap<String, String>>,
-    ) -> Result<Layout> {
+    pub(crate) fn new(planned: &[Planned], metadata: Option<&BTreeMap<String, String>>) -> Result<Layout> {
         let mut order: Vec<usize> = (0..planned.len()).collect();
         order.sort_by(|&a, &b| {
             planned[b]
@@ -334,9 +322,7 @@ struct HeaderJson<'a> {
 
 impl Serialize for HeaderJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(
-            self.order.len() + usize::from(self.metadata.is_some()),
-        ))?;
+        let mut map = serializer.serialize_map(Some(self.order.len() + usize::from(self.metadata.is_some())))?;
         if let Some(metadata) = self.metadata {
             map.serialize_entry(METADATA_KEY, metadata)?;
         }

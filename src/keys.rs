@@ -18,6 +18,10 @@ use crate::schema::{FieldSchema, Join, ObjaxVar, StructSchema, Style};
 #[derive(Debug, Clone)]
 pub(crate) struct Cursor {
     key: String,
+    /// Where the key's dict levels meet: positions of the `.` separators that stand for a nesting
+    /// of dicts (every `.` of flax, nnx and haiku keys; none inside an objax variable name). A
+    /// nested format such as msgpack builds its dicts from these.
+    breaks: Vec<usize>,
     /// The style of the nearest enclosing struct (flax above the root struct).
     style: Style,
     /// Whether a struct encloses this node.
@@ -31,24 +35,12 @@ pub(crate) struct Cursor {
     list_class: Option<&'static str>,
 }
 
-/// Appends `name` to `key`, with `separator` unless the key is empty (the root has no prefix).
-fn join(key: &str, separator: &str, name: &str) -> String {
-    if key.is_empty() {
-        name.to_owned()
-    } else {
-        let mut out = String::with_capacity(key.len() + separator.len() + name.len());
-        out.push_str(key);
-        out.push_str(separator);
-        out.push_str(name);
-        out
-    }
-}
-
 impl Cursor {
     /// The root of a tree: no key, flax style until a struct says otherwise.
     pub(crate) fn root() -> Self {
         Cursor {
             key: String::new(),
+            breaks: Vec::new(),
             style: Style::Flax,
             in_struct: false,
             haiku_top: false,
@@ -63,23 +55,46 @@ impl Cursor {
         &self.key
     }
 
+    /// Where the dict levels of the key meet (see the field).
+    pub(crate) fn breaks(&self) -> &[usize] {
+        &self.breaks
+    }
+
+    /// This cursor's key with `name` appended after `separator` (none at the root, which has no
+    /// prefix), and the dict breaks that follow.
+    fn joined(&self, separator: &str, name: &str) -> (String, Vec<usize>) {
+        let mut breaks = self.breaks.clone();
+        if self.key.is_empty() {
+            return (name.to_owned(), breaks);
+        }
+        let mut key = String::with_capacity(self.key.len() + separator.len() + name.len());
+        key.push_str(&self.key);
+        if separator == "." && self.style != Style::Objax {
+            breaks.push(key.len());
+        }
+        key.push_str(separator);
+        key.push_str(name);
+        (key, breaks)
+    }
+
     /// Steps into a struct node.
     pub(crate) fn enter_struct(&self, schema: &StructSchema) -> Cursor {
         let style = schema.style.unwrap_or(self.style);
         let parent_style = self.in_struct.then_some(self.style);
-        let key = if style == Style::Objax {
+        let (key, breaks) = if style == Style::Objax {
             let class = schema.class.unwrap_or(schema.name);
             if parent_style == Some(Style::Objax) {
-                format!("{}({class})", self.key)
+                (format!("{}({class})", self.key), self.breaks.clone())
             } else {
                 // A new objax tree: its keys start with `(Class)`, joined to a wrapper with `.`.
-                join(&self.key, ".", &format!("({class})"))
+                self.joined(".", &format!("({class})"))
             }
         } else {
-            self.key.clone()
+            (self.key.clone(), self.breaks.clone())
         };
         Cursor {
             key,
+            breaks,
             style,
             in_struct: true,
             haiku_top: style == Style::Haiku && parent_style != Some(Style::Haiku),
@@ -92,21 +107,17 @@ impl Cursor {
     /// The separator before a named child (a field or a map entry) of this node.
     fn separator(&self, child_is_leafy: bool, join: Option<Join>) -> &'static str {
         match self.style {
-            Style::Haiku if !child_is_leafy && !self.haiku_top => {
-                join.unwrap_or(Join::Tilde).separator()
-            }
+            Style::Haiku if !child_is_leafy && !self.haiku_top => join.unwrap_or(Join::Tilde).separator(),
             _ => ".",
         }
     }
 
     /// Steps from a struct into one of its fields.
     pub(crate) fn field(&self, field: &FieldSchema, child_is_leafy: bool) -> Cursor {
+        let (key, breaks) = self.joined(self.separator(child_is_leafy, field.join), field.name);
         Cursor {
-            key: join(
-                &self.key,
-                self.separator(child_is_leafy, field.join),
-                field.name,
-            ),
+            key,
+            breaks,
             join: field.join,
             var: field.var,
             list_class: field.class,
@@ -140,21 +151,28 @@ impl Cursor {
     /// Steps from a list (after [`Cursor::enter_list`]) into element `index`.
     pub(crate) fn element(&self, index: usize) -> Cursor {
         let (before, after) = self.element_affixes();
+        let mut breaks = self.breaks.clone();
+        if self.style == Style::Nnx && !self.key.is_empty() {
+            breaks.push(self.key.len());
+        }
         Cursor {
             key: format!("{before}{index}{after}"),
+            breaks,
             ..self.clone()
         }
     }
 
     /// What comes before an entry name of this map node.
     pub(crate) fn entry_prefix(&self, child_is_leafy: bool) -> String {
-        join(&self.key, self.separator(child_is_leafy, self.join), "")
+        self.joined(self.separator(child_is_leafy, self.join), "").0
     }
 
     /// Steps from a map keyed by names into the entry `name`.
     pub(crate) fn entry(&self, name: &str, child_is_leafy: bool) -> Cursor {
+        let (key, breaks) = self.joined(self.separator(child_is_leafy, self.join), name);
         Cursor {
-            key: join(&self.key, self.separator(child_is_leafy, self.join), name),
+            key,
+            breaks,
             ..self.clone()
         }
     }
@@ -167,21 +185,13 @@ impl Cursor {
             Style::Haiku => &[".", "/"],
             Style::Objax => &[".", "(", "[", "::"],
         };
-        stops
-            .iter()
-            .filter_map(|s| rest.find(s))
-            .min()
-            .unwrap_or(rest.len())
+        stops.iter().filter_map(|s| rest.find(s)).min().unwrap_or(rest.len())
     }
 
     /// The full key of a leaf at this node.
     pub(crate) fn leaf_key(&self) -> String {
         if self.style == Style::Objax {
-            format!(
-                "{}::{}",
-                self.key,
-                self.var.unwrap_or(ObjaxVar::TrainVar).name()
-            )
+            format!("{}::{}", self.key, self.var.unwrap_or(ObjaxVar::TrainVar).name())
         } else {
             self.key.clone()
         }
@@ -237,10 +247,42 @@ mod tests {
         let root = Cursor::root().enter_struct(&strukt("Root", None));
         let layers = root.field(&field("layers"), false).enter_list().element(1);
         let dense = layers.enter_struct(&strukt("Dense", None));
-        assert_eq!(
-            dense.field(&field("kernel"), true).leaf_key(),
-            "layers_1.kernel"
-        );
+        assert_eq!(dense.field(&field("kernel"), true).leaf_key(), "layers_1.kernel");
+    }
+
+    /// The key cut at its dict breaks.
+    fn path(cursor: &Cursor) -> Vec<String> {
+        crate::ser::split_at(&cursor.leaf_key(), cursor.breaks())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn dict_breaks_follow_the_style() {
+        let ckpt = Cursor::root().enter_struct(&strukt("Checkpoint", None));
+        let params = ckpt
+            .field(&field("params"), false)
+            .enter_struct(&strukt("P", Some(Style::Haiku)));
+        let mlp = params.field(&field("mlp"), false).enter_struct(&strukt("Mlp", None));
+        let w = mlp
+            .field(&field("linear"), false)
+            .enter_list()
+            .element(0)
+            .enter_struct(&strukt("L", None))
+            .field(&field("w"), true);
+        assert_eq!(path(&w), ["params", "mlp/~/linear_0", "w"]);
+        let nnx = Cursor::root().enter_struct(&strukt("M", Some(Style::Nnx)));
+        let k = nnx
+            .field(&field("layers"), false)
+            .enter_list()
+            .element(1)
+            .enter_struct(&strukt("L", None))
+            .field(&field("kernel"), true);
+        assert_eq!(path(&k), ["layers", "1", "kernel"]);
+        let model = ckpt
+            .field(&field("model"), false)
+            .enter_struct(&strukt("MLP", Some(Style::Objax)));
+        assert_eq!(path(&model.field(&field("w"), true)), ["model", "(MLP).w::TrainVar"]);
     }
 
     #[test]
@@ -248,10 +290,7 @@ mod tests {
         let root = Cursor::root().enter_struct(&strukt("M", Some(Style::Nnx)));
         let layers = root.field(&field("layers"), false).enter_list().element(0);
         let linear = layers.enter_struct(&strukt("Linear", None));
-        assert_eq!(
-            linear.field(&field("kernel"), true).leaf_key(),
-            "layers.0.kernel"
-        );
+        assert_eq!(linear.field(&field("kernel"), true).leaf_key(), "layers.0.kernel");
     }
 
     #[test]
@@ -260,29 +299,19 @@ mod tests {
         let params = ckpt
             .field(&field("params"), false)
             .enter_struct(&strukt("HkParams", Some(Style::Haiku)));
-        let mlp = params
-            .field(&field("mlp"), false)
-            .enter_struct(&strukt("Mlp", None));
+        let mlp = params.field(&field("mlp"), false).enter_struct(&strukt("Mlp", None));
         let linear = mlp
             .field(&field("linear"), false)
             .enter_list()
             .element(0)
             .enter_struct(&strukt("Linear", None));
-        assert_eq!(
-            linear.field(&field("w"), true).leaf_key(),
-            "params.mlp/~/linear_0.w"
-        );
+        assert_eq!(linear.field(&field("w"), true).leaf_key(), "params.mlp/~/linear_0.w");
         let inner = FieldSchema {
             join: Some(Join::Slash),
             ..field("inner")
         };
-        let nested = mlp
-            .field(&inner, false)
-            .enter_struct(&strukt("Linear", None));
-        assert_eq!(
-            nested.field(&field("b"), true).leaf_key(),
-            "params.mlp/inner.b"
-        );
+        let nested = mlp.field(&inner, false).enter_struct(&strukt("Linear", None));
+        assert_eq!(nested.field(&field("b"), true).leaf_key(), "params.mlp/inner.b");
     }
 
     #[test]
@@ -298,10 +327,7 @@ mod tests {
             var: Some(ObjaxVar::StateVar),
             ..field("running_mean")
         };
-        assert_eq!(
-            mlp.field(&state, true).leaf_key(),
-            "(MLP).running_mean::StateVar"
-        );
+        assert_eq!(mlp.field(&state, true).leaf_key(), "(MLP).running_mean::StateVar");
         let ml = FieldSchema {
             class: Some("ModuleList"),
             ..field("ml")

@@ -4,6 +4,7 @@
 mod convert;
 mod de;
 mod dtype;
+mod dynamic;
 mod element;
 mod error;
 mod header;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use de::Deserializer;
 pub use dtype::{Dtype, UnknownDtype};
+pub use dynamic::{DynTensor, DynTensorView, Value};
 pub use element::Element;
 pub use error::{Error, Result};
 pub use half::{bf16, f16};

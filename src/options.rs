@@ -67,21 +67,13 @@ impl Options {
     }
 
     /// Writes `params` to `writer`.
-    pub fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
-        &self,
-        writer: W,
-        params: &T,
-    ) -> Result<()> {
+    pub fn to_writer<W: Write, T: Serialize + Params + ?Sized>(&self, writer: W, params: &T) -> Result<()> {
         write::to_writer(writer, params, self)
     }
 
     /// Writes `params` to the file at `path`, atomically: the file holds the old contents or the
     /// new, never a part.
-    pub fn to_file<T: Serialize + Params + ?Sized>(
-        &self,
-        path: impl AsRef<Path>,
-        params: &T,
-    ) -> Result<()> {
+    pub fn to_file<T: Serialize + Params + ?Sized>(&self, path: impl AsRef<Path>, params: &T) -> Result<()> {
         write::to_file(path.as_ref(), params, self)
     }
 

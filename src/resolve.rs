@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use crate::dynamic::ANY_LEAF_SCHEMA;
 use crate::header::Header;
 use crate::keys::Cursor;
 use crate::schema::{FieldSchema, LeafSchema, MapKey, Schema, SeqSchema, StructSchema};
@@ -44,11 +45,7 @@ struct Resolver<'h> {
 
 /// Matches `schema` against `header`. Unless `allow_unknown`, entries the type does not take are an
 /// error.
-pub(crate) fn resolve(
-    schema: &'static Schema,
-    header: &Header,
-    allow_unknown: bool,
-) -> Result<Resolved> {
+pub(crate) fn resolve(schema: &'static Schema, header: &Header, allow_unknown: bool) -> Result<Resolved> {
     let index = header
         .entries
         .iter()
@@ -85,6 +82,20 @@ impl<'h> Resolver<'h> {
                 }
             }
             Schema::Seq(seq) => self.seq(seq, cursor),
+            Schema::Any => {
+                // A leaf where the file has the key itself, else a dict of what lies below.
+                match self.index.get(cursor.key()) {
+                    Some(&entry) if !self.claimed[entry] => {
+                        self.claimed[entry] = true;
+                        self.found += 1;
+                        Resolved::Leaf {
+                            entry,
+                            schema: &ANY_LEAF_SCHEMA,
+                        }
+                    }
+                    _ => self.named_map(schema, cursor),
+                }
+            }
             Schema::Map(map) => {
                 let value = (map.value)();
                 match map.key {
@@ -95,10 +106,8 @@ impl<'h> Resolver<'h> {
                             .indices(&list)
                             .into_iter()
                             .filter_map(|i| {
-                                let (found, node, missing) =
-                                    self.probe(|r| r.node(value, &list.element(i)));
-                                self.keep_if_found(found, missing)
-                                    .then(|| (i.to_string(), node))
+                                let (found, node, missing) = self.probe(|r| r.node(value, &list.element(i)));
+                                self.keep_if_found(found, missing).then(|| (i.to_string(), node))
                             })
                             .collect();
                         Resolved::Map(entries)
@@ -145,8 +154,7 @@ impl<'h> Resolver<'h> {
                     continue;
                 }
                 if !missing.is_empty() {
-                    self.partly_present
-                        .push((child_cursor.key().to_owned(), missing));
+                    self.partly_present.push((child_cursor.key().to_owned(), missing));
                 }
                 fields.push((field, node));
             } else {
@@ -163,11 +171,7 @@ impl<'h> Resolver<'h> {
             Some(n) => n,
             None => self.indices(&list).last().map_or(0, |&i| i + 1),
         };
-        Resolved::Seq(
-            (0..len)
-                .map(|i| self.node(element, &list.element(i)))
-                .collect(),
-        )
+        Resolved::Seq((0..len).map(|i| self.node(element, &list.element(i))).collect())
     }
 
     /// The indices that the file's keys show for a list, ascending. An index beyond the number of
@@ -232,10 +236,7 @@ impl<'h> Resolver<'h> {
 
     /// Runs `walk` and reports how many entries it took, its result, and the keys it found missing
     /// (which are taken back out of the missing list, for the caller to judge).
-    fn probe(
-        &mut self,
-        walk: impl FnOnce(&mut Self) -> Resolved,
-    ) -> (usize, Resolved, Vec<String>) {
+    fn probe(&mut self, walk: impl FnOnce(&mut Self) -> Resolved) -> (usize, Resolved, Vec<String>) {
         let (found_before, missing_before) = (self.found, self.missing.len());
         let node = walk(self);
         let missing = self.missing.split_off(missing_before);
@@ -284,10 +285,7 @@ impl<'h> Resolver<'h> {
                 .filter(|(_, &claimed)| claimed)
                 .map(|(e, _)| e.key.as_str())
                 .collect();
-            let hints = unknown
-                .iter()
-                .map(|k| nearest(k, expected.iter().copied()))
-                .collect();
+            let hints = unknown.iter().map(|k| nearest(k, expected.iter().copied())).collect();
             return Err(Error::UnknownKeys {
                 keys: unknown.into_iter().map(str::to_owned).collect(),
                 hints,
@@ -318,9 +316,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != cb));
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
             diagonal = above;
         }
     }

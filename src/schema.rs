@@ -27,6 +27,8 @@ pub enum Schema {
     Seq(SeqSchema),
     /// `BTreeMap<K, T>` or `HashMap<K, T>`.
     Map(MapSchema),
+    /// [`Value`](crate::Value): a leaf where the file has one, else a dict of `Any`.
+    Any,
 }
 
 /// A leaf: one safetensors entry.
@@ -167,7 +169,7 @@ impl Schema {
         match self {
             Schema::Leaf(_) => true,
             Schema::Option(inner) => inner().is_leaf(),
-            _ => false,
+            Schema::Struct(_) | Schema::Seq(_) | Schema::Map(_) | Schema::Any => false,
         }
     }
 
@@ -175,7 +177,8 @@ impl Schema {
     /// `Option<Tensor>`, a `Vec<f32>`...). Key styles join leaves and modules differently.
     pub fn is_leafy(&self) -> bool {
         match self {
-            Schema::Leaf(_) => true,
+            // A dict joins its names with `.`, as leaves join, in every style.
+            Schema::Leaf(_) | Schema::Any => true,
             Schema::Struct(_) => false,
             Schema::Option(inner) => inner().is_leafy(),
             Schema::Seq(seq) => (seq.element)().is_leafy(),

@@ -6,6 +6,7 @@
 
 use serde::ser::{self, Impossible, Serialize};
 
+use crate::dynamic::{ANY_DICT, ANY_LEAF, VALUE_DICT, VALUE_NAME, VALUE_TENSOR};
 use crate::keys::Cursor;
 use crate::schema::{LeafSchema, MapKey, Schema, StructSchema};
 use crate::tensor::{element_count, FIELD_DATA, FIELD_DTYPE, FIELD_SHAPE, TENSOR_MAGIC};
@@ -22,6 +23,23 @@ pub struct LeafRef<'a> {
     pub shape: &'a [usize],
     /// The elements' bytes, little-endian.
     pub data: &'a [u8],
+    /// Positions in `key` of the `.` separators between dict levels.
+    breaks: &'a [usize],
+}
+
+impl<'a> LeafRef<'a> {
+    /// The key as a path of dict levels, as the style nests them: `params.mlp/~/linear_0.w` is
+    /// `["params", "mlp/~/linear_0", "w"]`; an objax variable name is one level.
+    pub fn path(&self) -> impl Iterator<Item = &'a str> {
+        split_at(self.key, self.breaks)
+    }
+}
+
+/// Cuts `key` at the separators at `breaks`.
+pub(crate) fn split_at<'k>(key: &'k str, breaks: &'k [usize]) -> impl Iterator<Item = &'k str> {
+    let starts = std::iter::once(0).chain(breaks.iter().map(|&b| b + 1));
+    let ends = breaks.iter().copied().chain(std::iter::once(key.len()));
+    starts.zip(ends).map(move |(start, end)| &key[start..end])
 }
 
 /// The serde serializer of this format: it turns a param tree into its leaves, each with its key.
@@ -90,12 +108,11 @@ impl<'s> NodeSerializer<'s> {
             Schema::Option(_) => "an option",
             Schema::Seq(_) => "a list",
             Schema::Map(_) => "a map",
+            Schema::Any => "a value",
         };
         Error::at(
             self.cursor.key(),
-            format_args!(
-                "the value serializes as {found}, but its Params schema expects {expected}"
-            ),
+            format_args!("the value serializes as {found}, but its Params schema expects {expected}"),
         )
     }
 
@@ -108,11 +125,13 @@ impl<'s> NodeSerializer<'s> {
 
     fn emit(&mut self, dtype: Dtype, shape: &[usize], data: &[u8]) -> Result<()> {
         let key = self.cursor.leaf_key();
+        let breaks = self.cursor.breaks();
         (self.sink)(LeafRef {
             key: &key,
             dtype,
             shape,
             data,
+            breaks,
         })
     }
 
@@ -249,23 +268,26 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
         }
     }
 
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(
-        self,
-        _name: &'static str,
-        value: &T,
-    ) -> Result<()> {
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _name: &'static str, value: &T) -> Result<()> {
         // Newtypes (and half's floats, a newtype around their bits) are transparent.
         value.serialize(self)
     }
 
     fn serialize_newtype_variant<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
+        mut self,
+        name: &'static str,
         _: u32,
-        _: &'static str,
-        _: &T,
+        variant: &'static str,
+        value: &T,
     ) -> Result<()> {
-        Err(self.mismatch("an enum"))
+        // A `Value` is a tensor or a dict, by its variant.
+        let schema = match (self.schema, name, variant) {
+            (Schema::Any, VALUE_NAME, VALUE_TENSOR) => &ANY_LEAF,
+            (Schema::Any, VALUE_NAME, VALUE_DICT) => &ANY_DICT,
+            _ => return Err(self.mismatch("an enum")),
+        };
+        let cursor = self.cursor.clone();
+        value.serialize(self.child(schema, cursor))
     }
 
     fn serialize_seq(self, len: Option<usize>) -> Result<ListSerializer<'s>> {
@@ -294,11 +316,7 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
         self.serialize_seq(Some(len))
     }
 
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct> {
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
         Err(self.mismatch("a tuple struct"))
     }
 
@@ -434,12 +452,9 @@ impl ser::SerializeMap for MapSerializer<'_> {
         let cursor = match self.key_kind {
             MapKey::Name => self.cursor.entry(&name, self.value.is_leafy()),
             MapKey::Index => {
-                let index = name.parse().map_err(|_| {
-                    Error::at(
-                        self.cursor.key(),
-                        format_args!("map key `{name}` is not a list index"),
-                    )
-                })?;
+                let index = name
+                    .parse()
+                    .map_err(|_| Error::at(self.cursor.key(), format_args!("map key `{name}` is not a list index")))?;
                 self.cursor.element(index)
             }
         };
@@ -472,11 +487,7 @@ impl ser::SerializeStruct for StructSerializer<'_> {
     type Ok = ();
     type Error = Error;
 
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        name: &'static str,
-        value: &T,
-    ) -> Result<()> {
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, name: &'static str, value: &T) -> Result<()> {
         match &mut self.0 {
             StructState::Params {
                 sink,
@@ -492,10 +503,7 @@ impl ser::SerializeStruct for StructSerializer<'_> {
                     .ok_or_else(|| {
                         Error::at(
                             cursor.key(),
-                            format_args!(
-                                "field `{name}` of `{}` is not in its Params schema",
-                                schema.name
-                            ),
+                            format_args!("field `{name}` of `{}` is not in its Params schema", schema.name),
                         )
                     })?;
                 *next_field = index + 1;
@@ -516,10 +524,7 @@ impl ser::SerializeStruct for StructSerializer<'_> {
         match self.0 {
             StructState::Params { .. } => Ok(()),
             StructState::Tensor(tensor) if tensor.emitted => Ok(()),
-            StructState::Tensor(tensor) => Err(Error::at(
-                tensor.node.cursor.leaf_key(),
-                "a tensor without data",
-            )),
+            StructState::Tensor(tensor) => Err(Error::at(tensor.node.cursor.leaf_key(), "a tensor without data")),
         }
     }
 }
@@ -545,10 +550,7 @@ impl TensorSerializer<'_> {
         if expected != Some(data.len()) {
             return Err(Error::at(
                 self.node.cursor.leaf_key(),
-                format_args!(
-                    "{dtype} shape {shape:?} does not match {} bytes of data",
-                    data.len()
-                ),
+                format_args!("{dtype} shape {shape:?} does not match {} bytes of data", data.len()),
             ));
         }
         if let Some(rank) = self.leaf.rank {
@@ -560,13 +562,7 @@ impl TensorSerializer<'_> {
                 });
             }
         }
-        let key = self.node.cursor.leaf_key();
-        (self.node.sink)(LeafRef {
-            key: &key,
-            dtype,
-            shape,
-            data,
-        })?;
+        self.node.emit(dtype, shape, data)?;
         self.emitted = true;
         Ok(())
     }
@@ -634,11 +630,7 @@ macro_rules! reject_compound {
         fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Self::Ok> {
             Err(Error::msg(concat!("expected ", $what)))
         }
-        fn serialize_newtype_struct<T: ?Sized + Serialize>(
-            self,
-            _: &'static str,
-            value: &T,
-        ) -> Result<Self::Ok> {
+        fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, value: &T) -> Result<Self::Ok> {
             value.serialize(self)
         }
         fn serialize_newtype_variant<T: ?Sized + Serialize>(
@@ -653,11 +645,7 @@ macro_rules! reject_compound {
         fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
             Err(Error::msg(concat!("expected ", $what)))
         }
-        fn serialize_tuple_struct(
-            self,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleStruct> {
+        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
             Err(Error::msg(concat!("expected ", $what)))
         }
         fn serialize_tuple_variant(
@@ -772,11 +760,7 @@ impl ser::Serializer for ShapeCapture {
     fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Vec<usize>> {
         Err(Error::msg("expected a shape"))
     }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<Vec<usize>> {
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, value: &T) -> Result<Vec<usize>> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: ?Sized + Serialize>(
@@ -791,11 +775,7 @@ impl ser::Serializer for ShapeCapture {
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
         Err(Error::msg("expected a shape"))
     }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct> {
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
         Err(Error::msg("expected a shape"))
     }
     fn serialize_tuple_variant(
@@ -894,11 +874,7 @@ impl<'a, F: FnMut(LeafRef<'_>) -> Result<()> + 'a> ser::Serializer for &'a mut S
         self.root().serialize_some(value)
     }
 
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(
-        self,
-        name: &'static str,
-        value: &T,
-    ) -> Result<()> {
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, name: &'static str, value: &T) -> Result<()> {
         self.root().serialize_newtype_struct(name, value)
     }
 
@@ -909,7 +885,6 @@ impl<'a, F: FnMut(LeafRef<'_>) -> Result<()> + 'a> ser::Serializer for &'a mut S
         variant: &'static str,
         value: &T,
     ) -> Result<()> {
-        self.root()
-            .serialize_newtype_variant(name, index, variant, value)
+        self.root().serialize_newtype_variant(name, index, variant, value)
     }
 }

@@ -28,7 +28,7 @@ pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
-fn check_len(shape: &[usize], len: usize) -> Result<()> {
+pub(crate) fn check_len(shape: &[usize], len: usize) -> Result<()> {
     match element_count(shape) {
         Some(n) if n == len => Ok(()),
         expected => Err(Error::ShapeDataMismatch {
@@ -228,42 +228,58 @@ impl Serialize for RawBytes<'_> {
     }
 }
 
-pub(crate) fn serialize_tensor<S: Serializer, T: Element>(
+/// Serializes a leaf of any dtype from its little-endian bytes.
+pub(crate) fn serialize_raw<S: Serializer>(
     serializer: S,
+    dtype: Dtype,
     shape: &[usize],
-    data: &[T],
+    data: &[u8],
 ) -> Result<S::Ok, S::Error> {
     let mut state = serializer.serialize_struct(TENSOR_MAGIC, 3)?;
-    state.serialize_field(FIELD_DTYPE, T::DTYPE.name())?;
+    state.serialize_field(FIELD_DTYPE, dtype.name())?;
     state.serialize_field(FIELD_SHAPE, shape)?;
-    state.serialize_field(FIELD_DATA, &RawBytes(&to_le_bytes(data)))?;
+    state.serialize_field(FIELD_DATA, &RawBytes(data))?;
     state.end()
 }
 
 impl<T: Element> Serialize for Tensor<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_tensor(serializer, &self.shape, &self.data)
+        serialize_raw(serializer, T::DTYPE, &self.shape, &to_le_bytes(&self.data))
     }
 }
 
 impl<T: Element> Serialize for TensorView<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_tensor(serializer, &self.shape, &self.data)
+        serialize_raw(serializer, T::DTYPE, &self.shape, &to_le_bytes(&self.data))
     }
 }
 
-/// How a tensor visitor turns the data bytes into elements.
-trait DataSink<'de, T: Element>: Sized {
+/// What a leaf type makes of the `data` bytes, and how it checks them against dtype and shape.
+pub(crate) trait LeafData<'de>: Sized {
     type Data;
+    /// Bytes borrowed from the input for `'de`.
     fn borrowed(bytes: &'de [u8]) -> Result<Self::Data, DecodeError>;
+    /// Bytes lent only for the call.
     fn transient(bytes: &[u8]) -> Result<Self::Data, DecodeError>;
-    fn len(data: &Self::Data) -> usize;
+    /// Whether `data` is what a tensor of `dtype` and `shape` holds.
+    fn check(dtype: Dtype, shape: &[usize], data: &Self::Data) -> Result<(), String>;
+    /// What the leaf is, for messages.
+    fn expecting(f: &mut fmt::Formatter<'_>) -> fmt::Result;
 }
 
-struct Owned;
-struct Borrowed;
+/// Owned elements of `T`.
+pub(crate) struct Owned<T>(PhantomData<T>);
+/// Elements of `T` borrowed where aligned.
+pub(crate) struct Borrowed<T>(PhantomData<T>);
 
-impl<'de, T: Element> DataSink<'de, T> for Owned {
+fn check_typed<T: Element>(dtype: Dtype, shape: &[usize], len: usize) -> Result<(), String> {
+    if dtype != T::DTYPE {
+        return Err(format!("dtype mismatch: expected {}, found {dtype}", T::DTYPE));
+    }
+    check_len(shape, len).map_err(|e| e.to_string())
+}
+
+impl<'de, T: Element> LeafData<'de> for Owned<T> {
     type Data = Vec<T>;
     fn borrowed(bytes: &'de [u8]) -> Result<Vec<T>, DecodeError> {
         vec_from_le_bytes(bytes)
@@ -271,12 +287,15 @@ impl<'de, T: Element> DataSink<'de, T> for Owned {
     fn transient(bytes: &[u8]) -> Result<Vec<T>, DecodeError> {
         vec_from_le_bytes(bytes)
     }
-    fn len(data: &Vec<T>) -> usize {
-        data.len()
+    fn check(dtype: Dtype, shape: &[usize], data: &Vec<T>) -> Result<(), String> {
+        check_typed::<T>(dtype, shape, data.len())
+    }
+    fn expecting(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} tensor", T::DTYPE)
     }
 }
 
-impl<'de, T: Element> DataSink<'de, T> for Borrowed {
+impl<'de, T: Element> LeafData<'de> for Borrowed<T> {
     type Data = Cow<'de, [T]>;
     fn borrowed(bytes: &'de [u8]) -> Result<Cow<'de, [T]>, DecodeError> {
         slice_from_le_bytes(bytes)
@@ -284,62 +303,60 @@ impl<'de, T: Element> DataSink<'de, T> for Borrowed {
     fn transient(bytes: &[u8]) -> Result<Cow<'de, [T]>, DecodeError> {
         vec_from_le_bytes(bytes).map(Cow::Owned)
     }
-    fn len(data: &Cow<'de, [T]>) -> usize {
-        data.len()
+    fn check(dtype: Dtype, shape: &[usize], data: &Cow<'de, [T]>) -> Result<(), String> {
+        check_typed::<T>(dtype, shape, data.len())
+    }
+    fn expecting(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} tensor", T::DTYPE)
     }
 }
 
-fn decode_error<E: de::Error, T: Element>(err: DecodeError) -> E {
+fn decode_error<E: de::Error>(err: DecodeError) -> E {
     match err {
-        DecodeError::Length => E::custom(format_args!(
-            "tensor data is not a whole number of {} elements",
-            T::DTYPE
-        )),
-        DecodeError::Invalid => E::custom(format_args!(
-            "tensor data holds a value that is not a valid {}",
-            T::DTYPE
-        )),
+        DecodeError::Length => E::custom("tensor data is not a whole number of elements"),
+        DecodeError::Invalid => E::custom("tensor data holds a value its dtype cannot (a BOOL other than 0 or 1)"),
     }
 }
 
 /// Deserializes the `data` field: bytes in one piece, or (from self-describing formats that write
 /// bytes as a list) a sequence of bytes.
-struct DataSeed<T, S>(PhantomData<(T, S)>);
+struct DataSeed<L>(PhantomData<L>);
 
-impl<'de, T: Element, S: DataSink<'de, T>> DeserializeSeed<'de> for DataSeed<T, S> {
-    type Value = S::Data;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Data, D::Error> {
+impl<'de, L: LeafData<'de>> DeserializeSeed<'de> for DataSeed<L> {
+    type Value = L::Data;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<L::Data, D::Error> {
         deserializer.deserialize_bytes(self)
     }
 }
 
-impl<'de, T: Element, S: DataSink<'de, T>> Visitor<'de> for DataSeed<T, S> {
-    type Value = S::Data;
+impl<'de, L: LeafData<'de>> Visitor<'de> for DataSeed<L> {
+    type Value = L::Data;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("tensor bytes")
     }
-    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<S::Data, E> {
-        S::borrowed(v).map_err(decode_error::<E, T>)
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<L::Data, E> {
+        L::borrowed(v).map_err(decode_error)
     }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<S::Data, E> {
-        S::transient(v).map_err(decode_error::<E, T>)
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<L::Data, E> {
+        L::transient(v).map_err(decode_error)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<S::Data, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<L::Data, A::Error> {
         let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
         while let Some(b) = seq.next_element::<u8>()? {
             bytes.push(b);
         }
-        S::transient(&bytes).map_err(decode_error::<A::Error, T>)
+        L::transient(&bytes).map_err(decode_error)
     }
 }
 
-struct TensorVisitor<T, S>(PhantomData<(T, S)>);
+/// Reads a leaf's three fields, in any order.
+struct LeafVisitor<L>(PhantomData<L>);
 
-impl<'de, T: Element, S: DataSink<'de, T>> Visitor<'de> for TensorVisitor<T, S> {
-    type Value = (Vec<usize>, S::Data);
+impl<'de, L: LeafData<'de>> Visitor<'de> for LeafVisitor<L> {
+    type Value = (Dtype, Vec<usize>, L::Data);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a {} tensor", T::DTYPE)
+        L::expecting(f)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -348,42 +365,35 @@ impl<'de, T: Element, S: DataSink<'de, T>> Visitor<'de> for TensorVisitor<T, S> 
             match &*field {
                 FIELD_DTYPE => dtype = Some(map.next_value::<Dtype>()?),
                 FIELD_SHAPE => shape = Some(map.next_value::<Vec<usize>>()?),
-                FIELD_DATA => data = Some(map.next_value_seed(DataSeed::<T, S>(PhantomData))?),
+                FIELD_DATA => data = Some(map.next_value_seed(DataSeed::<L>(PhantomData))?),
                 other => return Err(de::Error::unknown_field(other, FIELDS)),
             }
         }
         let dtype = dtype.ok_or_else(|| de::Error::missing_field(FIELD_DTYPE))?;
         let shape = shape.ok_or_else(|| de::Error::missing_field(FIELD_SHAPE))?;
         let data = data.ok_or_else(|| de::Error::missing_field(FIELD_DATA))?;
-        if dtype != T::DTYPE {
-            return Err(de::Error::custom(format_args!(
-                "dtype mismatch: expected {}, found {dtype}",
-                T::DTYPE
-            )));
-        }
-        check_len(&shape, S::len(&data)).map_err(de::Error::custom)?;
-        Ok((shape, data))
+        L::check(dtype, &shape, &data).map_err(de::Error::custom)?;
+        Ok((dtype, shape, data))
     }
+}
+
+/// Deserializes a leaf through the private tensor name.
+pub(crate) fn deserialize_leaf<'de, L: LeafData<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<(Dtype, Vec<usize>, L::Data), D::Error> {
+    deserializer.deserialize_struct(TENSOR_MAGIC, FIELDS, LeafVisitor::<L>(PhantomData))
 }
 
 impl<'de, T: Element> Deserialize<'de> for Tensor<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (shape, data) = deserializer.deserialize_struct(
-            TENSOR_MAGIC,
-            FIELDS,
-            TensorVisitor::<T, Owned>(PhantomData),
-        )?;
+        let (_, shape, data) = deserialize_leaf::<Owned<T>, D>(deserializer)?;
         Ok(Tensor { shape, data })
     }
 }
 
 impl<'de: 'a, 'a, T: Element> Deserialize<'de> for TensorView<'a, T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (shape, data) = deserializer.deserialize_struct(
-            TENSOR_MAGIC,
-            FIELDS,
-            TensorVisitor::<T, Borrowed>(PhantomData),
-        )?;
+        let (_, shape, data) = deserialize_leaf::<Borrowed<T>, D>(deserializer)?;
         Ok(TensorView { shape, data })
     }
 }
@@ -425,10 +435,7 @@ mod tests {
     fn new_checks_sizes() {
         assert!(Tensor::new(vec![2, 3], vec![0.0f32; 6]).is_ok());
         let err = Tensor::new(vec![2, 3], vec![0.0f32; 5]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "shape [2, 3] holds 6 elements, but the data has 5"
-        );
+        assert_eq!(err.to_string(), "shape [2, 3] holds 6 elements, but the data has 5");
         let t = Tensor::scalar(3i32);
         assert_eq!((t.shape(), t.as_slice()), (&[][..], &[3][..]));
         assert!(Tensor::<f32>::zeros(vec![usize::MAX, 2]).is_err());
@@ -443,9 +450,7 @@ mod tests {
         assert_eq!(back, t);
         let wrong = serde_json::from_str::<Tensor<i8>>(&json).unwrap_err();
         assert!(
-            wrong
-                .to_string()
-                .contains("dtype mismatch: expected I8, found U8"),
+            wrong.to_string().contains("dtype mismatch: expected I8, found U8"),
             "{wrong}"
         );
     }

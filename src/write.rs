@@ -37,9 +37,7 @@ fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Planned>> {
     }))?;
     let mut seen = HashSet::with_capacity(planned.len());
     if let Some(dup) = planned.iter().find(|p| !seen.insert(p.key.as_str())) {
-        return Err(Error::DuplicateKey {
-            key: dup.key.clone(),
-        });
+        return Err(Error::DuplicateKey { key: dup.key.clone() });
     }
     Ok(planned)
 }
@@ -74,10 +72,7 @@ fn changed() -> Error {
     Error::msg("the params serialized differently on the second pass (a `Serialize` impl that is not deterministic?)")
 }
 
-pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(
-    params: &T,
-    options: &Options,
-) -> Result<Vec<u8>> {
+pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Options) -> Result<Vec<u8>> {
     let planned = plan(params)?;
     let layout = Layout::new(&planned, options.metadata_map())?;
     let mut bytes = Vec::with_capacity(layout.file_len());
@@ -100,11 +95,7 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
 
 /// Writes next to the target and renames over it, so that a reader, or a crash, sees the old file or
 /// the new one, never a part. Nothing touches the disk until the params have serialized.
-pub(crate) fn to_file<T: Serialize + Params + ?Sized>(
-    path: &Path,
-    params: &T,
-    options: &Options,
-) -> Result<()> {
+pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, options: &Options) -> Result<()> {
     let bytes = to_bytes(params, options)?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,

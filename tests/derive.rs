@@ -97,10 +97,7 @@ fn renames() {
     assert_eq!(field_names(schema), ["kernel", "bias", "type", "scale"]);
     assert!(!field(schema, "kernel").optional);
     assert!(field(schema, "scale").optional);
-    assert!(matches!(
-        (field(schema, "scale").schema)(),
-        Schema::Option(_)
-    ));
+    assert!(matches!((field(schema, "scale").schema)(), Schema::Option(_)));
 }
 
 /// One struct per `rename_all` rule, compared with the names serde_json writes: the derive must
@@ -182,10 +179,7 @@ struct SameRuleBothWays {
 
 #[test]
 fn rename_all_both_ways() {
-    assert_eq!(
-        field_names(struct_schema::<SameRuleBothWays>()),
-        ["batchNorm"]
-    );
+    assert_eq!(field_names(struct_schema::<SameRuleBothWays>()), ["batchNorm"]);
 }
 
 fn default_scale() -> Tensor<f32> {
@@ -353,10 +347,7 @@ fn newtype_and_transparent() {
     assert!(is_list::<NewList>());
     assert!(matches!(<NewList as Params>::SCHEMA, Schema::Seq(_)));
     assert!(is_list::<TransparentNamed>());
-    assert!(matches!(
-        <TransparentNamed as Params>::SCHEMA,
-        Schema::Map(_)
-    ));
+    assert!(matches!(<TransparentNamed as Params>::SCHEMA, Schema::Map(_)));
     assert!(is_leafy::<TransparentTuple>());
     assert!(is_leaf(<TransparentTuple as Params>::SCHEMA));
 }
@@ -466,11 +457,7 @@ fn serde_attributes_without_serde_derive() {
 
 /// Unknown serde keys, nested lists and expression values are skipped.
 #[derive(Serialize, Deserialize, Params)]
-#[serde(
-    deny_unknown_fields,
-    bound(serialize = "", deserialize = ""),
-    expecting = "a tree"
-)]
+#[serde(deny_unknown_fields, bound(serialize = "", deserialize = ""), expecting = "a tree")]
 struct Tolerant {
     #[serde(
         alias = "kernel",

@@ -98,10 +98,7 @@ fn unknown_keys_are_an_error_unless_allowed() {
     .unwrap();
     let err = message(safejax::from_bytes::<Dense<f32>>(&bytes));
     assert_eq!(err, "1 unknown key: `scale`");
-    let dense: Dense<f32> = Options::new()
-        .allow_unknown_keys(true)
-        .from_bytes(&bytes)
-        .unwrap();
+    let dense: Dense<f32> = Options::new().allow_unknown_keys(true).from_bytes(&bytes).unwrap();
     assert_eq!(dense.kernel.as_slice(), &[1.0]);
     assert!(
         matches!(safejax::from_bytes::<Dense<f32>>(&bytes), Err(Error::UnknownKeys { keys, .. }) if keys == ["scale"])
@@ -149,10 +146,7 @@ fn scalars_must_be_zero_dimensional() {
     })
     .unwrap();
     let err = message(safejax::from_bytes::<Scalar>(&bytes));
-    assert_eq!(
-        err,
-        "shape mismatch at `step`: expected a scalar (shape []), found [2]"
-    );
+    assert_eq!(err, "shape mismatch at `step`: expected a scalar (shape []), found [2]");
 }
 
 #[test]
@@ -186,10 +180,7 @@ fn conversions_that_do_not_fit_are_errors() {
         ids: t(&[2], vec![7, 255]),
     })
     .unwrap();
-    assert_eq!(
-        convert.from_bytes::<Narrow>(&ok).unwrap().ids.as_slice(),
-        &[7, 255]
-    );
+    assert_eq!(convert.from_bytes::<Narrow>(&ok).unwrap().ids.as_slice(), &[7, 255]);
 }
 
 #[test]

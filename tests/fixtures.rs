@@ -67,10 +67,7 @@ fn flax_setup_list_of_layers() {
 fn nnx_list_indices_are_path_parts() {
     let model: NnxModel = check_fixture("nnx_model");
     assert_eq!(model.layers.len(), 2);
-    assert_eq!(
-        widen(model.bn.mean.as_slice()),
-        expected_values("nnx_model", "bn.mean")
-    );
+    assert_eq!(widen(model.bn.mean.as_slice()), expected_values("nnx_model", "bn.mean"));
 }
 
 #[test]
@@ -107,20 +104,12 @@ fn haiku_params_and_state_with_scalar_counters() {
 fn haiku_resnet_params_and_state() {
     let resnet: HaikuResNet = check_fixture("haiku_resnet");
     let groups = &resnet.params.res_net.block_group;
-    assert_eq!(
-        groups.iter().map(|g| g.block.len()).collect::<Vec<_>>(),
-        [2, 1, 1, 1]
-    );
+    assert_eq!(groups.iter().map(|g| g.block.len()).collect::<Vec<_>>(), [2, 1, 1, 1]);
     // Only the first block of each group has a projection shortcut.
-    assert!(
-        groups[0].block[0].shortcut_conv.is_some() && groups[0].block[1].shortcut_conv.is_none()
-    );
+    assert!(groups[0].block[0].shortcut_conv.is_some() && groups[0].block[1].shortcut_conv.is_none());
     assert_eq!(
         widen(groups[3].block[0].conv[1].w.as_slice()),
-        expected_values(
-            "haiku_resnet",
-            "params.res_net/~/block_group_3/~/block_0/~/conv_1.w"
-        )
+        expected_values("haiku_resnet", "params.res_net/~/block_group_3/~/block_0/~/conv_1.w")
     );
 }
 
@@ -131,10 +120,7 @@ fn objax_var_collection_with_gaps_and_var_types() {
     assert!(mlp.seq[0].is_some() && mlp.seq[1].is_none() && mlp.seq[2].is_some());
     assert_eq!(
         widen(mlp.drop.keygen.key.as_slice()),
-        expected_values(
-            "objax_mlp",
-            "(MLP).drop(Dropout).keygen(Generator)._key::RandomState"
-        )
+        expected_values("objax_mlp", "(MLP).drop(Dropout).keygen(Generator)._key::RandomState")
     );
 }
 
@@ -164,11 +150,7 @@ fn borrowed_views_of_a_fixture() {
     let aligned = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..file.len()];
     aligned.copy_from_slice(&file);
     let mlp: Mlp = safejax::from_bytes(aligned).unwrap();
-    assert!(mlp
-        .mlp
-        .linear
-        .iter()
-        .all(|l| l.w.is_borrowed() && l.b.is_borrowed()));
+    assert!(mlp.mlp.linear.iter().all(|l| l.w.is_borrowed() && l.b.is_borrowed()));
     assert_eq!(
         widen(mlp.mlp.linear[1].w.as_slice()),
         expected_values("haiku_mlp", "mlp/~/linear_1.w")

@@ -40,10 +40,7 @@ fn all_dtypes() -> AllDtypes {
         u64: t(&[1], vec![u64::MAX]),
         i64: t(&[2], vec![i64::MIN, -1]),
         f16: t(&[2], vec![f16::from_f32(0.5), f16::NEG_INFINITY]),
-        bf16: t(
-            &[3],
-            vec![bf16::from_f32(-1.5), bf16::MAX, bf16::from_f32(3.0e-3)],
-        ),
+        bf16: t(&[3], vec![bf16::from_f32(-1.5), bf16::MAX, bf16::from_f32(3.0e-3)]),
         f32: t(&[2, 2], vec![0.1, -0.0, f32::MIN_POSITIVE, 1e30]),
         f64: t(&[2], vec![std::f64::consts::PI, -1e-300]),
     }
@@ -71,12 +68,7 @@ fn the_layout_is_the_reference_writers() {
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     params
         .serialize(&mut safejax::Serializer::new::<AllDtypes>(|leaf| {
-            owned.push((
-                leaf.key.to_owned(),
-                leaf.dtype,
-                leaf.shape.to_vec(),
-                leaf.data.to_vec(),
-            ));
+            owned.push((leaf.key.to_owned(), leaf.dtype, leaf.shape.to_vec(), leaf.data.to_vec()));
             Ok(())
         }))
         .unwrap();
@@ -84,8 +76,7 @@ fn the_layout_is_the_reference_writers() {
     let views: Vec<(String, safetensors::tensor::TensorView)> = owned
         .iter()
         .map(|(k, d, s, b)| {
-            let dtype: safetensors::Dtype =
-                serde_json::from_value(serde_json::json!(d.name())).unwrap();
+            let dtype: safetensors::Dtype = serde_json::from_value(serde_json::json!(d.name())).unwrap();
             (
                 k.clone(),
                 safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap(),
@@ -93,10 +84,7 @@ fn the_layout_is_the_reference_writers() {
         })
         .collect();
     let reference = safetensors::serialize(views, None).unwrap();
-    assert!(
-        ours == reference,
-        "layout differs from the safetensors crate's"
-    );
+    assert!(ours == reference, "layout differs from the safetensors crate's");
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
@@ -139,10 +127,7 @@ fn scalars_are_zero_dimensional_tensors() {
     struct AsScalar {
         step: i32,
     }
-    let as_tensor: AsTensor = Options::new()
-        .allow_unknown_keys(true)
-        .from_bytes(&bytes)
-        .unwrap();
+    let as_tensor: AsTensor = Options::new().allow_unknown_keys(true).from_bytes(&bytes).unwrap();
     assert_eq!(
         (as_tensor.step.shape(), as_tensor.step.as_slice()),
         (&[][..], &[-3][..])
@@ -208,20 +193,11 @@ fn containers() -> Containers {
         maybe: Some(dense(6.0)),
         absent: None,
         boxed: Box::new(dense(7.0)),
-        named: BTreeMap::from([
-            ("encoder".to_owned(), dense(8.0)),
-            ("decoder".to_owned(), dense(9.0)),
-        ]),
-        hashed: HashMap::from([
-            ("a.b".to_owned(), t(&[1], vec![1])),
-            ("c".to_owned(), t(&[1], vec![2])),
-        ]),
+        named: BTreeMap::from([("encoder".to_owned(), dense(8.0)), ("decoder".to_owned(), dense(9.0))]),
+        hashed: HashMap::from([("a.b".to_owned(), t(&[1], vec![1])), ("c".to_owned(), t(&[1], vec![2]))]),
         gaps: vec![Some(dense(10.0)), None, Some(dense(11.0))],
         indexed: BTreeMap::from([(0, dense(12.0)), (3, dense(13.0))]),
-        nested: vec![
-            vec![t(&[1], vec![1])],
-            vec![t(&[1], vec![2]), t(&[1], vec![3])],
-        ],
+        nested: vec![vec![t(&[1], vec![1])], vec![t(&[1], vec![2]), t(&[1], vec![3])]],
         leaf_list: vec![t(&[1], vec![0.5])],
     }
 }
@@ -248,9 +224,7 @@ fn every_container_round_trips() {
     ] {
         assert!(keys.iter().any(|k| k == key), "{key} not in {keys:?}");
     }
-    assert!(!keys
-        .iter()
-        .any(|k| k.starts_with("absent") || k.starts_with("gaps_1")));
+    assert!(!keys.iter().any(|k| k.starts_with("absent") || k.starts_with("gaps_1")));
 }
 
 #[test]
@@ -283,8 +257,7 @@ fn a_root_map_is_a_flat_dict() {
     let again: Tree = safejax::from_bytes(&safejax::to_bytes(&flat).unwrap()).unwrap();
     assert_eq!(again, tree);
     // A map of maps splits keys at the first `.`.
-    let nested: BTreeMap<String, BTreeMap<String, Tensor<f32>>> =
-        safejax::from_bytes(&bytes).unwrap();
+    let nested: BTreeMap<String, BTreeMap<String, Tensor<f32>>> = safejax::from_bytes(&bytes).unwrap();
     assert_eq!(nested["named"]["decoder.bias"].as_slice(), &[-9.0, 0.0]);
     assert_eq!(nested["layers_0"].len(), 2);
 }
@@ -315,18 +288,14 @@ fn views_borrow_aligned_input() {
 
 #[test]
 fn metadata_is_written_and_read() {
-    let opts = Options::new()
-        .metadata("format", "flax")
-        .metadata("step", "10");
+    let opts = Options::new().metadata("format", "flax").metadata("step", "10");
     let bytes = opts.to_bytes(&dense(1.0)).unwrap();
     let meta = safejax::read_metadata(&bytes).unwrap();
     assert_eq!(meta.len(), 2);
     assert_eq!(meta["format"], "flax");
-    assert!(
-        safejax::read_metadata(&safejax::to_bytes(&dense(1.0)).unwrap())
-            .unwrap()
-            .is_empty()
-    );
+    assert!(safejax::read_metadata(&safejax::to_bytes(&dense(1.0)).unwrap())
+        .unwrap()
+        .is_empty());
     let back: Dense = safejax::from_bytes(&bytes).unwrap();
     assert_eq!(back, dense(1.0));
 }
@@ -339,15 +308,9 @@ fn dtypes_convert_when_asked() {
         bias: Tensor<bf16>,
     }
     let bytes = safejax::to_bytes(&dense(1.5)).unwrap();
-    let wide: Wide = Options::new()
-        .convert_dtypes(true)
-        .from_bytes(&bytes)
-        .unwrap();
+    let wide: Wide = Options::new().convert_dtypes(true).from_bytes(&bytes).unwrap();
     assert_eq!(wide.kernel.as_slice(), &[1.5, 2.5]);
-    assert_eq!(
-        wide.bias.as_slice(),
-        &[bf16::from_f32(-1.5), bf16::from_f32(0.0)]
-    );
+    assert_eq!(wide.bias.as_slice(), &[bf16::from_f32(-1.5), bf16::from_f32(0.0)]);
 }
 
 #[test]

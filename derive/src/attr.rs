@@ -53,10 +53,8 @@ impl<'c, T> Attr<'c, T> {
     /// Notes an occurrence of the key; the second one is an error on its key.
     fn seen(&mut self, key: &syn::Path) {
         if self.seen {
-            self.cx.error_spanned_by(
-                key,
-                format_args!("duplicate safejax attribute `{}`", self.name),
-            );
+            self.cx
+                .error_spanned_by(key, format_args!("duplicate safejax attribute `{}`", self.name));
         }
         self.seen = true;
     }
@@ -216,10 +214,7 @@ impl Container {
                     } else if meta.path.is_ident("default") {
                         default = true;
                         skip_value(&meta)?;
-                    } else if ["from", "try_from", "into"]
-                        .iter()
-                        .any(|key| meta.path.is_ident(key))
-                    {
+                    } else if ["from", "try_from", "into"].iter().any(|key| meta.path.is_ident(key)) {
                         cx.error_spanned_by(
                             &meta.path,
                             format_args!(
@@ -442,12 +437,8 @@ impl NamePair {
 
     /// The one name both ways; an error if serialize and deserialize differ.
     fn check(self, cx: &Ctxt, default: &str, key: &str) -> String {
-        let ser = self
-            .serialize
-            .map_or_else(|| default.to_owned(), |lit| lit.value());
-        let de = self
-            .deserialize
-            .map_or_else(|| default.to_owned(), |lit| lit.value());
+        let ser = self.serialize.map_or_else(|| default.to_owned(), |lit| lit.value());
+        let de = self.deserialize.map_or_else(|| default.to_owned(), |lit| lit.value());
         if ser != de {
             cx.error_spanned_by(
                 self.tokens,
@@ -526,11 +517,7 @@ fn parse_serde(attr: &syn::Attribute, f: impl FnMut(ParseNestedMeta) -> syn::Res
 }
 
 /// Parses one `#[safejax(...)]` attribute; a syntax error ends this attribute and is recorded.
-fn parse_safejax(
-    cx: &Ctxt,
-    attr: &syn::Attribute,
-    f: impl FnMut(ParseNestedMeta) -> syn::Result<()>,
-) {
+fn parse_safejax(cx: &Ctxt, attr: &syn::Attribute, f: impl FnMut(ParseNestedMeta) -> syn::Result<()>) {
     if let Err(err) = attr.parse_nested_meta(f) {
         cx.syn_error(err);
     }
@@ -578,10 +565,7 @@ fn get_str(cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<Option<L
     while let Expr::Group(group) = value {
         value = &group.expr;
     }
-    if let Expr::Lit(ExprLit {
-        lit: Lit::Str(lit), ..
-    }) = value
-    {
+    if let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = value {
         if !lit.suffix().is_empty() {
             cx.error_spanned_by(
                 lit,
@@ -606,10 +590,7 @@ fn lookup<T: Copy>(cx: &Ctxt, lit: &LitStr, key: &str, table: &[(&str, T)]) -> O
         .map(|(n, _)| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    cx.error_spanned_by(
-        lit,
-        format_args!("unknown {key} `{name}`, expected one of {expected}"),
-    );
+    cx.error_spanned_by(lit, format_args!("unknown {key} `{name}`, expected one of {expected}"));
     None
 }
 
@@ -621,10 +602,7 @@ fn check_class(cx: &Ctxt, lit: &LitStr) -> Option<String> {
         cx.error_spanned_by(lit, "`class` must not be empty");
         return None;
     }
-    if class
-        .chars()
-        .any(|c| c.is_whitespace() || "()[].:".contains(c))
-    {
+    if class.chars().any(|c| c.is_whitespace() || "()[].:".contains(c)) {
         cx.error_spanned_by(
             lit,
             format_args!(

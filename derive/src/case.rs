@@ -80,9 +80,7 @@ impl RenameRule {
                 }
             }
             RenameRule::KebabCase => field.replace('_', "-"),
-            RenameRule::ScreamingKebabCase => RenameRule::ScreamingSnakeCase
-                .apply_to_field(field)
-                .replace('_', "-"),
+            RenameRule::ScreamingKebabCase => RenameRule::ScreamingSnakeCase.apply_to_field(field).replace('_', "-"),
         }
     }
 }
@@ -134,9 +132,7 @@ mod tests {
                 "BATCH-NORM-",
             ),
             ("a__b", "A__B", "AB", "aB", "A__B", "a--b", "A--B"),
-            (
-                "conv1D", "CONV1D", "Conv1D", "conv1D", "CONV1D", "conv1D", "CONV1D",
-            ),
+            ("conv1D", "CONV1D", "Conv1D", "conv1D", "CONV1D", "conv1D", "CONV1D"),
         ] {
             assert_eq!(None.apply_to_field(original), original);
             assert_eq!(LowerCase.apply_to_field(original), original);

@@ -62,10 +62,7 @@ pub fn check(cx: &Ctxt, input: &Input) {
                     for (key, span) in field_marks(attrs) {
                         cx.error_at(
                             span,
-                            format_args!(
-                                "`{key}` has no effect on field `{}`, which serde skips",
-                                field.display
-                            ),
+                            format_args!("`{key}` has no effect on field `{}`, which serde skips", field.display),
                         );
                     }
                     continue;
@@ -108,9 +105,7 @@ pub fn check(cx: &Ctxt, input: &Input) {
 }
 
 /// The `#[safejax]` marks on a field, with their spans.
-fn field_marks(
-    attrs: &crate::attr::Field,
-) -> impl Iterator<Item = (&'static str, proc_macro2::Span)> {
+fn field_marks(attrs: &crate::attr::Field) -> impl Iterator<Item = (&'static str, proc_macro2::Span)> {
     [
         attrs.join.as_ref().map(|s| ("join", s.span())),
         attrs.var.as_ref().map(|s| ("var", s.span())),

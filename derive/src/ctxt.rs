@@ -47,12 +47,7 @@ impl Ctxt {
 
     /// Consumes the context: `Err` with all the recorded errors combined into one, if any.
     pub fn check(self) -> syn::Result<()> {
-        let mut errors = self
-            .errors
-            .borrow_mut()
-            .take()
-            .expect("Ctxt checked twice")
-            .into_iter();
+        let mut errors = self.errors.borrow_mut().take().expect("Ctxt checked twice").into_iter();
         let Some(mut combined) = errors.next() else {
             return Ok(());
         };

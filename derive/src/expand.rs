@@ -44,9 +44,7 @@ fn generate(input: &Input) -> TokenStream {
     if !bounded.is_empty() {
         let where_clause = generics.make_where_clause();
         for param in bounded {
-            where_clause
-                .predicates
-                .push(syn::parse_quote!(#param: #krate::Params));
+            where_clause.predicates.push(syn::parse_quote!(#param: #krate::Params));
         }
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
@@ -73,9 +71,7 @@ fn generate(input: &Input) -> TokenStream {
             }));
             let default = input.attrs.default;
             let kept: Vec<&Field> = fields.iter().filter(|f| !f.attrs.skip).collect();
-            let field_schemas = kept
-                .iter()
-                .map(|field| field_schema(&krate, field, default));
+            let field_schemas = kept.iter().map(|field| field_schema(&krate, field, default));
             let items = quote! {
                 const SCHEMA: &'static #krate::schema::Schema =
                     &#krate::schema::Schema::Struct(#krate::schema::StructSchema {
@@ -157,17 +153,13 @@ fn field_asserts(krate: &TokenStream, input: &Input, field: &Field) -> Vec<Token
     let (field_name, struct_name) = (&field.display, ident.to_string());
     let mut asserts = Vec::new();
     if let Some(join) = &attrs.join {
-        let msg = format!(
-            "`join` marks a submodule, but field `{field_name}` of `{struct_name}` holds tensors"
-        );
+        let msg = format!("`join` marks a submodule, but field `{field_name}` of `{struct_name}` holds tensors");
         asserts.push(quote_spanned! {join.span()=>
             const _: () = ::core::assert!(!<#ty as #krate::Params>::IS_LEAFY, #msg);
         });
     }
     if let Some(var) = &attrs.var {
-        let msg = format!(
-            "`var` marks tensors, but field `{field_name}` of `{struct_name}` holds modules"
-        );
+        let msg = format!("`var` marks tensors, but field `{field_name}` of `{struct_name}` holds modules");
         asserts.push(quote_spanned! {var.span()=>
             const _: () = ::core::assert!(<#ty as #krate::Params>::IS_LEAFY, #msg);
         });
@@ -209,10 +201,7 @@ fn for_free_const(tokens: TokenStream, ident: &Ident, lifetime_count: usize) -> 
                 }
             }
             TokenTree::Group(group) => {
-                let mut new = Group::new(
-                    group.delimiter(),
-                    for_free_const(group.stream(), ident, lifetime_count),
-                );
+                let mut new = Group::new(group.delimiter(), for_free_const(group.stream(), ident, lifetime_count));
                 new.set_span(group.span());
                 out.extend([TokenTree::Group(new)]);
             }
@@ -261,10 +250,7 @@ mod tests {
             squash(for_free_const(ty, &ident("Layer"), 2)),
             "Vec<(TensorView<'static,f32>,&'staticLayer<'static,'static>,Option<Box<Layer<'static,'static>>>)>"
         );
-        assert_eq!(
-            squash(for_free_const(quote!(Vec<Self>), &ident("Mlp"), 0)),
-            "Vec<Mlp>"
-        );
+        assert_eq!(squash(for_free_const(quote!(Vec<Self>), &ident("Mlp"), 0)), "Vec<Mlp>");
     }
 
     #[test]

@@ -29,8 +29,7 @@ pub fn fixture_bytes(name: &str) -> Vec<u8> {
 
 /// The tensors a fixture's JSON records, as the real framework computed them.
 pub fn expected_leaves(name: &str) -> BTreeMap<String, Leaf> {
-    let text =
-        std::fs::read_to_string(fixture_path(&format!("{name}.json"))).expect("fixture json");
+    let text = std::fs::read_to_string(fixture_path(&format!("{name}.json"))).expect("fixture json");
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     json["tensors"]
         .as_object()
