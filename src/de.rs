@@ -2,7 +2,6 @@
 //! type's schema (see `resolve.rs`). Tensor bytes go to the leaf in one piece, borrowed from the
 //! input where the leaf can borrow them.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::de::value::{BorrowedStrDeserializer, SeqDeserializer};
@@ -11,7 +10,7 @@ use serde::Deserialize;
 
 use crate::convert::convert;
 use crate::dynamic::{VALUE_DICT, VALUE_NAME, VALUE_TENSOR};
-use crate::header::{Entry, Header};
+use crate::header::{Entry, Header, Span};
 use crate::resolve::{resolve, Resolved};
 use crate::schema::{FieldSchema, LeafSchema};
 use crate::tensor::{FIELD_DATA, FIELD_DTYPE, FIELD_SHAPE, TENSOR_MAGIC};
@@ -36,7 +35,8 @@ use crate::{Dtype, Error, Options, Params, Result};
 /// # Ok::<(), safejax::Error>(())
 /// ```
 pub struct Deserializer<'de> {
-    bytes: &'de [u8],
+    /// The inputs the entries point into: one file, or the shards of a checkpoint.
+    inputs: Vec<&'de [u8]>,
     header: Header,
     options: Options,
 }
@@ -49,11 +49,16 @@ impl<'de> Deserializer<'de> {
 
     /// Parses and checks the header of the file in `bytes`.
     pub fn with_options(bytes: &'de [u8], options: Options) -> Result<Self> {
-        Ok(Deserializer {
-            bytes,
-            header: Header::parse(bytes)?,
+        Ok(Self::from_header(vec![bytes], Header::parse(bytes)?, options))
+    }
+
+    /// A deserializer over entries whose `Span::Input(n)` bytes are in `inputs[n]`.
+    pub(crate) fn from_header(inputs: Vec<&'de [u8]>, header: Header, options: Options) -> Self {
+        Deserializer {
+            inputs,
+            header,
             options,
-        })
+        }
     }
 
     /// The file's `__metadata__`, if it has one.
@@ -70,7 +75,7 @@ impl<'de> Deserializer<'de> {
     pub fn deserialize<T: Deserialize<'de> + Params>(&self) -> Result<T> {
         let tree = resolve(T::SCHEMA, &self.header, self.options.allow_unknown_keys)?;
         let ctx = Ctx {
-            bytes: self.bytes,
+            inputs: &self.inputs,
             header: &self.header,
             convert: self.options.convert_dtypes,
         };
@@ -80,23 +85,47 @@ impl<'de> Deserializer<'de> {
 
 /// What every node's deserializer shares.
 struct Ctx<'de, 'h> {
-    bytes: &'de [u8],
+    inputs: &'h [&'de [u8]],
     header: &'h Header,
     convert: bool,
 }
 
 /// A leaf's contents, checked against the Rust leaf and converted if need be.
-struct LeafData<'de> {
+struct LeafData<'de, 'h> {
     dtype: Dtype,
     shape: Vec<usize>,
-    data: Cow<'de, [u8]>,
+    data: LeafBytes<'de, 'h>,
 }
 
-impl<'de> Ctx<'de, '_> {
-    fn leaf(&self, index: usize, schema: &LeafSchema) -> Result<LeafData<'de>> {
-        let entry: &Entry = &self.header.entries[index];
-        let start = self.header.data_start + entry.start;
-        let raw = &self.bytes[start..self.header.data_start + entry.end];
+/// A leaf's bytes, by how long they live.
+enum LeafBytes<'de, 'h> {
+    /// In the input: leaves may borrow them.
+    Input(&'de [u8]),
+    /// In the header's side buffer: leaves copy them.
+    Side(&'h [u8]),
+    /// Made by a conversion: leaves may take them.
+    Converted(Vec<u8>),
+    /// Handed over to the leaf already.
+    Taken,
+}
+
+impl LeafBytes<'_, '_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            LeafBytes::Input(bytes) | LeafBytes::Side(bytes) => bytes,
+            LeafBytes::Converted(bytes) => bytes,
+            LeafBytes::Taken => &[],
+        }
+    }
+}
+
+impl<'de, 'h> Ctx<'de, 'h> {
+    fn leaf(&self, index: usize, schema: &LeafSchema) -> Result<LeafData<'de, 'h>> {
+        let entry: &'h Entry = &self.header.entries[index];
+        let raw = match entry.span {
+            Span::Input(n) => LeafBytes::Input(&self.inputs[n][entry.start..entry.end]),
+            Span::Side => LeafBytes::Side(&self.header.side[entry.start..entry.end]),
+        };
         if let Some(rank) = schema.rank {
             if entry.shape.len() != rank {
                 let expected = if rank == 0 {
@@ -120,15 +149,15 @@ impl<'de> Ctx<'de, '_> {
                         found: entry.dtype,
                     });
                 }
-                let converted = convert(raw, entry.dtype, expected).map_err(|reason| Error::Conversion {
+                let converted = convert(raw.as_slice(), entry.dtype, expected).map_err(|reason| Error::Conversion {
                     key: entry.key.clone(),
                     from: entry.dtype,
                     to: expected,
                     reason,
                 })?;
-                (expected, Cow::Owned(converted))
+                (expected, LeafBytes::Converted(converted))
             }
-            _ => (entry.dtype, Cow::Borrowed(raw)),
+            _ => (entry.dtype, raw),
         };
         Ok(LeafData {
             dtype,
@@ -183,7 +212,7 @@ impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
                 found: leaf.shape,
             });
         }
-        let b = &*leaf.data;
+        let b = leaf.data.as_slice();
         let result = match leaf.dtype {
             Dtype::BOOL => match b[0] {
                 0 => visitor.visit_bool(false),
@@ -446,12 +475,12 @@ impl<'de> de::Deserializer<'de> for MapKeyDeserializer<'_> {
 }
 
 /// The three fields of a tensor: dtype, shape, and the data in one piece.
-struct TensorAccess<'de> {
-    leaf: Option<LeafData<'de>>,
+struct TensorAccess<'de, 'h> {
+    leaf: Option<LeafData<'de, 'h>>,
     field: usize,
 }
 
-impl<'de> de::MapAccess<'de> for TensorAccess<'de> {
+impl<'de> de::MapAccess<'de> for TensorAccess<'de, '_> {
     type Error = Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
@@ -475,23 +504,25 @@ impl<'de> de::MapAccess<'de> for TensorAccess<'de> {
             0 => seed.deserialize(BorrowedStrDeserializer::new(leaf.dtype.name())),
             1 => seed.deserialize(SeqDeserializer::new(leaf.shape.iter().map(|&d| d as u64))),
             _ => {
-                let data = std::mem::take(&mut leaf.data);
+                let data = std::mem::replace(&mut leaf.data, LeafBytes::Taken);
                 seed.deserialize(DataDeserializer(data))
             }
         }
     }
 }
 
-/// Tensor bytes: borrowed from the input where they can be, else owned (after a conversion).
-struct DataDeserializer<'de>(Cow<'de, [u8]>);
+/// Tensor bytes, in one piece: borrowed from the input where they can be.
+struct DataDeserializer<'de, 'h>(LeafBytes<'de, 'h>);
 
-impl<'de> de::Deserializer<'de> for DataDeserializer<'de> {
+impl<'de> de::Deserializer<'de> for DataDeserializer<'de, '_> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.0 {
-            Cow::Borrowed(bytes) => visitor.visit_borrowed_bytes(bytes),
-            Cow::Owned(bytes) => visitor.visit_byte_buf(bytes),
+            LeafBytes::Input(bytes) => visitor.visit_borrowed_bytes(bytes),
+            LeafBytes::Side(bytes) => visitor.visit_bytes(bytes),
+            LeafBytes::Converted(bytes) => visitor.visit_byte_buf(bytes),
+            LeafBytes::Taken => Err(Error::msg("tensor data read twice")),
         }
     }
 

@@ -45,6 +45,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// A msgpack file is malformed, or holds what no tensor can (strings, complex128).
+    #[error("invalid msgpack: {reason}")]
+    InvalidMsgpack {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// One header entry is malformed (shape, dtype size, offsets).
     #[error("invalid entry `{key}`: {reason}")]
     InvalidEntry {

@@ -26,9 +26,20 @@ pub(crate) struct Entry {
     pub key: String,
     pub dtype: Dtype,
     pub shape: Vec<usize>,
-    /// Byte range within the data section.
+    /// Byte range within its input (the whole file), or within the side buffer.
     pub start: usize,
     pub end: usize,
+    pub span: Span,
+}
+
+/// Where an entry's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Span {
+    /// In input number `n` (a file, or one shard of a checkpoint): lent to leaves for the
+    /// input's lifetime.
+    Input(usize),
+    /// In the header's side buffer: bytes a reader had to assemble (msgpack chunks, plain numbers).
+    Side,
 }
 
 /// A parsed and validated header.
@@ -37,8 +48,8 @@ pub(crate) struct Header {
     /// The entries in the order the header lists them.
     pub entries: Vec<Entry>,
     pub metadata: Option<BTreeMap<String, String>>,
-    /// Where the data section starts in the file.
-    pub data_start: usize,
+    /// Bytes of entries with [`Span::Side`].
+    pub side: Vec<u8>,
 }
 
 impl Header {
@@ -54,13 +65,19 @@ impl Header {
                 found: bytes.len() as u64,
             });
         }
-        let header = Self::parse_json(&bytes[LEN_BYTES..data_start], data_start)?;
+        let header = Self::parse_json(&bytes[LEN_BYTES..data_start])?;
+        let mut header = header;
         header.check_coverage(bytes.len() - data_start)?;
+        // From here on, offsets are within the whole file.
+        for entry in &mut header.entries {
+            entry.start += data_start;
+            entry.end += data_start;
+        }
         Ok(header)
     }
 
-    /// Parses the JSON text of a header; `data_start` is where the data will start.
-    pub(crate) fn parse_json(json: &[u8], data_start: usize) -> Result<Header> {
+    /// Parses the JSON text of a header; entry offsets stay relative to the data section.
+    pub(crate) fn parse_json(json: &[u8]) -> Result<Header> {
         let text = std::str::from_utf8(json).map_err(|e| Error::header(format_args!("not UTF-8: {e}")))?;
         if !text.starts_with('{') {
             return Err(Error::header("does not start with `{`"));
@@ -74,7 +91,7 @@ impl Header {
         Ok(Header {
             entries,
             metadata: raw.metadata,
-            data_start,
+            side: Vec::new(),
         })
     }
 
@@ -186,6 +203,7 @@ impl RawEntry {
             shape,
             start,
             end,
+            span: Span::Input(0),
         })
     }
 }

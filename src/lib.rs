@@ -9,6 +9,7 @@ mod element;
 mod error;
 mod header;
 mod keys;
+pub mod msgpack;
 mod options;
 mod params;
 mod resolve;

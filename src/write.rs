@@ -93,10 +93,14 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
     Ok(())
 }
 
-/// Writes next to the target and renames over it, so that a reader, or a crash, sees the old file or
-/// the new one, never a part. Nothing touches the disk until the params have serialized.
+/// Writes `params` to the file at `path`, atomically.
 pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, options: &Options) -> Result<()> {
-    let bytes = to_bytes(params, options)?;
+    write_atomic(path, &to_bytes(params, options)?)
+}
+
+/// Writes next to the target and renames over it, so that a reader, or a crash, sees the old file or
+/// the new one, never a part.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -110,7 +114,7 @@ pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, o
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    tmp.write_all(&bytes)?;
+    tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| Error::Io(e.error))?;
     sync_dir(dir)?;

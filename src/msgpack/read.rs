@@ -1,0 +1,412 @@
+//! Reading flax msgpack: the tree of dicts is parsed (tensor bytes stay where they are in the input),
+//! chunked arrays are put back together, and the leaves become the entries of a [`Header`], which
+//! the shared resolver and deserializer then read as they read a safetensors file.
+
+use std::collections::HashSet;
+
+use rmp::Marker;
+
+use super::{dtype_from_numpy, CHUNKED, EXT_NATIVE_COMPLEX, EXT_NDARRAY, EXT_NPSCALAR};
+use crate::header::{Entry, Header, Span};
+use crate::tensor::element_count;
+use crate::{Dtype, Error, Result};
+
+/// Deeper nesting than this is refused, so that hostile input cannot exhaust the stack.
+const MAX_DEPTH: usize = 64;
+
+/// A parsed msgpack value.
+enum Node {
+    Dict(Vec<(String, Node)>),
+    /// An ndarray; its bytes are `input[start..end]`.
+    Array {
+        dtype: Dtype,
+        shape: Vec<usize>,
+        start: usize,
+        end: usize,
+    },
+    Int(i128),
+    Float(f64),
+    Bool(bool),
+    Complex(f64, f64),
+    Nil,
+    Text,
+}
+
+fn invalid(reason: impl std::fmt::Display) -> Error {
+    Error::InvalidMsgpack {
+        reason: reason.to_string(),
+    }
+}
+
+struct Parser<'a> {
+    input: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.input.len())
+            .ok_or_else(|| Error::Truncated {
+                what: "a msgpack value",
+                needed: (self.pos as u64).saturating_add(n as u64),
+                found: self.input.len() as u64,
+            })?;
+        let bytes = &self.input[self.pos..end];
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    fn be(&mut self, n: usize) -> Result<u64> {
+        Ok(self.take(n)?.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+    }
+
+    fn len(&mut self, n: usize) -> Result<usize> {
+        usize::try_from(self.be(n)?).map_err(|_| invalid("a length exceeds the address space"))
+    }
+
+    fn marker(&mut self) -> Result<Marker> {
+        Ok(Marker::from_u8(self.take(1)?[0]))
+    }
+
+    fn str_len(&mut self, marker: Marker) -> Result<Option<usize>> {
+        Ok(match marker {
+            Marker::FixStr(n) => Some(n.into()),
+            Marker::Str8 | Marker::Bin8 => Some(self.len(1)?),
+            Marker::Str16 | Marker::Bin16 => Some(self.len(2)?),
+            Marker::Str32 | Marker::Bin32 => Some(self.len(4)?),
+            _ => None,
+        })
+    }
+
+    /// A map key: a string, or an integer (msgpack allows them; flax's reader does too).
+    fn key(&mut self) -> Result<String> {
+        let marker = self.marker()?;
+        if let Some(n) = self.str_len(marker)? {
+            return std::str::from_utf8(self.take(n)?)
+                .map(str::to_owned)
+                .map_err(|_| invalid("a dict key is not UTF-8"));
+        }
+        match self.number(marker)? {
+            Some(Node::Int(i)) => Ok(i.to_string()),
+            _ => Err(invalid("a dict key is neither a string nor an integer")),
+        }
+    }
+
+    fn number(&mut self, marker: Marker) -> Result<Option<Node>> {
+        Ok(Some(match marker {
+            Marker::FixPos(n) => Node::Int(n.into()),
+            Marker::FixNeg(n) => Node::Int(n.into()),
+            Marker::U8 => Node::Int(self.be(1)?.into()),
+            Marker::U16 => Node::Int(self.be(2)?.into()),
+            Marker::U32 => Node::Int(self.be(4)?.into()),
+            Marker::U64 => Node::Int(self.be(8)?.into()),
+            Marker::I8 => Node::Int((self.be(1)? as u8 as i8).into()),
+            Marker::I16 => Node::Int((self.be(2)? as u16 as i16).into()),
+            Marker::I32 => Node::Int((self.be(4)? as u32 as i32).into()),
+            Marker::I64 => Node::Int((self.be(8)? as i64).into()),
+            Marker::F32 => Node::Float(f32::from_bits(self.be(4)? as u32).into()),
+            Marker::F64 => Node::Float(f64::from_bits(self.be(8)?)),
+            _ => return Ok(None),
+        }))
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Node> {
+        if depth > MAX_DEPTH {
+            return Err(invalid(format_args!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        let marker = self.marker()?;
+        if let Some(number) = self.number(marker)? {
+            return Ok(number);
+        }
+        if let Some(n) = self.str_len(marker)? {
+            self.take(n)?;
+            return Ok(Node::Text);
+        }
+        let (map_len, array_len, ext_len) = match marker {
+            Marker::Null => return Ok(Node::Nil),
+            Marker::True => return Ok(Node::Bool(true)),
+            Marker::False => return Ok(Node::Bool(false)),
+            Marker::FixMap(n) => (Some(n.into()), None, None),
+            Marker::Map16 => (Some(self.len(2)?), None, None),
+            Marker::Map32 => (Some(self.len(4)?), None, None),
+            Marker::FixArray(n) => (None, Some(n.into()), None),
+            Marker::Array16 => (None, Some(self.len(2)?), None),
+            Marker::Array32 => (None, Some(self.len(4)?), None),
+            Marker::FixExt1 => (None, None, Some(1)),
+            Marker::FixExt2 => (None, None, Some(2)),
+            Marker::FixExt4 => (None, None, Some(4)),
+            Marker::FixExt8 => (None, None, Some(8)),
+            Marker::FixExt16 => (None, None, Some(16)),
+            Marker::Ext8 => (None, None, Some(self.len(1)?)),
+            Marker::Ext16 => (None, None, Some(self.len(2)?)),
+            Marker::Ext32 => (None, None, Some(self.len(4)?)),
+            other => return Err(invalid(format_args!("unexpected marker {other:?}"))),
+        };
+        // Every entry takes at least one byte: a count beyond the input is refused before any
+        // allocation.
+        let remaining = self.input.len() - self.pos;
+        if let Some(n) = map_len {
+            if n > remaining {
+                return Err(invalid(format_args!("a dict of {n} entries in {remaining} bytes")));
+            }
+            let mut entries = Vec::with_capacity(n);
+            for _ in 0..n {
+                let key = self.key()?;
+                entries.push((key, self.value(depth + 1)?));
+            }
+            return Ok(Node::Dict(entries));
+        }
+        if let Some(n) = array_len {
+            if n > remaining {
+                return Err(invalid(format_args!("a list of {n} elements in {remaining} bytes")));
+            }
+            // flax stores lists as dicts keyed '0', '1', ...; a plain msgpack list reads the same.
+            let mut entries = Vec::with_capacity(n);
+            for i in 0..n {
+                entries.push((i.to_string(), self.value(depth + 1)?));
+            }
+            return Ok(Node::Dict(entries));
+        }
+        let len = ext_len.expect("one of the three");
+        let kind = self.take(1)?[0] as i8;
+        let payload_start = self.pos;
+        self.take(len)?;
+        let mut payload = Parser {
+            input: &self.input[..payload_start + len],
+            pos: payload_start,
+        };
+        match kind {
+            EXT_NDARRAY | EXT_NPSCALAR => payload.ndarray(),
+            EXT_NATIVE_COMPLEX => {
+                let (re, im) = payload.pair()?;
+                Ok(Node::Complex(re, im))
+            }
+            other => Err(invalid(format_args!("unknown msgpack extension type {other}"))),
+        }
+    }
+
+    /// flax's ndarray: the msgpack tuple (shape, dtype name, raw bytes).
+    fn ndarray(&mut self) -> Result<Node> {
+        if self.marker()? != Marker::FixArray(3) {
+            return Err(invalid("an ndarray is not a (shape, dtype, data) tuple"));
+        }
+        let dims = match self.marker()? {
+            Marker::FixArray(n) => n.into(),
+            Marker::Array16 => self.len(2)?,
+            Marker::Array32 => self.len(4)?,
+            _ => return Err(invalid("an ndarray's shape is not a list")),
+        };
+        if dims > self.input.len() - self.pos {
+            return Err(invalid("an ndarray's shape is longer than the input"));
+        }
+        let mut shape = Vec::with_capacity(dims);
+        for _ in 0..dims {
+            let marker = self.marker()?;
+            match self.number(marker)? {
+                Some(Node::Int(d)) => {
+                    shape.push(usize::try_from(d).map_err(|_| invalid("a negative or huge dimension"))?)
+                }
+                _ => return Err(invalid("an ndarray dimension is not an integer")),
+            }
+        }
+        let marker = self.marker()?;
+        let name_len = self
+            .str_len(marker)?
+            .ok_or_else(|| invalid("an ndarray's dtype is not a name"))?;
+        let name = std::str::from_utf8(self.take(name_len)?).map_err(|_| invalid("a dtype name is not UTF-8"))?;
+        let dtype = dtype_from_numpy(name).ok_or_else(|| invalid(format_args!("unsupported numpy dtype `{name}`")))?;
+        let marker = self.marker()?;
+        let data_len = self
+            .str_len(marker)?
+            .ok_or_else(|| invalid("an ndarray's data is not bytes"))?;
+        let start = self.pos;
+        self.take(data_len)?;
+        let expected = element_count(&shape).and_then(|n| dtype.byte_len(n));
+        if expected != Some(data_len) {
+            return Err(invalid(format_args!(
+                "{dtype} shape {shape:?} does not match {data_len} bytes of data"
+            )));
+        }
+        Ok(Node::Array {
+            dtype,
+            shape,
+            start,
+            end: start + data_len,
+        })
+    }
+
+    /// A native complex: the msgpack pair (real, imaginary).
+    fn pair(&mut self) -> Result<(f64, f64)> {
+        if self.marker()? != Marker::FixArray(2) {
+            return Err(invalid("a complex number is not a (real, imag) pair"));
+        }
+        let mut part = || -> Result<f64> {
+            let marker = self.marker()?;
+            match self.number(marker)? {
+                Some(Node::Float(f)) => Ok(f),
+                Some(Node::Int(i)) => Ok(i as f64),
+                _ => Err(invalid("a complex part is not a number")),
+            }
+        };
+        Ok((part()?, part()?))
+    }
+}
+
+/// Turns a parsed tree into header entries, keys joined with `.` at each dict level.
+struct Flattener<'a> {
+    input: &'a [u8],
+    entries: Vec<Entry>,
+    side: Vec<u8>,
+    seen: HashSet<String>,
+}
+
+impl Flattener<'_> {
+    fn push(
+        &mut self,
+        key: String,
+        dtype: Dtype,
+        shape: Vec<usize>,
+        span: Span,
+        start: usize,
+        end: usize,
+    ) -> Result<()> {
+        if !self.seen.insert(key.clone()) {
+            return Err(Error::DuplicateKey { key });
+        }
+        self.entries.push(Entry {
+            key,
+            dtype,
+            shape,
+            start,
+            end,
+            span,
+        });
+        Ok(())
+    }
+
+    fn side(&mut self, key: String, dtype: Dtype, shape: Vec<usize>, bytes: &[u8]) -> Result<()> {
+        let start = self.side.len();
+        self.side.extend_from_slice(bytes);
+        self.push(key, dtype, shape, Span::Side, start, self.side.len())
+    }
+
+    fn node(&mut self, key: String, node: Node) -> Result<()> {
+        match node {
+            Node::Dict(entries) if entries.iter().any(|(k, _)| k == CHUNKED) => self.chunked(key, entries),
+            Node::Dict(entries) => {
+                for (name, child) in entries {
+                    let child_key = if key.is_empty() { name } else { format!("{key}.{name}") };
+                    self.node(child_key, child)?;
+                }
+                Ok(())
+            }
+            Node::Array {
+                dtype,
+                shape,
+                start,
+                end,
+            } => self.push(key, dtype, shape, Span::Input(0), start, end),
+            Node::Int(i) => match i64::try_from(i) {
+                Ok(v) => self.side(key, Dtype::I64, vec![], &v.to_le_bytes()),
+                Err(_) => self.side(key, Dtype::U64, vec![], &(i as u64).to_le_bytes()),
+            },
+            Node::Float(f) => self.side(key, Dtype::F64, vec![], &f.to_le_bytes()),
+            Node::Bool(b) => self.side(key, Dtype::BOOL, vec![], &[u8::from(b)]),
+            Node::Complex(re, im) => {
+                // safetensors has complex64 only: a Python complex fits when its parts are f32s.
+                let (re32, im32) = (re as f32, im as f32);
+                if f64::from(re32) != re || f64::from(im32) != im {
+                    return Err(invalid(format_args!(
+                        "`{key}` is a complex128, which safetensors cannot hold"
+                    )));
+                }
+                let bytes: Vec<u8> = re32.to_le_bytes().into_iter().chain(im32.to_le_bytes()).collect();
+                self.side(key, Dtype::C64, vec![], &bytes)
+            }
+            Node::Nil => Ok(()),
+            Node::Text => Err(invalid(format_args!("`{key}` holds a string or bytes, not a tensor"))),
+        }
+    }
+
+    /// flax's `{"__msgpack_chunked_array__": True, "shape": {"0": d0, ...}, "chunks": {"0": a0, ...}}`.
+    fn chunked(&mut self, key: String, entries: Vec<(String, Node)>) -> Result<()> {
+        let bad = |what: &str| invalid(format_args!("chunked array `{key}`: {what}"));
+        let (mut shape, mut chunks) = (None, None);
+        for (name, node) in entries {
+            match (name.as_str(), node) {
+                (CHUNKED, _) => {}
+                ("shape", Node::Dict(dims)) => shape = Some(dims),
+                ("chunks", Node::Dict(parts)) => chunks = Some(parts),
+                _ => return Err(bad("unexpected entry")),
+            }
+        }
+        let dims = indexed(shape.ok_or_else(|| bad("no shape"))?).ok_or_else(|| bad("shape is not a list"))?;
+        let shape = dims
+            .into_iter()
+            .map(|d| match d {
+                Node::Int(d) => usize::try_from(d).ok(),
+                _ => None,
+            })
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| bad("a dimension is not a size"))?;
+        let parts = indexed(chunks.ok_or_else(|| bad("no chunks"))?).ok_or_else(|| bad("chunks are not a list"))?;
+        let mut dtype = None;
+        let start = self.side.len();
+        for part in parts {
+            let Node::Array {
+                dtype: d, start, end, ..
+            } = part
+            else {
+                return Err(bad("a chunk is not an array"));
+            };
+            if *dtype.get_or_insert(d) != d {
+                return Err(bad("chunks of different dtypes"));
+            }
+            self.side.extend_from_slice(&self.input[start..end]);
+        }
+        let dtype = dtype.ok_or_else(|| bad("no chunks"))?;
+        let expected = element_count(&shape).and_then(|n| dtype.byte_len(n));
+        if expected != Some(self.side.len() - start) {
+            return Err(bad("chunks do not fill the shape"));
+        }
+        let end = self.side.len();
+        self.push(key, dtype, shape, Span::Side, start, end)
+    }
+}
+
+/// The values of a dict keyed '0', '1', ... in index order, or `None` if it is not such a dict.
+fn indexed(entries: Vec<(String, Node)>) -> Option<Vec<Node>> {
+    let mut slots: Vec<Option<Node>> = (0..entries.len()).map(|_| None).collect();
+    for (key, node) in entries {
+        let i: usize = key.parse().ok()?;
+        *slots.get_mut(i)? = Some(node);
+    }
+    slots.into_iter().collect()
+}
+
+/// Parses a whole msgpack file into header entries.
+pub(crate) fn parse(input: &[u8]) -> Result<Header> {
+    let mut parser = Parser { input, pos: 0 };
+    let root = parser.value(0)?;
+    if parser.pos != input.len() {
+        return Err(invalid(format_args!("{} trailing bytes", input.len() - parser.pos)));
+    }
+    if !matches!(root, Node::Dict(_)) {
+        return Err(invalid("the top level is not a dict"));
+    }
+    let mut flat = Flattener {
+        input,
+        entries: Vec::new(),
+        side: Vec::new(),
+        seen: HashSet::new(),
+    };
+    flat.node(String::new(), root)?;
+    Ok(Header {
+        entries: flat.entries,
+        metadata: None,
+        side: flat.side,
+    })
+}

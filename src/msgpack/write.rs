@@ -1,0 +1,194 @@
+//! Writing flax msgpack: one walk learns every leaf's path, dtype and size, so the whole file can be
+//! laid out (dicts in the order the params visit them, arrays above the chunk size split as flax
+//! splits them); a second walk copies each tensor's bytes once, to its place.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::{numpy_name, CHUNKED, EXT_NDARRAY};
+use crate::{Dtype, Error, Params, Result, Serializer};
+
+/// One leaf, as the first walk saw it.
+struct Planned {
+    key: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    len: usize,
+}
+
+/// A dict of the output, children in first-seen order.
+#[derive(Default)]
+struct Dict {
+    children: Vec<(String, Item)>,
+    index: HashMap<String, usize>,
+}
+
+enum Item {
+    Dict(Dict),
+    Leaf(usize),
+}
+
+impl Dict {
+    /// Places leaf `leaf` at `path`, making dicts on the way.
+    fn insert(&mut self, path: &[&str], leaf: usize, key: &str) -> Result<()> {
+        let (name, rest) = path.split_first().expect("a leaf has a name");
+        let slot = match self.index.get(*name) {
+            Some(&i) => i,
+            None => {
+                let item = if rest.is_empty() {
+                    Item::Leaf(leaf)
+                } else {
+                    Item::Dict(Dict::default())
+                };
+                self.children.push(((*name).to_owned(), item));
+                self.index.insert((*name).to_owned(), self.children.len() - 1);
+                if rest.is_empty() {
+                    return Ok(());
+                }
+                self.children.len() - 1
+            }
+        };
+        match (&mut self.children[slot].1, rest.is_empty()) {
+            (Item::Dict(dict), false) => dict.insert(rest, leaf, key),
+            // A leaf where a dict is, or a dict where a leaf is: the keys cannot be told apart.
+            _ => Err(Error::DuplicateKey { key: key.to_owned() }),
+        }
+    }
+}
+
+/// Where a leaf's bytes go in the output: one place, or one per chunk.
+type Places = Vec<(usize, usize)>;
+
+struct Encoder<'p> {
+    out: Vec<u8>,
+    planned: &'p [Planned],
+    places: Vec<Places>,
+    chunk_bytes: usize,
+}
+
+impl Encoder<'_> {
+    fn dict(&mut self, dict: &Dict) -> Result<()> {
+        rmp::encode::write_map_len(&mut self.out, len_u32(dict.children.len())?).map_err(encode_error)?;
+        for (name, item) in &dict.children {
+            rmp::encode::write_str(&mut self.out, name).map_err(encode_error)?;
+            match item {
+                Item::Dict(child) => self.dict(child)?,
+                Item::Leaf(i) => self.leaf(*i)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn leaf(&mut self, i: usize) -> Result<()> {
+        let p = &self.planned[i];
+        if p.len > self.chunk_bytes {
+            return self.chunked(i);
+        }
+        let place = self.ndarray(p.dtype, &p.shape, p.len, &p.key)?;
+        self.places[i] = vec![place];
+        Ok(())
+    }
+
+    /// An ndarray extension holding `(shape, dtype name, bytes)`, its bytes left to fill.
+    fn ndarray(&mut self, dtype: Dtype, shape: &[usize], len: usize, key: &str) -> Result<(usize, usize)> {
+        let name = numpy_name(dtype).ok_or_else(|| Error::at(key, format_args!("numpy has no dtype for {dtype}")))?;
+        let mut head = Vec::with_capacity(16 + 9 * shape.len());
+        rmp::encode::write_array_len(&mut head, 3).map_err(encode_error)?;
+        rmp::encode::write_array_len(&mut head, len_u32(shape.len())?).map_err(encode_error)?;
+        for &d in shape {
+            rmp::encode::write_uint(&mut head, d as u64).map_err(encode_error)?;
+        }
+        rmp::encode::write_str(&mut head, name).map_err(encode_error)?;
+        rmp::encode::write_bin_len(&mut head, len_u32(len)?).map_err(encode_error)?;
+        rmp::encode::write_ext_meta(&mut self.out, len_u32(head.len() + len)?, EXT_NDARRAY).map_err(encode_error)?;
+        self.out.extend_from_slice(&head);
+        let start = self.out.len();
+        self.out.resize(start + len, 0);
+        Ok((start, len))
+    }
+
+    /// flax's chunked form: the flat array cut into pieces of at most the chunk size.
+    fn chunked(&mut self, i: usize) -> Result<()> {
+        let p = &self.planned[i];
+        let element = (p.dtype.bit_size() / 8).max(1);
+        let per_chunk = (self.chunk_bytes / element).max(1) * element;
+        rmp::encode::write_map_len(&mut self.out, 3).map_err(encode_error)?;
+        rmp::encode::write_str(&mut self.out, CHUNKED).map_err(encode_error)?;
+        rmp::encode::write_bool(&mut self.out, true).map_err(encode_error)?;
+        rmp::encode::write_str(&mut self.out, "shape").map_err(encode_error)?;
+        rmp::encode::write_map_len(&mut self.out, len_u32(p.shape.len())?).map_err(encode_error)?;
+        for (axis, &d) in p.shape.iter().enumerate() {
+            rmp::encode::write_str(&mut self.out, &axis.to_string()).map_err(encode_error)?;
+            rmp::encode::write_uint(&mut self.out, d as u64).map_err(encode_error)?;
+        }
+        rmp::encode::write_str(&mut self.out, "chunks").map_err(encode_error)?;
+        let count = p.len.div_ceil(per_chunk);
+        rmp::encode::write_map_len(&mut self.out, len_u32(count)?).map_err(encode_error)?;
+        let (dtype, key, total) = (p.dtype, p.key.clone(), p.len);
+        let mut places = Vec::with_capacity(count);
+        for c in 0..count {
+            let len = per_chunk.min(total - c * per_chunk);
+            rmp::encode::write_str(&mut self.out, &c.to_string()).map_err(encode_error)?;
+            places.push(self.ndarray(dtype, &[len / element], len, &key)?);
+        }
+        self.places[i] = places;
+        Ok(())
+    }
+}
+
+fn encode_error(e: impl std::fmt::Display) -> Error {
+    Error::msg(format_args!("msgpack encoding failed: {e}"))
+}
+
+fn len_u32(n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::msg(format_args!("{n} is too large for msgpack")))
+}
+
+pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, chunk_bytes: usize) -> Result<Vec<u8>> {
+    let mut planned = Vec::new();
+    let mut root = Dict::default();
+    params.serialize(&mut Serializer::new::<T>(|leaf| {
+        let path: Vec<&str> = leaf.path().collect();
+        if path.iter().any(|part| part.is_empty()) {
+            return Err(Error::InvalidKey {
+                key: leaf.key.to_owned(),
+                reason: "dict keys cannot be empty",
+            });
+        }
+        root.insert(&path, planned.len(), leaf.key)?;
+        planned.push(Planned {
+            key: leaf.key.to_owned(),
+            dtype: leaf.dtype,
+            shape: leaf.shape.to_vec(),
+            len: leaf.data.len(),
+        });
+        Ok(())
+    }))?;
+    let total: usize = planned.iter().map(|p| p.len).sum();
+    let mut encoder = Encoder {
+        out: Vec::with_capacity(total + 64 * planned.len() + 16),
+        planned: &planned,
+        places: vec![Vec::new(); planned.len()],
+        chunk_bytes,
+    };
+    encoder.dict(&root)?;
+    let Encoder { mut out, places, .. } = encoder;
+    let mut next = 0;
+    params.serialize(&mut Serializer::new::<T>(|leaf| {
+        if planned
+            .get(next)
+            .is_none_or(|p| p.key != leaf.key || p.len != leaf.data.len())
+        {
+            return Err(Error::msg("the params serialized differently on the second pass"));
+        }
+        let mut data = leaf.data;
+        for &(start, len) in &places[next] {
+            out[start..start + len].copy_from_slice(&data[..len]);
+            data = &data[len..];
+        }
+        next += 1;
+        Ok(())
+    }))?;
+    Ok(out)
+}
