@@ -196,7 +196,7 @@ fn for_free_const(tokens: TokenStream, ident: &Ident, lifetime_count: usize) -> 
                 if lifetimes == 0 {
                     out.extend(quote!(#name));
                 } else {
-                    let statics = std::iter::repeat(quote!('static)).take(lifetimes);
+                    let statics = std::iter::repeat_n(quote!('static), lifetimes);
                     out.extend(quote!(#name<#(#statics),*>));
                 }
             }
