@@ -15,6 +15,7 @@ mod params;
 mod resolve;
 pub mod schema;
 mod ser;
+mod shard;
 mod tensor;
 mod write;
 
@@ -63,6 +64,21 @@ pub fn from_bytes<'de, T: Deserialize<'de> + Params>(bytes: &'de [u8]) -> Result
 /// Reads params from the safetensors file at `path`.
 pub fn from_file<T: DeserializeOwned + Params>(path: impl AsRef<Path>) -> Result<T> {
     Options::new().from_file(path)
+}
+
+/// Writes `params` into the directory `dir` as Hugging Face lays out checkpoints: one
+/// `model.safetensors` if every tensor fits in `max_shard_bytes`, else
+/// `model-00001-of-0000N.safetensors` shards of at most that many tensor bytes and
+/// `model.safetensors.index.json`.
+pub fn to_dir<T: Serialize + Params + ?Sized>(dir: impl AsRef<Path>, params: &T, max_shard_bytes: u64) -> Result<()> {
+    Options::new().to_dir(dir, params, max_shard_bytes)
+}
+
+/// Reads params from a checkpoint directory: a sharded index with its shards, or a single
+/// `model.safetensors` (or flax's `flax_model.msgpack`, sharded or not). `path` may also name the
+/// index or the single file. Shards are mapped and read lazily.
+pub fn from_dir<T: DeserializeOwned + Params>(path: impl AsRef<Path>) -> Result<T> {
+    Options::new().from_dir(path)
 }
 
 /// The `__metadata__` of a safetensors file (empty when it has none).

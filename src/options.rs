@@ -77,6 +77,22 @@ impl Options {
         write::to_file(path.as_ref(), params, self)
     }
 
+    /// Writes `params` into a checkpoint directory, sharded above `max_shard_bytes` (see
+    /// [`to_dir`](crate::to_dir)).
+    pub fn to_dir<T: Serialize + Params + ?Sized>(
+        &self,
+        dir: impl AsRef<Path>,
+        params: &T,
+        max_shard_bytes: u64,
+    ) -> Result<()> {
+        crate::shard::to_dir(dir.as_ref(), params, max_shard_bytes, self)
+    }
+
+    /// Reads params from a checkpoint directory, sharded or not (see [`from_dir`](crate::from_dir)).
+    pub fn from_dir<T: DeserializeOwned + Params>(&self, path: impl AsRef<Path>) -> Result<T> {
+        crate::shard::from_dir(path.as_ref(), self)
+    }
+
     /// Reads params from the bytes of a file; [`TensorView`](crate::TensorView) leaves borrow them.
     pub fn from_bytes<'de, T: Deserialize<'de> + Params>(&self, bytes: &'de [u8]) -> Result<T> {
         Deserializer::with_options(bytes, self.clone())?.deserialize()

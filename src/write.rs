@@ -11,7 +11,7 @@ use crate::header::{Layout, Planned, METADATA_KEY};
 use crate::{Error, Options, Params, Result, Serializer};
 
 /// The first walk: every leaf's key, dtype, shape and size, in the order serde visits them.
-fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Planned>> {
+pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Planned>> {
     let mut planned = Vec::new();
     params.serialize(&mut Serializer::new::<T>(|leaf| {
         let reason = if leaf.key.is_empty() {
@@ -42,11 +42,12 @@ fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Planned>> {
     Ok(planned)
 }
 
-/// The second walk: copies each leaf's bytes to its offset in `data`.
-fn fill<T: Serialize + Params + ?Sized>(
+/// The second walk: copies each leaf's bytes to where `place` puts it in `data` (leaf `i` of the
+/// walk goes to `place(i)`, or nowhere when `None`: another shard's).
+pub(crate) fn fill<T: Serialize + Params + ?Sized>(
     params: &T,
     planned: &[Planned],
-    layout: &Layout,
+    mut place: impl FnMut(usize) -> Option<usize>,
     data: &mut [u8],
 ) -> Result<()> {
     let mut next = 0;
@@ -57,8 +58,9 @@ fn fill<T: Serialize + Params + ?Sized>(
         if !matches {
             return Err(changed());
         }
-        let offset = layout.offsets[next];
-        data[offset..offset + leaf.data.len()].copy_from_slice(leaf.data);
+        if let Some(offset) = place(next) {
+            data[offset..offset + leaf.data.len()].copy_from_slice(leaf.data);
+        }
         next += 1;
         Ok(())
     }))?;
@@ -78,7 +80,12 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
     let mut bytes = Vec::with_capacity(layout.file_len());
     bytes.extend_from_slice(&layout.head);
     bytes.resize(layout.file_len(), 0);
-    fill(params, &planned, &layout, &mut bytes[layout.head.len()..])?;
+    fill(
+        params,
+        &planned,
+        |i| Some(layout.offsets[i]),
+        &mut bytes[layout.head.len()..],
+    )?;
     Ok(bytes)
 }
 

@@ -23,6 +23,8 @@
 mod read;
 mod write;
 
+pub(crate) use read::parse;
+
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
