@@ -55,6 +55,12 @@ from flax import nnx  # noqa: F401
 print("setup-python.sh: jax", jax.__version__, "flax", flax.__version__, "haiku", haiku.__version__,
       "objax", objax.__version__, "safejax", safejax.__version__)
 PY
+# Hugging Face interop: transformers 4.x with its Flax classes (5.x has none).
+HF_HUB_OFFLINE=1 "$venv/bin/python" -W ignore - <<'PY'
+import transformers
+from transformers import FlaxBertModel  # noqa: F401
+print("setup-python.sh: transformers", transformers.__version__, "with FlaxBertModel")
+PY
 
 hash_inputs > "$stamp"
 echo "setup-python.sh: done"
