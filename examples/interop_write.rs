@@ -1,9 +1,11 @@
 //! Writes files for the Python side to check (`scripts/interop.sh` runs both):
 //!
-//! - `OUT/<name>.safetensors`: each fixture made by the real frameworks, loaded into its typed Rust
-//!   struct and written back;
-//! - `OUT/<name>.formula.safetensors`: params built in Rust, each value given by a formula of its key
-//!   and index that `scripts/check_rust_files.py` computes again in Python.
+//! - `OUT/safetensors/<name>.safetensors`: each fixture made by the real frameworks, loaded into its
+//!   typed Rust struct and written back;
+//! - `OUT/safetensors/<name>.formula.safetensors`: params built in Rust, each value given by a formula
+//!   of its key and index that `scripts/check_rust_files.py` computes again in Python;
+//! - `OUT/msgpack/<name>.msgpack`: the flax msgpack fixtures, loaded and written back by Rust, for
+//!   `scripts/check_rust_msgpack.py`.
 //!
 //! Usage: `cargo run --example interop_write -- OUT_DIR`
 
@@ -210,9 +212,21 @@ fn copy_fixture<T: Serialize + DeserializeOwned + Params>(name: &str, out: &Path
     Ok(path)
 }
 
+/// Loads a flax msgpack fixture into `T` and writes it back as msgpack.
+fn copy_msgpack<T: Serialize + DeserializeOwned + Params>(name: &str, out: &Path) -> safejax::Result<PathBuf> {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/msgpack");
+    let params: T = safejax::msgpack::from_file(fixtures.join(format!("{name}.msgpack")))?;
+    let path = out.join(format!("{name}.msgpack"));
+    safejax::msgpack::to_file(&path, &params)?;
+    Ok(path)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let out = PathBuf::from(std::env::args().nth(1).ok_or("usage: interop_write OUT_DIR")?);
+    let root = PathBuf::from(std::env::args().nth(1).ok_or("usage: interop_write OUT_DIR")?);
+    let out = root.join("safetensors");
+    let msgpack_out = root.join("msgpack");
     std::fs::create_dir_all(&out)?;
+    std::fs::create_dir_all(&msgpack_out)?;
     let mut written = vec![
         copy_fixture::<FlaxCnn>("flax_cnn", &out)?,
         copy_fixture::<SetupMlp>("flax_setup_mlp", &out)?,
@@ -224,6 +238,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         copy_fixture::<ObjaxMlp>("objax_mlp", &out)?,
     ];
     written.extend(formula_models(&out)?);
+    written.push(copy_msgpack::<FlaxCnn>("flax_cnn", &msgpack_out)?);
+    written.push(copy_msgpack::<NnxModel>("nnx_model", &msgpack_out)?);
+    written.push(copy_msgpack::<safejax::Value>("chunked", &msgpack_out)?);
     for path in &written {
         println!("wrote {}", path.display());
     }

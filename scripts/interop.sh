@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rust writes, the real frameworks read: Rust loads every fixture into its typed struct and writes it
 # back, and builds params of its own; Python safejax 0.5.0 and flax / haiku / objax then load each
-# file, run the model, and compare outputs and bytes (scripts/check_rust_files.py).
+# file, run the model, and compare outputs and bytes (scripts/check_rust_files.py); flax reads the
+# msgpack files Rust writes (scripts/check_rust_msgpack.py).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -9,4 +10,5 @@ bash scripts/setup-python.sh
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 cargo run --quiet --example interop_write -- "$out"
-.venv/bin/python scripts/check_rust_files.py "$out"
+.venv/bin/python scripts/check_rust_files.py "$out/safetensors"
+.venv/bin/python scripts/check_rust_msgpack.py "$out/msgpack"

@@ -45,10 +45,12 @@ pub struct CnnParams {
     pub conv: Conv,
     #[serde(rename = "BatchNorm_0")]
     pub batch_norm: BatchNormParams,
-    #[serde(rename = "Dense_0")]
-    pub head: Dense<bf16>,
+    // flax names modules as they are called: `Dense(2)(Dense(3)(x))` calls Dense(3) first, but it
+    // was constructed second, so it is Dense_1 yet comes first in the variables dict.
     #[serde(rename = "Dense_1")]
     pub hidden: Dense<f32>,
+    #[serde(rename = "Dense_0")]
+    pub head: Dense<bf16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]

@@ -1,0 +1,168 @@
+//! Flax's msgpack format, against files that the real `flax.serialization.to_bytes` wrote
+//! (`scripts/gen_msgpack_fixtures.py`): bf16 arrays, chunked arrays, numpy scalars, lists as dicts.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::models::{FlaxCnn, NnxModel};
+use common::{decode, fixture_path, leaves_of, Leaf};
+use safejax::{msgpack, Error, Params, Tensor, Value};
+use serde::{Deserialize, Serialize};
+
+fn msgpack_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(&format!("msgpack/{name}.msgpack"))).unwrap()
+}
+
+fn expected(name: &str) -> BTreeMap<String, Leaf> {
+    common::expected_leaves(&format!("msgpack/{name}"))
+}
+
+/// Every leaf of a `Value`, as the tests compare them.
+fn value_leaves(value: &Value) -> BTreeMap<String, Leaf> {
+    value
+        .leaves()
+        .map(|(key, t)| {
+            let leaf = Leaf {
+                dtype: t.dtype(),
+                shape: t.shape().to_vec(),
+                values: decode(t.dtype(), t.as_bytes()),
+            };
+            (key, leaf)
+        })
+        .collect()
+}
+
+#[test]
+fn flax_variables_load_typed_and_write_back_the_same_bytes() {
+    let file = msgpack_fixture("flax_cnn");
+    let cnn: FlaxCnn = msgpack::from_bytes(&file).unwrap();
+    assert_eq!(leaves_of(&cnn), expected("flax_cnn"));
+    assert_eq!(cnn.params.head.kernel.dtype(), safejax::Dtype::BF16);
+    // The struct declares its fields in the order flax created them, so even the dict order agrees.
+    assert!(
+        msgpack::to_bytes(&cnn).unwrap() == file,
+        "written differently from flax"
+    );
+    // The same model saved by Python safejax as safetensors holds the same tensors.
+    let from_safetensors: FlaxCnn = safejax::from_file(fixture_path("flax_cnn.safetensors")).unwrap();
+    assert_eq!(from_safetensors, cnn);
+}
+
+#[test]
+fn chunked_arrays_numpy_scalars_and_lists() {
+    let file = msgpack_fixture("chunked");
+    let value: Value = msgpack::from_bytes(&file).unwrap();
+    assert_eq!(value_leaves(&value), expected("chunked"));
+
+    // Typed: the list `layers` is stored as a dict keyed '0', '1', which the nnx style reads as a Vec.
+    #[derive(Debug, PartialEq, Serialize, Deserialize, Params)]
+    #[safejax(style = "nnx")]
+    struct Tree {
+        params: Inner,
+        layers: Vec<Wb>,
+        step: i32,
+        count: Tensor<i32>,
+    }
+    #[derive(Debug, PartialEq, Serialize, Deserialize, Params)]
+    struct Inner {
+        dense: Dense,
+        odd: Tensor<f32>,
+        embed_bf16: Tensor<safejax::bf16>,
+        big_bf16: Tensor<safejax::bf16>,
+    }
+    #[derive(Debug, PartialEq, Serialize, Deserialize, Params)]
+    struct Dense {
+        kernel: Tensor<f32>,
+        bias: Tensor<f32>,
+    }
+    #[derive(Debug, PartialEq, Serialize, Deserialize, Params)]
+    struct Wb {
+        w: Tensor<f32>,
+        b: Tensor<f32>,
+    }
+    let tree: Tree = msgpack::from_bytes(&file).unwrap();
+    assert_eq!(leaves_of(&tree), expected("chunked"));
+    assert_eq!(tree.params.odd.shape(), &[5, 7], "a chunked array reads whole");
+    assert_eq!((tree.step, tree.count.shape()), (7, &[][..]));
+    assert!(msgpack::to_bytes(&tree).is_ok());
+    // Written by Rust with flax's 1 GiB chunk size, nothing is chunked, and it reads back the same.
+    let rewritten = msgpack::to_bytes(&value).unwrap();
+    assert!(!String::from_utf8_lossy(&rewritten).contains("__msgpack_chunked_array__"));
+    assert_eq!(
+        value_leaves(&msgpack::from_bytes::<Value>(&rewritten).unwrap()),
+        expected("chunked")
+    );
+}
+
+#[test]
+fn nnx_state_with_list_indices() {
+    let file = msgpack_fixture("nnx_model");
+    let model: NnxModel = msgpack::from_bytes(&file).unwrap();
+    assert_eq!(leaves_of(&model), expected("nnx_model"));
+    let again: NnxModel = msgpack::from_bytes(&msgpack::to_bytes(&model).unwrap()).unwrap();
+    assert_eq!(again, model);
+}
+
+#[test]
+fn msgpack_and_safetensors_carry_the_same_params() {
+    let cnn: FlaxCnn = msgpack::from_bytes(&msgpack_fixture("flax_cnn")).unwrap();
+    let st = safejax::to_bytes(&cnn).unwrap();
+    let back: FlaxCnn = safejax::from_bytes(&st).unwrap();
+    assert!(msgpack::to_bytes(&back).unwrap() == msgpack_fixture("flax_cnn"));
+}
+
+#[test]
+fn typed_errors_name_the_key() {
+    // Only the error matters here, not the fields.
+    #![allow(dead_code)]
+    #[derive(Debug, Deserialize, Params)]
+    struct Wrong {
+        params: WrongParams,
+    }
+    #[derive(Debug, Deserialize, Params)]
+    struct WrongParams {
+        #[serde(rename = "Dense_0")]
+        dense: WrongDense,
+    }
+    #[derive(Debug, Deserialize, Params)]
+    struct WrongDense {
+        kernel: Tensor<f32>,
+    }
+    let err = msgpack::from_bytes_with::<Wrong>(
+        &msgpack_fixture("flax_cnn"),
+        &safejax::Options::new().allow_unknown_keys(true),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "dtype mismatch at `params.Dense_0.kernel`: expected F32, found BF16"
+    );
+}
+
+#[test]
+fn malformed_msgpack_is_an_error_not_a_panic() {
+    let file = msgpack_fixture("flax_cnn");
+    for cut in [0, 1, 2, 10, file.len() / 2, file.len() - 1] {
+        assert!(msgpack::from_bytes::<Value>(&file[..cut]).is_err(), "cut at {cut}");
+    }
+    // A string where a tensor should be.
+    let mut text = Vec::new();
+    rmp::encode::write_map_len(&mut text, 1).unwrap();
+    rmp::encode::write_str(&mut text, "name").unwrap();
+    rmp::encode::write_str(&mut text, "bert").unwrap();
+    let err = msgpack::from_bytes::<Value>(&text).unwrap_err();
+    assert!(matches!(err, Error::InvalidMsgpack { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "invalid msgpack: `name` holds a string or bytes, not a tensor"
+    );
+    // Nesting deeper than any checkpoint is refused before it exhausts the stack.
+    let deep: Vec<u8> = std::iter::repeat_n([0x81u8, 0xa1, b'a'], 100_000)
+        .flatten()
+        .chain([0xc0])
+        .collect();
+    assert!(msgpack::from_bytes::<Value>(&deep).is_err());
+    // A huge announced length with no bytes behind it allocates nothing.
+    assert!(msgpack::from_bytes::<Value>(&[0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
+}
