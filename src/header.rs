@@ -279,6 +279,8 @@ pub(crate) struct Layout {
     pub head: Vec<u8>,
     /// For each planned tensor (in the order given), its offset in the data section.
     pub offsets: Vec<usize>,
+    /// The planned tensors' indices in file order.
+    pub order: Vec<usize>,
     /// The size of the data section.
     pub data_len: usize,
 }
@@ -321,6 +323,7 @@ impl Layout {
         Ok(Layout {
             head,
             offsets,
+            order,
             data_len,
         })
     }

@@ -1,7 +1,7 @@
 //! Writing files: learn every key and size, lay the file out as the reference safetensors writer
 //! does, then copy each tensor's bytes once, to its final place.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
@@ -77,37 +77,110 @@ fn changed() -> Error {
 pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Options) -> Result<Vec<u8>> {
     let planned = plan(params)?;
     let layout = Layout::new(&planned, options.metadata_map())?;
-    let mut bytes = Vec::with_capacity(layout.file_len());
-    bytes.extend_from_slice(&layout.head);
-    bytes.resize(layout.file_len(), 0);
-    fill(
-        params,
-        &planned,
-        |i| Some(layout.offsets[i]),
-        &mut bytes[layout.head.len()..],
-    )?;
+    // One allocation of the final size. Zeroed memory comes from the allocator as fresh pages that
+    // nothing has touched (calloc), so each page is touched once, by the copy.
+    let mut bytes = vec![0u8; layout.file_len()];
+    let head = layout.head.len();
+    bytes[..head].copy_from_slice(&layout.head);
+    fill(params, &planned, |i| Some(layout.offsets[i]), &mut bytes[head..])?;
     Ok(bytes)
 }
+
+/// How many bytes of tensors that arrive before their turn `to_writer` may hold; the rest wait for
+/// another walk of the params.
+const REORDER_BUDGET: usize = 64 << 20;
 
 pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
     mut writer: W,
     params: &T,
     options: &Options,
 ) -> Result<()> {
-    let bytes = to_bytes(params, options)?;
-    writer.write_all(&bytes)?;
+    let planned = plan(params)?;
+    let layout = Layout::new(&planned, options.metadata_map())?;
+    writer.write_all(&layout.head)?;
+    stream(params, &planned, &layout, &mut writer, REORDER_BUDGET)?;
     writer.flush()?;
     Ok(())
 }
 
-/// Writes `params` to the file at `path`, atomically.
-pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, options: &Options) -> Result<()> {
-    write_atomic(path, &to_bytes(params, options)?)
+/// Writes the tensors to `writer` in file order, straight from the params.
+///
+/// serde visits leaves in the struct's order, the file wants them by dtype and key. A leaf visited
+/// on its turn is written at once; one visited early is held if it fits in `budget`, else left for a
+/// later walk of the params. Each walk writes at least the leaf whose turn it is, so memory stays
+/// within the budget and walks are few (one, when the tree is visited in file order).
+fn stream<W: Write, T: Serialize + Params + ?Sized>(
+    params: &T,
+    planned: &[Planned],
+    layout: &Layout,
+    writer: &mut W,
+    budget: usize,
+) -> Result<()> {
+    let mut rank = vec![0; planned.len()];
+    for (r, &i) in layout.order.iter().enumerate() {
+        rank[i] = r;
+    }
+    let mut next = 0;
+    let mut held: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+    let mut held_bytes = 0;
+    while next < planned.len() {
+        let before = next;
+        let mut visit = 0;
+        params.serialize(&mut Serializer::new::<T>(|leaf| {
+            let i = visit;
+            visit += 1;
+            if planned
+                .get(i)
+                .is_none_or(|p| p.key != leaf.key || p.len != leaf.data.len())
+            {
+                return Err(changed());
+            }
+            let r = rank[i];
+            if r == next {
+                writer.write_all(leaf.data)?;
+                next += 1;
+                while let Some(data) = held.remove(&next) {
+                    writer.write_all(&data)?;
+                    held_bytes -= data.len();
+                    next += 1;
+                }
+            } else if r > next && !held.contains_key(&r) && held_bytes + leaf.data.len() <= budget {
+                held_bytes += leaf.data.len();
+                held.insert(r, leaf.data.to_vec());
+            }
+            Ok(())
+        }))?;
+        if next == before {
+            return Err(changed());
+        }
+    }
+    Ok(())
 }
 
-/// Writes next to the target and renames over it, so that a reader, or a crash, sees the old file or
-/// the new one, never a part.
+/// Writes `params` to the file at `path`, atomically, each tensor copied once from the params to
+/// its place in the file.
+pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, options: &Options) -> Result<()> {
+    let planned = plan(params)?;
+    let layout = Layout::new(&planned, options.metadata_map())?;
+    with_temp_file(path, |file| {
+        // Small tensors gather in the buffer; large ones go straight through it.
+        let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+        writer.write_all(&layout.head)?;
+        stream(params, &planned, &layout, &mut writer, REORDER_BUDGET)?;
+        writer.flush()?;
+        Ok(())
+    })
+}
+
+/// Writes `bytes` to the file at `path`, atomically.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    with_temp_file(path, |file| Ok(file.write_all(bytes)?))
+}
+
+/// Has `write` fill a temporary file next to `path`, then syncs it and renames it over `path`, so
+/// that a reader, or a crash, sees the old file or the new one, never a part. On an error the
+/// temporary file is removed and `path` is untouched.
+fn with_temp_file(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -121,7 +194,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    write(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| Error::Io(e.error))?;
     sync_dir(dir)?;
@@ -135,4 +208,66 @@ fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Dtype, DynTensor, Value};
+
+    /// Leaves visited in key order, but laid out by dtype first: most arrive before their turn.
+    fn mixed() -> Value {
+        let leaf = |dtype: Dtype, n: usize, fill: u8| {
+            let len = dtype.byte_len(n).unwrap();
+            Value::Tensor(DynTensor::new(dtype, vec![n], vec![fill; len]).unwrap())
+        };
+        let dtypes = [
+            Dtype::U8,
+            Dtype::F32,
+            Dtype::I64,
+            Dtype::BF16,
+            Dtype::F32,
+            Dtype::U8,
+            Dtype::F64,
+        ];
+        Value::Dict(
+            dtypes
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| (format!("k{i}"), leaf(d, 3 + i, i as u8 + 1)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn streaming_writes_the_same_bytes_whatever_the_budget() {
+        let params = mixed();
+        let expected = to_bytes(&params, &Options::new()).unwrap();
+        let planned = plan(&params).unwrap();
+        let layout = Layout::new(&planned, None).unwrap();
+        for budget in [0, 1, 8, 40, usize::MAX] {
+            let mut out = layout.head.clone();
+            stream(&params, &planned, &layout, &mut out, budget).unwrap();
+            assert!(out == expected, "budget {budget}");
+        }
+    }
+
+    #[test]
+    fn a_failing_writer_stops_the_write_with_its_error() {
+        struct FailAfter(usize);
+        impl Write for FailAfter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if self.0 < buf.len() {
+                    return Err(std::io::Error::other("disk full"));
+                }
+                self.0 -= buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let err = to_writer(FailAfter(100), &mixed(), &Options::new()).unwrap_err();
+        assert_eq!(err.to_string(), "I/O error: disk full");
+    }
 }
