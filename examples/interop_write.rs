@@ -5,7 +5,10 @@
 //! - `OUT/safetensors/<name>.formula.safetensors`: params built in Rust, each value given by a formula
 //!   of its key and index that `scripts/check_rust_files.py` computes again in Python;
 //! - `OUT/msgpack/<name>.msgpack`: the flax msgpack fixtures, loaded and written back by Rust, for
-//!   `scripts/check_rust_msgpack.py`.
+//!   `scripts/check_rust_msgpack.py`;
+//! - `OUT/hf/{safetensors,safetensors_sharded,msgpack}/`: the tiny `FlaxBertModel` saved by
+//!   transformers, loaded by Rust from its sharded msgpack and written back in each layout with its
+//!   `config.json`, for `scripts/check_rust_hf.py` (`FlaxBertModel.from_pretrained`).
 //!
 //! Usage: `cargo run --example interop_write -- OUT_DIR`
 
@@ -221,6 +224,26 @@ fn copy_msgpack<T: Serialize + DeserializeOwned + Params>(name: &str, out: &Path
     Ok(path)
 }
 
+/// The BERT checkpoint, in each layout transformers reads.
+fn write_hf(out: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf_bert");
+    let bert: FlaxBert = safejax::from_dir(fixtures.join("msgpack_sharded"))?;
+    let flax = safejax::Options::new().metadata("format", "flax");
+    let mut written = Vec::new();
+    for layout in ["safetensors", "safetensors_sharded", "msgpack"] {
+        let dir = out.join(layout);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(fixtures.join("msgpack/config.json"), dir.join("config.json"))?;
+        match layout {
+            "safetensors" => flax.to_file(dir.join("model.safetensors"), &bert)?,
+            "safetensors_sharded" => flax.to_dir(&dir, &bert, 2500)?,
+            _ => safejax::msgpack::to_file(dir.join("flax_model.msgpack"), &bert)?,
+        }
+        written.push(dir);
+    }
+    Ok(written)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::args().nth(1).ok_or("usage: interop_write OUT_DIR")?);
     let out = root.join("safetensors");
@@ -241,6 +264,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     written.push(copy_msgpack::<FlaxCnn>("flax_cnn", &msgpack_out)?);
     written.push(copy_msgpack::<NnxModel>("nnx_model", &msgpack_out)?);
     written.push(copy_msgpack::<safejax::Value>("chunked", &msgpack_out)?);
+    written.extend(write_hf(&root.join("hf"))?);
     for path in &written {
         println!("wrote {}", path.display());
     }

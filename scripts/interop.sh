@@ -2,7 +2,8 @@
 # Rust writes, the real frameworks read: Rust loads every fixture into its typed struct and writes it
 # back, and builds params of its own; Python safejax 0.5.0 and flax / haiku / objax then load each
 # file, run the model, and compare outputs and bytes (scripts/check_rust_files.py); flax reads the
-# msgpack files Rust writes (scripts/check_rust_msgpack.py).
+# msgpack files Rust writes (scripts/check_rust_msgpack.py), and transformers loads the FlaxBertModel
+# checkpoints Rust writes (scripts/check_rust_hf.py).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -12,3 +13,4 @@ trap 'rm -rf "$out"' EXIT
 cargo run --quiet --example interop_write -- "$out"
 .venv/bin/python scripts/check_rust_files.py "$out/safetensors"
 .venv/bin/python scripts/check_rust_msgpack.py "$out/msgpack"
+.venv/bin/python scripts/check_rust_hf.py "$out/hf"

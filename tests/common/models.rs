@@ -271,3 +271,78 @@ pub struct Generator {
     #[safejax(var = "RandomState")]
     pub key: Tensor<u32>,
 }
+
+// ---- Hugging Face FlaxBertModel ----
+
+/// The params of a `FlaxBertModel` (`scripts/gen_hf_fixtures.py` makes a tiny one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct FlaxBert {
+    pub embeddings: BertEmbeddings,
+    pub encoder: BertEncoder,
+    pub pooler: BertPooler,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct BertEmbeddings {
+    pub word_embeddings: Embed,
+    pub position_embeddings: Embed,
+    pub token_type_embeddings: Embed,
+    #[serde(rename = "LayerNorm")]
+    pub layer_norm: LayerNorm,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct Embed {
+    pub embedding: Tensor<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct LayerNorm {
+    pub scale: Tensor<f32>,
+    pub bias: Tensor<f32>,
+}
+
+/// transformers names its layers `"0"`, `"1"`, ...: list indices as path parts, as NNX does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+#[safejax(style = "nnx")]
+pub struct BertEncoder {
+    pub layer: Vec<BertLayer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct BertLayer {
+    pub attention: BertAttention,
+    pub intermediate: BertDense,
+    pub output: BertOutput,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct BertAttention {
+    #[serde(rename = "self")]
+    pub self_attention: BertSelfAttention,
+    pub output: BertOutput,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct BertSelfAttention {
+    pub query: Dense<f32>,
+    pub key: Dense<f32>,
+    pub value: Dense<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct BertDense {
+    pub dense: Dense<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct BertOutput {
+    pub dense: Dense<f32>,
+    #[serde(rename = "LayerNorm")]
+    pub layer_norm: LayerNorm,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct BertPooler {
+    pub dense: Dense<f32>,
+}
