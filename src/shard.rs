@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::header::{Header, Layout, Span};
-use crate::write::{fill, plan, write_atomic};
+use crate::write::{plan, walk_planned, write_atomic};
 use crate::{Deserializer, Error, Options, Params, Result};
 
 /// The single-file name.
@@ -94,7 +94,13 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
         bytes.extend_from_slice(&layout.head);
         bytes.resize(layout.file_len(), 0);
         let head = layout.head.len();
-        fill(params, &planned, |i| local.get(&i).copied(), &mut bytes[head..])?;
+        let data = &mut bytes[head..];
+        walk_planned(params, &planned, |i, leaf| {
+            if let Some(&offset) = local.get(&i) {
+                data[offset..offset + leaf.len()].copy_from_slice(leaf);
+            }
+            Ok(())
+        })?;
         write_atomic(&dir.join(name), &bytes)?;
     }
     if shards > 1 {

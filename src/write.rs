@@ -42,13 +42,12 @@ pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Pla
     Ok(planned)
 }
 
-/// The second walk: copies each leaf's bytes to where `place` puts it in `data` (leaf `i` of the
-/// walk goes to `place(i)`, or nowhere when `None`: another shard's).
-pub(crate) fn fill<T: Serialize + Params + ?Sized>(
+/// Walks the params again, after [`plan`]: hands each leaf's index in the walk and its bytes to
+/// `put`, after checking that the leaf is the one planned there.
+pub(crate) fn walk_planned<T: Serialize + Params + ?Sized>(
     params: &T,
     planned: &[Planned],
-    mut place: impl FnMut(usize) -> Option<usize>,
-    data: &mut [u8],
+    mut put: impl FnMut(usize, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let mut next = 0;
     params.serialize(&mut Serializer::new::<T>(|leaf| {
@@ -58,9 +57,7 @@ pub(crate) fn fill<T: Serialize + Params + ?Sized>(
         if !matches {
             return Err(changed());
         }
-        if let Some(offset) = place(next) {
-            data[offset..offset + leaf.data.len()].copy_from_slice(leaf.data);
-        }
+        put(next, leaf.data)?;
         next += 1;
         Ok(())
     }))?;
@@ -82,7 +79,12 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
     let mut bytes = vec![0u8; layout.file_len()];
     let head = layout.head.len();
     bytes[..head].copy_from_slice(&layout.head);
-    fill(params, &planned, |i| Some(layout.offsets[i]), &mut bytes[head..])?;
+    let data = &mut bytes[head..];
+    walk_planned(params, &planned, |i, leaf| {
+        let offset = layout.offsets[i];
+        data[offset..offset + leaf.len()].copy_from_slice(leaf);
+        Ok(())
+    })?;
     Ok(bytes)
 }
 
@@ -125,31 +127,22 @@ fn stream<W: Write, T: Serialize + Params + ?Sized>(
     let mut held_bytes = 0;
     while next < planned.len() {
         let before = next;
-        let mut visit = 0;
-        params.serialize(&mut Serializer::new::<T>(|leaf| {
-            let i = visit;
-            visit += 1;
-            if planned
-                .get(i)
-                .is_none_or(|p| p.key != leaf.key || p.len != leaf.data.len())
-            {
-                return Err(changed());
-            }
+        walk_planned(params, planned, |i, data| {
             let r = rank[i];
             if r == next {
-                writer.write_all(leaf.data)?;
+                writer.write_all(data)?;
                 next += 1;
                 while let Some(data) = held.remove(&next) {
                     writer.write_all(&data)?;
                     held_bytes -= data.len();
                     next += 1;
                 }
-            } else if r > next && !held.contains_key(&r) && held_bytes + leaf.data.len() <= budget {
-                held_bytes += leaf.data.len();
-                held.insert(r, leaf.data.to_vec());
+            } else if r > next && !held.contains_key(&r) && held_bytes + data.len() <= budget {
+                held_bytes += data.len();
+                held.insert(r, data.to_vec());
             }
             Ok(())
-        }))?;
+        })?;
         if next == before {
             return Err(changed());
         }

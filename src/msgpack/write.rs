@@ -7,15 +7,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::{numpy_name, CHUNKED, EXT_NDARRAY};
+use crate::header::Planned;
+use crate::write::walk_planned;
 use crate::{Dtype, Error, Params, Result, Serializer};
-
-/// One leaf, as the first walk saw it.
-struct Planned {
-    key: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    len: usize,
-}
 
 /// A dict of the output, children in first-seen order.
 #[derive(Default)]
@@ -174,21 +168,12 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, chunk_bytes: 
     };
     encoder.dict(&root)?;
     let Encoder { mut out, places, .. } = encoder;
-    let mut next = 0;
-    params.serialize(&mut Serializer::new::<T>(|leaf| {
-        if planned
-            .get(next)
-            .is_none_or(|p| p.key != leaf.key || p.len != leaf.data.len())
-        {
-            return Err(Error::msg("the params serialized differently on the second pass"));
-        }
-        let mut data = leaf.data;
-        for &(start, len) in &places[next] {
+    walk_planned(params, &planned, |i, mut data| {
+        for &(start, len) in &places[i] {
             out[start..start + len].copy_from_slice(&data[..len]);
             data = &data[len..];
         }
-        next += 1;
         Ok(())
-    }))?;
+    })?;
     Ok(out)
 }
