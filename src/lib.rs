@@ -8,6 +8,8 @@ mod element;
 mod error;
 mod header;
 mod keys;
+#[cfg(feature = "ndarray")]
+pub mod ndarray;
 mod options;
 mod params;
 mod resolve;
