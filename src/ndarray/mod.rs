@@ -1,4 +1,4 @@
-//! [`ndarray`](::ndarray) arrays as leaves, and conversions with [`Tensor`] (feature `ndarray`, on
+//! [`ndarray`] arrays as leaves, and conversions with [`Tensor`] (feature `ndarray`, on
 //! by default).
 //!
 //! - **Owned arrays as plain fields.** `Array<A, D>` (`Array1`..`Array6`, `ArrayD`) and `ArcArray`
@@ -251,7 +251,7 @@ fn rank_error<D: Dimension>(shape: &[usize]) -> String {
 /// Reading fails where the tensor's bytes cannot be borrowed: not aligned for `A` in the input (files
 /// laid out by safetensors writers are aligned when the input buffer is), a big-endian host, or a
 /// dtype conversion ([`Options::convert_dtypes`](crate::Options::convert_dtypes)). Use
-/// [`cow`](super::cow) to fall back to a copy. Writing takes a view of any layout.
+/// [`cow`] to fall back to a copy. Writing takes a view of any layout.
 pub mod view {
     use std::borrow::Cow;
 
@@ -299,7 +299,7 @@ pub mod view {
 
 /// `#[serde(borrow, with = "safejax::ndarray::cow")]` on a `CowArray<'a, A, D>` field: the array
 /// borrows the input of [`from_bytes`](crate::from_bytes) where the tensor's bytes are aligned for
-/// `A`, and holds a copy otherwise (as [`TensorView`](crate::TensorView) does). Writing takes an
+/// `A`, and holds a copy otherwise (as [`TensorView`] does). Writing takes an
 /// array of any layout.
 pub mod cow {
     use ::ndarray::{CowArray, Dimension};
