@@ -15,15 +15,18 @@ Each model is 64 -> 32 (relu) -> 10, initialized by its framework's own initiali
 trained full-batch with Adam (optax for flax and haiku, objax.optimizer.Adam for objax) on the
 training split. Nothing is downloaded: load_digits ships inside scikit-learn.
 
-Usage: .venv/bin/python scripts/train_digits.py [--out DIR]
-Deterministic: running it twice (on one machine) writes identical bytes.
+Usage: .venv/bin/python scripts/train_digits.py [--out DIR | --check]
+Deterministic: running it twice (on one machine) writes identical bytes; --check trains into a temporary
+directory and compares every file with tests/fixtures/digits/ (exit status 1 on a difference).
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -154,8 +157,27 @@ FRAMEWORKS = {"flax": train_flax, "haiku": train_haiku, "objax": train_objax}
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+    ap.add_argument("--check", action="store_true",
+                    help=f"train into a temporary directory and compare with {DEFAULT_OUT}")
     args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    if args.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            write(Path(tmp))
+            names = sorted(p.name for p in DEFAULT_OUT.iterdir())
+            fresh = sorted(p.name for p in Path(tmp).iterdir())
+            _, differ, missing = filecmp.cmpfiles(DEFAULT_OUT, tmp, names, shallow=False)
+            differ += missing + [n for n in fresh if n not in names]
+            for name in differ:
+                print(f"DIFFERENT: {name}")
+            same = f"the {len(names)} files are reproduced byte for byte"
+            print("check: " + ("files differ" if differ else same))
+            return 1 if differ else 0
+    write(args.out)
+    return 0
+
+
+def write(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
 
     x_train, y_train, x_test, y_test = load_split()
     test = {"x": x_test, "y": y_test}
@@ -176,22 +198,21 @@ def main() -> int:
         test[f"{name}.pred"] = pred
         meta[f"{name}.accuracy"] = f"{accuracy:.6f}"
         meta[f"{name}.final_train_loss"] = f"{loss:.6f}"
-        path = args.out / f"{name}_mlp.safetensors"
+        path = out / f"{name}_mlp.safetensors"
         path.write_bytes(checkpoint)
         top2 = np.sort(logits, axis=1)[:, -2:]
         print(f"{name}: train loss {loss:.4f}, test accuracy {accuracy:.4f} "
               f"({int((pred == y_test).sum())}/{len(y_test)}), smallest top-2 logit margin "
               f"{float((top2[:, 1] - top2[:, 0]).min()):.2e}; wrote {path.name} ({len(checkpoint)} B)")
 
-    path = args.out / "test.safetensors"
+    path = out / "test.safetensors"
     safetensors.numpy.save_file(test, str(path))
     print(f"wrote {path.name} ({path.stat().st_size} B)")
-    path = args.out / "training.json"
+    path = out / "training.json"
     path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     print(f"wrote {path.name}")
-    total = sum(p.stat().st_size for p in args.out.iterdir())
-    print(f"{total} bytes in {args.out}")
-    return 0
+    total = sum(p.stat().st_size for p in out.iterdir())
+    print(f"{total} bytes in {out}")
 
 
 if __name__ == "__main__":
