@@ -366,12 +366,18 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
         visitor: V,
     ) -> Result<V::Value> {
         if name == TENSOR_MAGIC {
-            self.tensor(visitor)
-        } else {
-            match self.node {
-                Resolved::Struct(_) => self.deserialize_map(visitor),
-                _ => Err(self.unexpected(&format!("struct `{name}`"))),
-            }
+            return self.tensor(visitor);
+        }
+        // A plain ndarray field at a leaf: ndarray's own serde form (see `ndarray/serde_form.rs`).
+        #[cfg(feature = "ndarray")]
+        if let (crate::ndarray::SERDE_NAME, Resolved::Leaf { entry, schema }) = (name, self.node) {
+            let leaf = self.ctx.leaf(*entry, schema)?;
+            return crate::ndarray::deserialize_array(leaf.dtype, &leaf.shape, leaf.data.as_slice(), visitor)
+                .map_err(|e| e.with_key(self.ctx.key(*entry)));
+        }
+        match self.node {
+            Resolved::Struct(_) => self.deserialize_map(visitor),
+            _ => Err(self.unexpected(&format!("struct `{name}`"))),
         }
     }
 

@@ -11,6 +11,8 @@ mod header;
 mod keys;
 mod mmap;
 pub mod msgpack;
+#[cfg(feature = "ndarray")]
+pub mod ndarray;
 mod options;
 mod params;
 mod resolve;

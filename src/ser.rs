@@ -361,6 +361,12 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
                 emitted: false,
             })));
         }
+        // A plain ndarray field at a leaf: ndarray's own serde form (see `ndarray/serde_form.rs`).
+        #[cfg(feature = "ndarray")]
+        if let (crate::ndarray::SERDE_NAME, Schema::Leaf(leaf)) = (name, self.schema) {
+            let fields = crate::ndarray::ArrayFields::new(leaf).map_err(|e| e.with_key(&self.cursor.leaf_key()))?;
+            return Ok(StructSerializer(StructState::Array(self, fields)));
+        }
         match self.schema {
             Schema::Struct(schema) => {
                 let cursor = self.cursor.enter_struct(schema);
@@ -481,6 +487,8 @@ enum StructState<'s> {
         next_field: usize,
     },
     Tensor(TensorSerializer<'s>),
+    #[cfg(feature = "ndarray")]
+    Array(NodeSerializer<'s>, crate::ndarray::ArrayFields),
 }
 
 impl ser::SerializeStruct for StructSerializer<'_> {
@@ -517,12 +525,21 @@ impl ser::SerializeStruct for StructSerializer<'_> {
                 })
             }
             StructState::Tensor(tensor) => tensor.field(name, value),
+            #[cfg(feature = "ndarray")]
+            StructState::Array(node, fields) => fields
+                .field(name, value)
+                .map_err(|e| e.with_key(&node.cursor.leaf_key())),
         }
     }
 
     fn end(self) -> Result<()> {
         match self.0 {
             StructState::Params { .. } => Ok(()),
+            #[cfg(feature = "ndarray")]
+            StructState::Array(mut node, fields) => {
+                let (dtype, shape, data) = fields.finish().map_err(|e| e.with_key(&node.cursor.leaf_key()))?;
+                node.emit(dtype, &shape, &data)
+            }
             StructState::Tensor(tensor) if tensor.emitted => Ok(()),
             StructState::Tensor(tensor) => Err(Error::at(tensor.node.cursor.leaf_key(), "a tensor without data")),
         }

@@ -21,7 +21,7 @@ pub(crate) const TENSOR_MAGIC: &str = "$safejax::private::Tensor";
 pub(crate) const FIELD_DTYPE: &str = "dtype";
 pub(crate) const FIELD_SHAPE: &str = "shape";
 pub(crate) const FIELD_DATA: &str = "data";
-const FIELDS: &[&str] = &[FIELD_DTYPE, FIELD_SHAPE, FIELD_DATA];
+pub(crate) const FIELDS: &[&str] = &[FIELD_DTYPE, FIELD_SHAPE, FIELD_DATA];
 
 /// Number of elements of a shape, or `None` on overflow.
 pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
@@ -171,6 +171,12 @@ impl<'a, T: Element> TensorView<'a, T> {
     /// Whether the view has no elements.
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
+    }
+
+    /// The shape and the elements as held: borrowed from the input, or a copy.
+    #[cfg_attr(not(feature = "ndarray"), allow(dead_code))]
+    pub(crate) fn into_cow_parts(self) -> (Vec<usize>, Cow<'a, [T]>) {
+        (self.shape, self.data)
     }
 
     /// An owned tensor, copying only when the data is borrowed.
