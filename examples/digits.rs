@@ -32,7 +32,9 @@ pub struct FlaxParams {
 
 #[derive(Serialize, Deserialize, Params)]
 pub struct FlaxDense {
+    #[serde(with = "safejax::ndarray::array")]
     pub kernel: Array2<f32>,
+    #[serde(with = "safejax::ndarray::array")]
     pub bias: Array1<f32>,
 }
 
@@ -52,7 +54,9 @@ pub struct HaikuMlp {
 
 #[derive(Serialize, Deserialize, Params)]
 pub struct HaikuLinear {
+    #[serde(with = "safejax::ndarray::array")]
     pub w: Array2<f32>,
+    #[serde(with = "safejax::ndarray::array")]
     pub b: Array1<f32>,
 }
 
@@ -69,7 +73,9 @@ pub struct ObjaxMlp {
 #[derive(Serialize, Deserialize, Params)]
 #[safejax(class = "Linear")]
 pub struct ObjaxLinear {
+    #[serde(with = "safejax::ndarray::array")]
     pub w: Array2<f32>,
+    #[serde(with = "safejax::ndarray::array")]
     pub b: Array1<f32>,
 }
 
@@ -79,8 +85,10 @@ pub struct ObjaxLinear {
 #[derive(Serialize, Deserialize, Params)]
 pub struct TestSet {
     /// Pixels / 16, one image of 8x8 per row.
+    #[serde(with = "safejax::ndarray::array")]
     pub x: Array2<f32>,
     /// The digit each image shows.
+    #[serde(with = "safejax::ndarray::array")]
     pub y: Array1<i64>,
     pub flax: Outputs,
     pub haiku: Outputs,
@@ -89,7 +97,9 @@ pub struct TestSet {
 
 #[derive(Serialize, Deserialize, Params)]
 pub struct Outputs {
+    #[serde(with = "safejax::ndarray::array")]
     pub logits: Array2<f32>,
+    #[serde(with = "safejax::ndarray::array")]
     pub pred: Array1<i64>,
 }
 

@@ -131,7 +131,7 @@ impl<'de, 'h> Ctx<'de, 'h> {
                 let expected = if rank == 0 {
                     "a scalar (shape [])".to_owned()
                 } else {
-                    format!("{rank} dimensions")
+                    crate::error::dimensions(rank)
                 };
                 return Err(Error::ShapeMismatch {
                     key: entry.key.clone(),

@@ -168,6 +168,11 @@ pub enum Error {
     },
 }
 
+/// "1 dimension", "3 dimensions".
+pub(crate) fn dimensions(rank: usize) -> String {
+    format!("{rank} dimension{}", if rank == 1 { "" } else { "s" })
+}
+
 fn at(key: &Option<String>) -> String {
     key.as_ref().map(|k| format!("at `{k}`: ")).unwrap_or_default()
 }

@@ -120,7 +120,11 @@ impl Header {
         match covered.cmp(&data_len) {
             std::cmp::Ordering::Equal => Ok(()),
             std::cmp::Ordering::Less => Err(Error::InvalidLayout {
-                reason: format!("{} trailing bytes after the last tensor", data_len - covered),
+                reason: format!(
+                    "{} trailing byte{} after the last tensor",
+                    data_len - covered,
+                    if data_len - covered == 1 { "" } else { "s" }
+                ),
             }),
             std::cmp::Ordering::Greater => Err(Error::Truncated {
                 what: "the tensor data",

@@ -574,7 +574,7 @@ impl TensorSerializer<'_> {
             if rank != shape.len() {
                 return Err(Error::ShapeMismatch {
                     key: self.node.cursor.leaf_key(),
-                    expected: format!("{rank} dimensions"),
+                    expected: crate::error::dimensions(rank),
                     found: shape.to_vec(),
                 });
             }

@@ -261,6 +261,6 @@ fn truncated_and_malformed_files() {
     long.push(0);
     assert_eq!(
         message(safejax::from_bytes::<Variables<bf16>>(&long)),
-        "invalid layout: 1 trailing bytes after the last tensor"
+        "invalid layout: 1 trailing byte after the last tensor"
     );
 }

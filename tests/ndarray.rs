@@ -598,3 +598,51 @@ fn other_serde_formats_still_see_ndarrays_own_form() {
     let json = serde_json::to_string(&arr1(&[1.0f32, 2.0])).unwrap();
     assert_eq!(json, r#"{"v":1,"dim":[2],"data":[1.0,2.0]}"#);
 }
+
+#[test]
+fn the_array_with_module_moves_bytes_in_one_piece_and_checks_the_rank() {
+    #[derive(Debug, PartialEq, Serialize, Deserialize, Params)]
+    struct Dense {
+        #[serde(with = "safejax::ndarray::array")]
+        kernel: ndarray::Array2<f32>,
+        #[serde(with = "safejax::ndarray::array")]
+        bias: ndarray::Array1<f32>,
+    }
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    struct Tensors {
+        kernel: Tensor<f32>,
+        bias: Tensor<f32>,
+    }
+    let dense = Dense {
+        kernel: ndarray::arr2(&[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+        bias: ndarray::arr1(&[0.5, -0.5]),
+    };
+    let bytes = safejax::to_bytes(&dense).unwrap();
+    // The same file as tensor leaves write.
+    let tensors = Tensors {
+        kernel: Tensor::new(vec![3, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap(),
+        bias: Tensor::new(vec![2], vec![0.5, -0.5]).unwrap(),
+    };
+    assert!(bytes == safejax::to_bytes(&tensors).unwrap());
+    assert_eq!(safejax::from_bytes::<Dense>(&bytes).unwrap(), dense);
+    // A transposed (non-standard layout) array is written row-major.
+    let transposed = Dense {
+        kernel: ndarray::arr2(&[[1.0, 3.0, 5.0], [2.0, 4.0, 6.0]]).reversed_axes(),
+        bias: dense.bias.clone(),
+    };
+    assert!(safejax::to_bytes(&transposed).unwrap() == bytes);
+    #[derive(Debug, Deserialize, Params)]
+    struct Wrong {
+        #[serde(with = "safejax::ndarray::array")]
+        #[allow(dead_code)]
+        kernel: ndarray::Array1<f32>,
+        #[serde(with = "safejax::ndarray::array")]
+        #[allow(dead_code)]
+        bias: ndarray::Array1<f32>,
+    }
+    let err = safejax::from_bytes::<Wrong>(&bytes).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "shape mismatch at `kernel`: expected 1 dimension, found [3, 2]"
+    );
+}

@@ -1,13 +1,13 @@
 //! [`ndarray`] arrays as leaves, and conversions with [`Tensor`] (feature `ndarray`, on
 //! by default).
 //!
-//! - **Owned arrays as plain fields.** `Array<A, D>` (`Array1`..`Array6`, `ArrayD`) and `ArcArray`
-//!   fields need no attribute: `#[derive(Serialize, Deserialize, Params)] struct Dense { kernel:
-//!   Array2<f32>, bias: Array1<f32> }` reads and writes the same keys as `Tensor<f32>` fields would.
-//!   The element type fixes the dtype and the dimension type fixes the rank, both checked when the
-//!   file is read: a 3-d tensor for an `Array2` is [`Error::ShapeMismatch`](crate::Error) naming the
-//!   key. (This format understands ndarray's own serde form of an array, which ndarray's `serde`
-//!   feature provides and this crate turns on; elements pass one by one, into one copy.)
+//! - **Owned arrays.** `Array<A, D>` (`Array1`..`Array6`, `ArrayD`) fields marked
+//!   `#[serde(with = "safejax::ndarray::array")]` read and write the same keys as `Tensor<A>` fields
+//!   would, the bytes moving in one piece. The element type fixes the dtype and the dimension type
+//!   fixes the rank, both checked when the file is read: a 3-d tensor for an `Array2` is
+//!   [`Error::ShapeMismatch`](crate::Error) naming the key. Plain `Array` and `ArcArray` fields, with
+//!   no attribute, work too, through ndarray's own serde form (its `serde` feature, which this crate
+//!   turns on); that form hands the elements over one by one, so it is slower on large arrays.
 //! - **Borrowed views** need ndarray's views to be built from the input's bytes, which ndarray's serde
 //!   support cannot do: mark the field `#[serde(borrow, with = "safejax::ndarray::view")]` for an
 //!   `ArrayView<'a, A, D>` that borrows the input (an error where the tensor's bytes are not aligned
@@ -24,7 +24,9 @@
 //!
 //! #[derive(Serialize, Deserialize, Params)]
 //! struct Dense {
+//!     #[serde(with = "safejax::ndarray::array")]
 //!     kernel: Array2<f32>,
+//!     #[serde(with = "safejax::ndarray::array")]
 //!     bias: Array1<f32>,
 //! }
 //!
@@ -231,7 +233,7 @@ where
 
 fn rank_error<D: Dimension>(shape: &[usize]) -> String {
     match D::NDIM {
-        Some(rank) => format!("expected {rank} dimensions, found {shape:?}"),
+        Some(rank) => format!("expected {}, found {shape:?}", crate::error::dimensions(rank)),
         None => format!("shape {shape:?} does not fit its data"),
     }
 }
@@ -312,6 +314,40 @@ pub mod cow {
     {
         super::deserialize_with(deserializer, |shape, data| {
             super::cow_array(&shape, data).map_err(|_| super::rank_error::<D>(&shape))
+        })
+    }
+}
+
+/// `#[serde(with = "safejax::ndarray::array")]` on an owned `Array<A, D>` field (`Array1`..`Array6`,
+/// `ArrayD`): the tensor's bytes move in one piece, as for [`Tensor`], into the array's own `Vec`
+/// (plain array fields work too, but ndarray's serde form hands the elements over one by one).
+pub mod array {
+    use ::ndarray::{Array, ArrayBase, Data, Dimension, IxDyn};
+
+    use crate::Element;
+
+    /// Writes the array as a tensor (row-major whatever its layout).
+    pub fn serialize<A, S, D, Se>(array: &ArrayBase<S, D>, serializer: Se) -> Result<Se::Ok, Se::Error>
+    where
+        A: Element,
+        S: Data<Elem = A>,
+        D: Dimension,
+        Se: serde::Serializer,
+    {
+        super::serialize_array(array, serializer)
+    }
+
+    /// Reads a tensor into an owned array, checking its rank.
+    pub fn deserialize<'de, A, D, De>(deserializer: De) -> Result<Array<A, D>, De::Error>
+    where
+        A: Element,
+        D: Dimension,
+        De: serde::Deserializer<'de>,
+    {
+        super::deserialize_with(deserializer, |shape, data| {
+            Array::from_shape_vec(IxDyn(&shape), data.into_owned())
+                .and_then(|array| array.into_dimensionality::<D>())
+                .map_err(|_| super::rank_error::<D>(&shape))
         })
     }
 }
