@@ -13,6 +13,8 @@ mod mmap;
 pub mod msgpack;
 mod options;
 mod params;
+#[cfg(feature = "object-store")]
+pub mod remote;
 mod resolve;
 pub mod schema;
 mod ser;
