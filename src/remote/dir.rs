@@ -29,10 +29,10 @@ pub(super) async fn to_dir<T: Serialize + Params + ?Sized>(
     let planned = plan(params)?;
     let (shard_of, names) = assign_shards(&planned, max_shard_bytes);
     let mut objects = Vec::with_capacity(names.len());
-    for k in 0..names.len() {
+    for (k, name) in names.iter().enumerate() {
         let members: Vec<usize> = (0..planned.len()).filter(|&i| shard_of[i] == k).collect();
         objects.push((
-            prefix.clone().join(names[k].as_str()),
+            prefix.clone().join(name.as_str()),
             ObjectLayout::new(&planned, &members, remote)?,
         ));
     }

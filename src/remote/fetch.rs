@@ -238,7 +238,7 @@ mod tests {
         let mut ranges = vec![20..30, 0..10, 10..15, 40..50];
         assert_eq!(coalesce(&mut ranges, 0), [0..15, 20..30, 40..50]);
         assert_eq!(coalesce(&mut ranges, 5), [0..30, 40..50]);
-        assert_eq!(coalesce(&mut ranges, 10), [0..50]);
+        assert_eq!(coalesce(&mut ranges, 10), vec![Range { start: 0, end: 50 }]);
         assert_eq!(coalesce(&mut [], 10), Vec::<Range<u64>>::new());
     }
 }
