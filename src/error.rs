@@ -18,6 +18,11 @@ pub enum Error {
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 
+    /// An object store request failed (a missing object, a refused or broken connection).
+    #[cfg(feature = "object-store")]
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+
     /// The input ends before the header or the data it announces.
     #[error("truncated file: {what} needs {needed} bytes, found {found}")]
     Truncated {

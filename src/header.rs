@@ -96,7 +96,7 @@ impl Header {
     }
 
     /// Checks that the entries tile `data_len` bytes exactly.
-    fn check_coverage(&self, data_len: usize) -> Result<()> {
+    pub(crate) fn check_coverage(&self, data_len: usize) -> Result<()> {
         let mut order: Vec<&Entry> = self.entries.iter().collect();
         order.sort_by_key(|e| (e.start, e.end));
         let mut covered = 0usize;

@@ -15,6 +15,8 @@ pub mod msgpack;
 pub mod ndarray;
 mod options;
 mod params;
+#[cfg(feature = "object-store")]
+pub mod remote;
 mod resolve;
 pub mod schema;
 mod ser;

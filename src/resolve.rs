@@ -32,6 +32,22 @@ pub(crate) enum Resolved {
     Missing,
 }
 
+impl Resolved {
+    /// Appends the header entries this tree reads, in the order the type visits them: what a
+    /// partial load must fetch.
+    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+    pub(crate) fn entries(&self, out: &mut Vec<usize>) {
+        match self {
+            Resolved::Leaf { entry, .. } => out.push(*entry),
+            Resolved::Struct(fields) => fields.iter().for_each(|(_, node)| node.entries(out)),
+            Resolved::Seq(elements) => elements.iter().for_each(|node| node.entries(out)),
+            Resolved::Map(entries) => entries.iter().for_each(|(_, node)| node.entries(out)),
+            Resolved::Some(inner) => inner.entries(out),
+            Resolved::None | Resolved::Missing => {}
+        }
+    }
+}
+
 /// The walk's state: which entries are taken, which keys are missing.
 struct Resolver<'h> {
     header: &'h Header,

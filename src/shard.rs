@@ -11,7 +11,7 @@ use memmap2::Mmap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::header::{Header, Layout, Span};
+use crate::header::{Header, Layout, Planned, Span};
 use crate::write::{plan, walk_planned, write_atomic};
 use crate::{Deserializer, Error, Options, Params, Result};
 
@@ -24,14 +24,14 @@ const MSGPACK_INDEX: &str = "flax_model.msgpack.index.json";
 
 /// `model.safetensors.index.json`.
 #[derive(Debug, Serialize, Deserialize)]
-struct Index {
-    metadata: IndexMetadata,
-    weight_map: BTreeMap<String, String>,
+pub(crate) struct Index {
+    pub metadata: IndexMetadata,
+    pub weight_map: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct IndexMetadata {
-    total_size: u64,
+pub(crate) struct IndexMetadata {
+    pub total_size: u64,
 }
 
 fn shard_name(stem: &str, extension: &str, n: usize, of: usize) -> String {
@@ -39,7 +39,7 @@ fn shard_name(stem: &str, extension: &str, n: usize, of: usize) -> String {
 }
 
 /// Whether `name` is a shard file name of ours (`model-00001-of-00002.safetensors`).
-fn is_shard_name(name: &str) -> bool {
+pub(crate) fn is_shard_name(name: &str) -> bool {
     let Some(rest) = name.strip_prefix("model-").and_then(|r| r.strip_suffix(".safetensors")) else {
         return false;
     };
@@ -62,26 +62,8 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
 ) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let planned = plan(params)?;
-    // Greedy, in visit order, as transformers' `shard_checkpoint` does.
-    let mut shard_of = Vec::with_capacity(planned.len());
-    let (mut shards, mut current) = (0usize, 0u64);
-    for p in &planned {
-        let len = p.len as u64;
-        if shards == 0 || (current > 0 && current.saturating_add(len) > max_shard_bytes) {
-            shards += 1;
-            current = 0;
-        }
-        current += len;
-        shard_of.push(shards - 1);
-    }
-    let shards = shards.max(1);
-    let names: Vec<String> = if shards == 1 {
-        vec![SINGLE.to_owned()]
-    } else {
-        (1..=shards)
-            .map(|n| shard_name("model", "safetensors", n, shards))
-            .collect()
-    };
+    let (shard_of, names) = assign_shards(&planned, max_shard_bytes);
+    let shards = names.len();
     for (k, name) in names.iter().enumerate() {
         let members: Vec<usize> = (0..planned.len()).filter(|&i| shard_of[i] == k).collect();
         let subset: Vec<_> = members.iter().map(|&i| planned[i].clone()).collect();
@@ -122,6 +104,31 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
     remove_stale(dir, &names)
 }
 
+/// Which shard each planned tensor goes to, and the shards' file names: greedy, in visit order, as
+/// transformers' `shard_checkpoint` does.
+pub(crate) fn assign_shards(planned: &[Planned], max_shard_bytes: u64) -> (Vec<usize>, Vec<String>) {
+    let mut shard_of = Vec::with_capacity(planned.len());
+    let (mut shards, mut current) = (0usize, 0u64);
+    for p in planned {
+        let len = p.len as u64;
+        if shards == 0 || (current > 0 && current.saturating_add(len) > max_shard_bytes) {
+            shards += 1;
+            current = 0;
+        }
+        current += len;
+        shard_of.push(shards - 1);
+    }
+    let shards = shards.max(1);
+    let names = if shards == 1 {
+        vec![SINGLE.to_owned()]
+    } else {
+        (1..=shards)
+            .map(|n| shard_name("model", "safetensors", n, shards))
+            .collect()
+    };
+    (shard_of, names)
+}
+
 /// Removes the files of an earlier save that the new one does not use.
 fn remove_stale(dir: &Path, written: &[String]) -> Result<()> {
     let keep: BTreeSet<&str> = written.iter().map(String::as_str).collect();
@@ -139,7 +146,7 @@ fn remove_stale(dir: &Path, written: &[String]) -> Result<()> {
 
 /// Checks a shard file name from an index: a plain file name in the index's directory, with the
 /// extension of the format.
-fn checked_shard<'n>(name: &'n str, extension: &str) -> Result<&'n str> {
+pub(crate) fn checked_shard<'n>(name: &'n str, extension: &str) -> Result<&'n str> {
     let plain = !name.is_empty()
         && !name.contains(['/', '\\', '\0'])
         && name != "."

@@ -1,0 +1,305 @@
+//! Helpers for the object store tests (`tests/remote.rs`, `tests/remote_s3.rs`): a store decorator
+//! that counts the bytes moved and can fail an upload after some parts, and checks shared by the
+//! in-memory and the S3 runs.
+#![allow(dead_code)]
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+};
+use safejax::remote::Remote;
+use safejax::{Params, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::common::models::*;
+use crate::common::{fixture_bytes, fixture_path};
+
+/// What a [`CountingStore`] saw.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes the store sent back to reads.
+    pub bytes_read: AtomicU64,
+    /// Read requests (each `get`, each range).
+    pub reads: AtomicUsize,
+    /// Bytes sent to the store by puts and parts.
+    pub bytes_written: AtomicU64,
+    /// Single-request puts.
+    pub puts: AtomicUsize,
+    /// Multipart uploads started.
+    pub uploads: AtomicUsize,
+    /// Parts sent.
+    pub parts: AtomicUsize,
+    /// Uploads completed.
+    pub completed: AtomicUsize,
+    /// Aborts asked for, and how many of them the store acknowledged.
+    pub aborts: AtomicUsize,
+    pub aborts_ok: AtomicUsize,
+}
+
+impl Counters {
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::SeqCst)
+    }
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+    pub fn get(&self, counter: &AtomicUsize) -> usize {
+        counter.load(Ordering::SeqCst)
+    }
+    pub fn reset_reads(&self) {
+        self.bytes_read.store(0, Ordering::SeqCst);
+        self.reads.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Wraps a store, counting what goes through it; with `fail_after_parts = Some(n)`, multipart
+/// uploads (of paths containing `fail_only`, if set) fail at their part `n + 1`.
+#[derive(Debug)]
+pub struct CountingStore {
+    pub inner: Arc<dyn ObjectStore>,
+    pub counters: Arc<Counters>,
+    pub fail_after_parts: Option<usize>,
+    pub fail_only: Option<String>,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        CountingStore {
+            inner,
+            counters: Arc::default(),
+            fail_after_parts: None,
+            fail_only: None,
+        }
+    }
+}
+
+impl fmt::Display for CountingStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Counting({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for CountingStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.counters.puts.fetch_add(1, Ordering::SeqCst);
+        self.counters
+            .bytes_written
+            .fetch_add(payload.content_length() as u64, Ordering::SeqCst);
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.counters.uploads.fetch_add(1, Ordering::SeqCst);
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(CountingUpload {
+            inner,
+            counters: Arc::clone(&self.counters),
+            parts: 0,
+            fail_after_parts: self.fail_after_parts.filter(|_| {
+                self.fail_only
+                    .as_ref()
+                    .is_none_or(|only| location.as_ref().contains(only.as_str()))
+            }),
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        let result = self.inner.get_opts(location, options).await?;
+        self.counters.reads.fetch_add(1, Ordering::SeqCst);
+        // The bytes the store answers with (the caller reads them all).
+        self.counters
+            .bytes_read
+            .fetch_add(result.range.end - result.range.start, Ordering::SeqCst);
+        Ok(result)
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+        let mut out = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            out.push(self.get_range(location, range.clone()).await?);
+        }
+        Ok(out)
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[derive(Debug)]
+struct CountingUpload {
+    inner: Box<dyn MultipartUpload>,
+    counters: Arc<Counters>,
+    parts: usize,
+    fail_after_parts: Option<usize>,
+}
+
+#[async_trait]
+impl MultipartUpload for CountingUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let n = self.parts;
+        self.parts += 1;
+        if self.fail_after_parts.is_some_and(|limit| n >= limit) {
+            return Box::pin(async move {
+                Err(object_store::Error::Generic {
+                    store: "CountingStore",
+                    source: format!("injected failure at part {n}").into(),
+                })
+            });
+        }
+        self.counters.parts.fetch_add(1, Ordering::SeqCst);
+        self.counters
+            .bytes_written
+            .fetch_add(data.content_length() as u64, Ordering::SeqCst);
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.counters.completed.fetch_add(1, Ordering::SeqCst);
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.counters.aborts.fetch_add(1, Ordering::SeqCst);
+        self.inner.abort().await?;
+        self.counters.aborts_ok.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Whether `path` names an object in `store`.
+pub async fn exists(store: &dyn ObjectStore, path: &Path) -> bool {
+    match store.head(path).await {
+        Ok(_) => true,
+        Err(object_store::Error::NotFound { .. }) => false,
+        Err(e) => panic!("head {path}: {e}"),
+    }
+}
+
+/// The names of every object under `prefix`, sorted.
+pub async fn list(store: &dyn ObjectStore, prefix: &Path) -> Vec<String> {
+    use futures_util::TryStreamExt;
+    let mut names: Vec<String> = store
+        .list(Some(prefix))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    names.sort();
+    names
+}
+
+/// Writes every fixture to `remote` under `prefix` through its typed struct, checks the object
+/// holds the very bytes Python safejax wrote, and reads it back into the struct.
+pub async fn fixtures_round_trip(remote: &Remote, prefix: &str) {
+    async fn one<T>(remote: &Remote, prefix: &str, name: &str)
+    where
+        T: Serialize + for<'de> Deserialize<'de> + Params + PartialEq + fmt::Debug,
+    {
+        let bytes = fixture_bytes(name);
+        let params: T = safejax::from_bytes(&bytes).unwrap();
+        let path = Path::from(format!("{prefix}/{name}.safetensors"));
+        remote.to_object(&path, &params).await.unwrap();
+        let stored = remote.store().get(&path).await.unwrap().bytes().await.unwrap();
+        assert!(stored == bytes, "{name}: the stored object differs from the fixture");
+        let back: T = remote.from_object(&path).await.unwrap();
+        assert_eq!(back, params, "{name}");
+    }
+    one::<FlaxCnn>(remote, prefix, "flax_cnn").await;
+    one::<SetupMlp>(remote, prefix, "flax_setup_mlp").await;
+    one::<NnxModel>(remote, prefix, "nnx_model").await;
+    one::<HaikuMlp>(remote, prefix, "haiku_mlp").await;
+    one::<HaikuNested>(remote, prefix, "haiku_nested").await;
+    one::<HaikuBnState>(remote, prefix, "haiku_bn_state").await;
+    one::<HaikuResNet>(remote, prefix, "haiku_resnet").await;
+    one::<ObjaxMlp>(remote, prefix, "objax_mlp").await;
+    // Every fixture file is covered.
+    let mut names: Vec<String> = std::fs::read_dir(fixture_path(""))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".safetensors").map(str::to_owned))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "flax_cnn",
+            "flax_setup_mlp",
+            "haiku_bn_state",
+            "haiku_mlp",
+            "haiku_nested",
+            "haiku_resnet",
+            "nnx_model",
+            "objax_mlp"
+        ]
+    );
+}
+
+/// A checkpoint of `layers` dense layers of `width`×`width` f32, for transfer counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct Stack {
+    pub layers: Vec<Dense<f32>>,
+}
+
+pub fn stack(layers: usize, width: usize) -> Stack {
+    Stack {
+        layers: (0..layers)
+            .map(|l| Dense {
+                kernel: Tensor::new(
+                    vec![width, width],
+                    (0..width * width).map(|i| (l * 1_000_000 + i) as f32).collect(),
+                )
+                .unwrap(),
+                bias: Tensor::new(vec![width], (0..width).map(|i| -(i as f32) - l as f32).collect()).unwrap(),
+            })
+            .collect(),
+    }
+}
+
+/// One layer of a [`Stack`]: a type that names a subset of the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct ThirdLayer {
+    #[serde(rename = "layers_3")]
+    pub layer: Dense<f32>,
+}
