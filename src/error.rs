@@ -123,6 +123,15 @@ pub enum Error {
         missing: Vec<String>,
     },
 
+    /// The file's keys nest a recursive type deeper than the loader follows.
+    #[error("`{key}` nests deeper than {max} levels")]
+    NestingTooDeep {
+        /// The key where the limit was reached.
+        key: String,
+        /// The limit.
+        max: usize,
+    },
+
     /// Two leaves would be written under one key.
     #[error("duplicate key `{key}`")]
     DuplicateKey {

@@ -40,7 +40,16 @@ struct Resolver<'h> {
     found: usize,
     missing: Vec<String>,
     partly_present: Vec<(String, Vec<String>)>,
+    /// How many schema nodes enclose the one being resolved.
+    depth: usize,
+    /// The first key at which nesting went past [`MAX_DEPTH`].
+    too_deep: Option<String>,
 }
+
+/// The deepest nesting of schema nodes resolved. Only a recursive type (`Vec<Self>`,
+/// `Option<Box<Self>>`) can nest deeper than its declaration, and only as deep as a file's keys go:
+/// without a limit, a file with one very long key would overflow the stack.
+pub(crate) const MAX_DEPTH: usize = 256;
 
 /// Matches `schema` against `header`. Unless `allow_unknown`, entries the type does not take are an
 /// error.
@@ -62,6 +71,8 @@ pub(crate) fn resolve(
         found: 0,
         missing: Vec::new(),
         partly_present: Vec::new(),
+        depth: 0,
+        too_deep: None,
     };
     let tree = resolver.node(schema, &Cursor::root());
     resolver.finish(allow_unknown)?;
@@ -70,9 +81,31 @@ pub(crate) fn resolve(
 
 impl<'h> Resolver<'h> {
     fn node(&mut self, schema: &'static Schema, cursor: &Cursor) -> Resolved {
+        if self.depth >= MAX_DEPTH {
+            self.too_deep.get_or_insert_with(|| cursor.key().to_owned());
+            return Resolved::Missing;
+        }
+        self.depth += 1;
+        let node = self.node_inner(schema, cursor);
+        self.depth -= 1;
+        node
+    }
+
+    /// Whether any key of the file starts with `prefix`: every key below a node starts with the
+    /// node's key, so without one the node's subtree is absent.
+    fn any_key_under(&self, prefix: &str) -> bool {
+        self.index
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(prefix))
+    }
+
+    fn node_inner(&mut self, schema: &'static Schema, cursor: &Cursor) -> Resolved {
         match schema {
             Schema::Leaf(leaf) => self.leaf(leaf, cursor),
             Schema::Struct(s) => self.structure(s, cursor),
+            // An absent option is not walked: a recursive `Option<Box<Self>>` would never end.
+            Schema::Option(_) if !self.any_key_under(cursor.key()) => Resolved::None,
             Schema::Option(inner) => {
                 let (found, resolved, missing) = self.probe(|r| r.node(inner(), cursor));
                 match (found, missing.is_empty()) {
@@ -140,6 +173,9 @@ impl<'h> Resolver<'h> {
             let child_cursor = inside.field(field, child.is_leafy());
             if field.optional {
                 // `#[serde(default)]`: absent is fine; partly present is not.
+                if !self.any_key_under(child_cursor.key()) {
+                    continue;
+                }
                 let (found, node, missing) = self.probe(|r| r.node(child, &child_cursor));
                 if found == 0 {
                     continue;
@@ -253,6 +289,12 @@ impl<'h> Resolver<'h> {
     }
 
     fn finish(self, allow_unknown: bool) -> Result<()> {
+        if let Some(key) = self.too_deep {
+            return Err(Error::NestingTooDeep {
+                key,
+                max: MAX_DEPTH,
+            });
+        }
         if let Some((key, missing)) = self.partly_present.into_iter().next() {
             return Err(Error::PartlyPresent { key, missing });
         }
