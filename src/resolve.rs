@@ -307,10 +307,11 @@ impl<'h> Resolver<'h> {
             .map(|(e, _)| e.key.as_str())
             .collect();
         if !self.missing.is_empty() {
+            let mut budget = HINT_BUDGET;
             let hints = self
                 .missing
                 .iter()
-                .map(|k| nearest(k, unknown.iter().copied()))
+                .map(|k| nearest(k, unknown.iter().copied(), &mut budget))
                 .collect();
             return Err(Error::MissingKeys {
                 keys: self.missing,
@@ -326,9 +327,10 @@ impl<'h> Resolver<'h> {
                 .filter(|(_, &claimed)| claimed)
                 .map(|(e, _)| e.key.as_str())
                 .collect();
+            let mut budget = HINT_BUDGET;
             let hints = unknown
                 .iter()
-                .map(|k| nearest(k, expected.iter().copied()))
+                .map(|k| nearest(k, expected.iter().copied(), &mut budget))
                 .collect();
             return Err(Error::UnknownKeys {
                 keys: unknown.into_iter().map(str::to_owned).collect(),
@@ -339,17 +341,39 @@ impl<'h> Resolver<'h> {
     }
 }
 
+/// How many cells of edit-distance tables all the suggestions of one error may fill: about a
+/// tenth of a second. Suggestions are a courtesy; a file of many long near-miss keys must not turn
+/// them into hours of work.
+const HINT_BUDGET: usize = 20_000_000;
+
 /// The candidate nearest to `key` by edit distance, if it is near enough to be a likely typo.
-fn nearest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
-    // Bounded work: suggestions are a courtesy, not worth quadratic time on huge files.
-    const MAX_CANDIDATES: usize = 10_000;
-    let limit = (key.chars().count() / 3).max(2);
-    candidates
-        .take(MAX_CANDIDATES)
-        .map(|c| (edit_distance(key, c), c))
-        .filter(|&(d, _)| d <= limit)
-        .min()
-        .map(|(_, c)| c.to_owned())
+/// Candidates whose length alone puts them too far are skipped; `budget` is what is left of
+/// [`HINT_BUDGET`], and once it runs out there are no more suggestions.
+fn nearest<'a>(
+    key: &str,
+    candidates: impl Iterator<Item = &'a str>,
+    budget: &mut usize,
+) -> Option<String> {
+    let len = key.chars().count();
+    let limit = (len / 3).max(2);
+    let mut best: Option<(usize, &str)> = None;
+    for candidate in candidates {
+        // Byte lengths bound char counts from above, and the distance is at least the difference
+        // of the char counts.
+        if candidate.len() + limit < len || len + limit < candidate.chars().count() {
+            continue;
+        }
+        let cost = len.saturating_mul(candidate.len()).max(1);
+        if cost > *budget {
+            return best.map(|(_, c)| c.to_owned());
+        }
+        *budget -= cost;
+        let d = edit_distance(key, candidate);
+        if d <= limit && best.map_or(true, |b| (d, candidate) < b) {
+            best = Some((d, candidate));
+        }
+    }
+    best.map(|(_, c)| c.to_owned())
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -385,9 +409,17 @@ mod tests {
     fn suggestions_are_near_misses_only() {
         let keys = ["params.Dense_0.kernel", "params.Dense_0.bias"];
         assert_eq!(
-            nearest("params.dense_0.kernel", keys.into_iter()).as_deref(),
+            nearest("params.dense_0.kernel", keys.into_iter(), &mut 1000).as_deref(),
             Some("params.Dense_0.kernel")
         );
-        assert_eq!(nearest("batch_stats.mean", keys.into_iter()), None);
+        assert_eq!(
+            nearest("batch_stats.mean", keys.into_iter(), &mut 1000),
+            None
+        );
+        // Out of budget, no suggestion.
+        assert_eq!(
+            nearest("params.dense_0.kernel", keys.into_iter(), &mut 10),
+            None
+        );
     }
 }

@@ -63,3 +63,33 @@ fn deep_keys_are_refused_not_a_stack_overflow() {
     let err = safejax::from_bytes::<Tree>(&bytes).unwrap_err();
     assert!(matches!(err, Error::NestingTooDeep { .. }), "{err:?}");
 }
+
+#[derive(Debug, Serialize, Deserialize, Params)]
+struct Dense {
+    kernel: Tensor<f32>,
+    bias: Tensor<f32>,
+}
+
+/// Suggestions for missing keys ("did you mean ...?") compared every missing key with every
+/// unknown one by edit distance: a 0.5 MB file of long near-miss keys took hours to be refused. The
+/// work is now bounded, and such a file is refused at once.
+#[test]
+fn near_miss_suggestions_are_bounded_work() {
+    let name = |i: usize| format!("{}{i:05}", "m".repeat(200));
+    let mut flat = BTreeMap::new();
+    for i in 0..1_000 {
+        flat.insert(format!("{}.kernel", name(i)), one());
+        flat.insert(format!("{}.kernal", name(i)), one());
+    }
+    let bytes = safejax::to_bytes(&flat).unwrap();
+    let started = std::time::Instant::now();
+    let err = safejax::from_bytes::<BTreeMap<String, Dense>>(&bytes).unwrap_err();
+    let elapsed = started.elapsed();
+    let Error::MissingKeys { keys, hints } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(keys.len(), 1_000);
+    assert_eq!(keys[0], format!("{}.bias", name(0)));
+    assert_eq!(hints.len(), 1_000);
+    assert!(elapsed.as_secs() < 10, "took {elapsed:?}");
+}
