@@ -109,7 +109,10 @@ fn map_keys_that_would_not_read_back_are_refused() {
         ("blocks.", "map keys cannot be empty")
     );
     let bytes = safejax::to_bytes(&model("a_b-c")).unwrap();
-    assert_eq!(safejax::from_bytes::<Model>(&bytes).unwrap(), model("a_b-c"));
+    assert_eq!(
+        safejax::from_bytes::<Model>(&bytes).unwrap(),
+        model("a_b-c")
+    );
 
     // haiku cuts module names at `/`, objax at `(`, `[`, `.` and `::`.
     #[derive(Serialize, Params)]
