@@ -9,8 +9,8 @@ use crate::{bf16, f16, Dtype};
 mod sealed {
     /// Keeps `Element` to the types the format defines, and holds the per-type decoding.
     pub trait Sealed: Sized {
-        /// Copies little-endian bytes into elements.
-        fn vec_from_le(bytes: &[u8]) -> Result<Vec<Self>, super::DecodeError>;
+        /// Copies little-endian bytes into elements, for a host of byte order `host`.
+        fn vec_from_le(bytes: &[u8], host: super::Endian) -> Result<Vec<Self>, super::DecodeError>;
     }
 }
 
@@ -29,8 +29,8 @@ pub trait Element:
 macro_rules! elements {
     ($($ty:ty => $dtype:ident),* $(,)?) => {$(
         impl sealed::Sealed for $ty {
-            fn vec_from_le(bytes: &[u8]) -> Result<Vec<Self>, DecodeError> {
-                pod_vec_from_le(bytes)
+            fn vec_from_le(bytes: &[u8], host: Endian) -> Result<Vec<Self>, DecodeError> {
+                pod_vec_from_le(bytes, host)
             }
         }
         impl Element for $ty {
@@ -45,7 +45,7 @@ elements! {
 }
 
 impl sealed::Sealed for bool {
-    fn vec_from_le(bytes: &[u8]) -> Result<Vec<Self>, DecodeError> {
+    fn vec_from_le(bytes: &[u8], _host: Endian) -> Result<Vec<Self>, DecodeError> {
         // Not every byte is a bool: each is checked.
         bytes
             .iter()
@@ -62,8 +62,25 @@ impl Element for bool {
     const DTYPE: Dtype = Dtype::BOOL;
 }
 
+/// A byte order. The format is little-endian whatever the host; every conversion between elements
+/// and bytes takes the host's order as a parameter, so that both branches run in tests on any host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endian {
+    /// Least significant byte first: the format's order, and x86's and most ARM hosts'.
+    Little,
+    /// Most significant byte first (s390x, some PowerPC and MIPS hosts).
+    Big,
+}
+
+/// The byte order of the host this is compiled for.
+pub(crate) const HOST: Endian = if cfg!(target_endian = "little") {
+    Endian::Little
+} else {
+    Endian::Big
+};
+
 /// Reverses the bytes of each `size`-byte element: little-endian to native order on a big-endian
-/// host, and back. The format is little-endian whatever the host.
+/// host, and back.
 pub(crate) fn swap_byte_order(bytes: &mut [u8], size: usize) {
     if size > 1 {
         for element in bytes.chunks_exact_mut(size) {
@@ -75,13 +92,19 @@ pub(crate) fn swap_byte_order(bytes: &mut [u8], size: usize) {
 /// The little-endian bytes of `data`: borrowed on a little-endian host, swapped into a copy on a
 /// big-endian one.
 pub(crate) fn to_le_bytes<T: Element>(data: &[T]) -> Cow<'_, [u8]> {
+    to_le_bytes_on(data, HOST)
+}
+
+/// [`to_le_bytes`] on a host of byte order `host`.
+fn to_le_bytes_on<T: Element>(data: &[T], host: Endian) -> Cow<'_, [u8]> {
     let native: &[u8] = bytemuck::cast_slice(data);
-    if cfg!(target_endian = "little") {
-        Cow::Borrowed(native)
-    } else {
-        let mut swapped = native.to_vec();
-        swap_byte_order(&mut swapped, std::mem::size_of::<T>());
-        Cow::Owned(swapped)
+    match host {
+        Endian::Little => Cow::Borrowed(native),
+        Endian::Big => {
+            let mut swapped = native.to_vec();
+            swap_byte_order(&mut swapped, std::mem::size_of::<T>());
+            Cow::Owned(swapped)
+        }
     }
 }
 
@@ -96,11 +119,12 @@ pub enum DecodeError {
 
 /// Copies little-endian bytes into a new `Vec<T>`.
 pub(crate) fn vec_from_le_bytes<T: Element>(bytes: &[u8]) -> Result<Vec<T>, DecodeError> {
-    T::vec_from_le(bytes)
+    T::vec_from_le(bytes, HOST)
 }
 
-/// Copies little-endian bytes into a new vector of numbers, any bit pattern of which is valid.
-fn pod_vec_from_le<T: bytemuck::Pod>(bytes: &[u8]) -> Result<Vec<T>, DecodeError> {
+/// Copies little-endian bytes into a new vector of numbers, any bit pattern of which is valid, on
+/// a host of byte order `host`.
+fn pod_vec_from_le<T: bytemuck::Pod>(bytes: &[u8], host: Endian) -> Result<Vec<T>, DecodeError> {
     let size = std::mem::size_of::<T>();
     if bytes.len() % size != 0 {
         return Err(DecodeError::Length);
@@ -108,7 +132,7 @@ fn pod_vec_from_le<T: bytemuck::Pod>(bytes: &[u8]) -> Result<Vec<T>, DecodeError
     let mut out: Vec<T> = vec![T::zeroed(); bytes.len() / size];
     let out_bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out);
     out_bytes.copy_from_slice(bytes);
-    if cfg!(target_endian = "big") {
+    if host == Endian::Big {
         swap_byte_order(out_bytes, size);
     }
     Ok(out)
@@ -117,14 +141,19 @@ fn pod_vec_from_le<T: bytemuck::Pod>(bytes: &[u8]) -> Result<Vec<T>, DecodeError
 /// Views little-endian bytes as `&[T]` without copying where the host is little-endian and the
 /// bytes are aligned for `T`; copies otherwise.
 pub(crate) fn slice_from_le_bytes<T: Element>(bytes: &[u8]) -> Result<Cow<'_, [T]>, DecodeError> {
-    if cfg!(target_endian = "little") {
+    slice_from_le_bytes_on(bytes, HOST)
+}
+
+/// [`slice_from_le_bytes`] on a host of byte order `host`.
+fn slice_from_le_bytes_on<T: Element>(bytes: &[u8], host: Endian) -> Result<Cow<'_, [T]>, DecodeError> {
+    if host == Endian::Little {
         match bytemuck::checked::try_cast_slice::<u8, T>(bytes) {
             Ok(slice) => return Ok(Cow::Borrowed(slice)),
             Err(bytemuck::checked::CheckedCastError::InvalidBitPattern) => return Err(DecodeError::Invalid),
             Err(_) => {} // misaligned or odd length: the copy below sorts them out
         }
     }
-    vec_from_le_bytes(bytes).map(Cow::Owned)
+    T::vec_from_le(bytes, host).map(Cow::Owned)
 }
 
 #[cfg(test)]
@@ -150,6 +179,75 @@ mod tests {
         assert_eq!(vec_from_le_bytes::<f32>(&[0x00, 0x00, 0x80, 0x3f]).unwrap(), vec![1.0]);
         assert_eq!(vec_from_le_bytes::<u16>(&[0x01, 0x02]).unwrap(), vec![0x0201]);
         assert_eq!(&*to_le_bytes(&[0x0102_0304i32]), &[4, 3, 2, 1]);
+    }
+
+    /// Each element type, one sample value, and what its bytes are in either order.
+    fn check_both_orders<T: Element + bytemuck::Pod>(value: T, le: &[u8], be: &[u8]) {
+        // What a host of each order holds in memory for `value`, simulated on this host: a value
+        // whose native bytes are that order's bytes.
+        let on_host = |bytes: &[u8]| -> T { bytemuck::pod_read_unaligned(bytes) };
+        let native_for = |host: Endian| -> T {
+            let order = if cfg!(target_endian = "little") { le } else { be };
+            let wanted = match host {
+                Endian::Little => le,
+                Endian::Big => be,
+            };
+            if wanted == order {
+                value
+            } else {
+                on_host(wanted)
+            }
+        };
+        for host in [Endian::Little, Endian::Big] {
+            let native = native_for(host);
+            // Writing: whatever the host holds, the file gets little-endian bytes.
+            assert_eq!(&*to_le_bytes_on(&[native, native], host), [le, le].concat(), "{host:?}");
+            // Reading: little-endian bytes become what the host holds for `value`.
+            let read: Vec<T> = pod_vec_from_le(&[le, le].concat(), host).unwrap();
+            assert_eq!(
+                bytemuck::cast_slice::<T, u8>(&read),
+                bytemuck::cast_slice::<T, u8>(&[native, native]),
+                "{host:?}"
+            );
+            let viewed = slice_from_le_bytes_on::<T>(le, host).unwrap();
+            assert_eq!(
+                bytemuck::cast_slice::<T, u8>(&viewed),
+                bytemuck::cast_slice::<T, u8>(&[native]),
+                "{host:?}"
+            );
+            // A big-endian host never borrows: its elements must be swapped.
+            if host == Endian::Big && le.len() > 1 {
+                assert!(matches!(viewed, Cow::Owned(_)));
+            }
+        }
+    }
+
+    #[test]
+    fn both_byte_orders_convert_to_little_endian() {
+        check_both_orders(0x12u8, &[0x12], &[0x12]);
+        check_both_orders(-2i8, &[0xfe], &[0xfe]);
+        check_both_orders(0x0102u16, &[2, 1], &[1, 2]);
+        check_both_orders(-2i16, &[0xfe, 0xff], &[0xff, 0xfe]);
+        check_both_orders(0x0102_0304u32, &[4, 3, 2, 1], &[1, 2, 3, 4]);
+        check_both_orders(-2i32, &[0xfe, 0xff, 0xff, 0xff], &[0xff, 0xff, 0xff, 0xfe]);
+        let u = 0x0102_0304_0506_0708u64;
+        check_both_orders(u, &u.to_le_bytes(), &u.to_be_bytes());
+        check_both_orders(-3i64, &(-3i64).to_le_bytes(), &(-3i64).to_be_bytes());
+        check_both_orders(1.0f32, &[0, 0, 0x80, 0x3f], &[0x3f, 0x80, 0, 0]);
+        check_both_orders(-2.5f64, &(-2.5f64).to_le_bytes(), &(-2.5f64).to_be_bytes());
+        check_both_orders(f16::ONE, &[0x00, 0x3c], &[0x3c, 0x00]);
+        check_both_orders(bf16::ONE, &[0x80, 0x3f], &[0x3f, 0x80]);
+    }
+
+    #[test]
+    fn the_host_order_is_the_compiled_one() {
+        let one = 1u32;
+        let host = if bytemuck::bytes_of(&one)[0] == 1 {
+            Endian::Little
+        } else {
+            Endian::Big
+        };
+        assert_eq!(HOST, host);
     }
 
     #[test]

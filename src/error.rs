@@ -50,6 +50,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A sharded checkpoint's index is malformed, names a shard outside its directory, or disagrees
+    /// with its shards.
+    #[error("invalid checkpoint index: {reason}")]
+    InvalidIndex {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A msgpack file is malformed, or holds what no tensor can (strings, complex128).
     #[error("invalid msgpack: {reason}")]
     InvalidMsgpack {
@@ -58,6 +66,14 @@ pub enum Error {
     },
 
     /// One header entry is malformed (shape, dtype size, offsets).
+    /// The header's `__metadata__` is not a map of strings to strings (or `null`).
+    #[error("invalid `__metadata__`: expected a map of strings to strings, found {reason}")]
+    InvalidMetadata {
+        /// What was found instead.
+        reason: String,
+    },
+
+    /// One header entry is malformed (its fields, its offsets, a shape of too many dimensions).
     #[error("invalid entry `{key}`: {reason}")]
     InvalidEntry {
         /// The entry's key.
@@ -66,11 +82,68 @@ pub enum Error {
         reason: String,
     },
 
-    /// The entries do not cover the data exactly (gaps, overlaps, trailing bytes).
-    #[error("invalid layout: {reason}")]
-    InvalidLayout {
-        /// What is wrong.
-        reason: String,
+    /// A header entry names a dtype that safetensors does not define.
+    #[error("unknown dtype at `{key}`: found `{found}`")]
+    UnknownDtype {
+        /// The entry's key.
+        key: String,
+        /// The dtype as written.
+        found: String,
+    },
+
+    /// A header entry's shape holds more elements, or bytes, than a `usize` counts.
+    #[error("shape overflow at `{key}`: {shape:?} holds more bytes than fit in memory")]
+    ShapeOverflow {
+        /// The entry's key.
+        key: String,
+        /// The shape as written.
+        shape: Vec<u64>,
+    },
+
+    /// A header entry's byte range is not the size of its dtype and shape.
+    #[error("size mismatch at `{key}`: {dtype} shape {shape:?} needs {expected} bytes, found {found}")]
+    DataSizeMismatch {
+        /// The entry's key.
+        key: String,
+        /// Its dtype.
+        dtype: Dtype,
+        /// Its shape.
+        shape: Vec<u64>,
+        /// Bytes that the dtype and shape need.
+        expected: u64,
+        /// Bytes that the data offsets span.
+        found: u64,
+    },
+
+    /// Two tensors' byte ranges overlap.
+    #[error("invalid layout: `{key}` starts at byte {start}, inside `{previous}`, which ends at {previous_end}")]
+    OverlappingData {
+        /// The tensor that starts inside another.
+        key: String,
+        /// Where it starts in the data section.
+        start: u64,
+        /// The tensor it starts inside.
+        previous: String,
+        /// Where that one ends.
+        previous_end: u64,
+    },
+
+    /// Bytes of the data section that belong to no tensor, between two tensors.
+    #[error("invalid layout: bytes {start}..{end} belong to no tensor (before `{next}`)")]
+    DataGap {
+        /// The first byte of the gap in the data section.
+        start: u64,
+        /// The end of the gap.
+        end: u64,
+        /// The tensor after the gap.
+        next: String,
+    },
+
+    /// Bytes after the last tensor.
+    #[error("invalid layout: {len} trailing byte{} after the last tensor", if *len == 1 { "" } else { "s" })]
+    TrailingBytes {
+        /// How many.
+        len: u64,
     },
 
     /// A leaf's dtype in the file is not the Rust leaf's, and conversion is off or impossible.
@@ -135,7 +208,16 @@ pub enum Error {
         missing: Vec<String>,
     },
 
-    /// Two leaves would be written under one key.
+    /// The file's keys nest a recursive type deeper than the loader follows.
+    #[error("`{key}` nests deeper than {max} levels")]
+    NestingTooDeep {
+        /// The key where the limit was reached.
+        key: String,
+        /// The limit.
+        max: usize,
+    },
+
+    /// Two leaves under one key: in a file's header, or about to be written.
     #[error("duplicate key `{key}`")]
     DuplicateKey {
         /// The key.

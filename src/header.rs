@@ -4,14 +4,13 @@
 //! size read from the file goes through checked arithmetic, the header length is capped before any
 //! allocation, and the entries must cover the data exactly: no gaps, no overlaps, no trailing bytes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::tensor::element_count;
 use crate::{Dtype, Error, Result};
 
 /// The largest header accepted, as in the safetensors crate.
@@ -56,17 +55,16 @@ impl Header {
     /// Parses the header of a whole file held in `bytes` and checks the entries against the data.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Header> {
         let header_len = read_header_len(bytes)?;
-        // header_len <= MAX_HEADER_LEN, so the cast and the sum cannot overflow.
-        let data_start = LEN_BYTES + header_len as usize;
-        if bytes.len() < data_start {
+        if bytes.len() as u64 - (LEN_BYTES as u64) < header_len {
             return Err(Error::Truncated {
                 what: "the header",
-                needed: data_start as u64,
+                needed: LEN_BYTES as u64 + header_len,
                 found: bytes.len() as u64,
             });
         }
-        let header = Self::parse_json(&bytes[LEN_BYTES..data_start])?;
-        let mut header = header;
+        // The header lies within `bytes`, so its end fits a usize.
+        let data_start = LEN_BYTES + header_len as usize;
+        let mut header = Self::parse_json(&bytes[LEN_BYTES..data_start])?;
         header.check_coverage(bytes.len() - data_start)?;
         // From here on, offsets are within the whole file.
         for entry in &mut header.entries {
@@ -76,21 +74,35 @@ impl Header {
         Ok(header)
     }
 
-    /// Parses the JSON text of a header; entry offsets stay relative to the data section.
+    /// Parses the JSON text of a header; entry offsets stay relative to the data section. Each entry
+    /// is checked as it is read, so that the header is held once, as entries.
     pub(crate) fn parse_json(json: &[u8]) -> Result<Header> {
         let text = std::str::from_utf8(json).map_err(|e| Error::header(format_args!("not UTF-8: {e}")))?;
         if !text.starts_with('{') {
             return Err(Error::header("does not start with `{`"));
         }
-        let raw: RawHeader =
-            serde_json::from_str(text).map_err(|e| Error::header(format_args!("not a valid header object: {e}")))?;
-        let mut entries = Vec::with_capacity(raw.entries.len());
-        for (key, raw_entry) in raw.entries {
-            entries.push(raw_entry.check(key)?);
+        let mut found = None;
+        let mut json = serde_json::Deserializer::from_str(text);
+        let parsed = json
+            .deserialize_map(HeaderVisitor { error: &mut found })
+            .and_then(|header| json.end().map(|()| header));
+        let (entries, metadata) = parsed.map_err(|e| match (e.classify(), found) {
+            // What the visitor found about one entry or the metadata, unless the JSON ended there.
+            (serde_json::error::Category::Eof, _) | (_, None) => {
+                Error::header(format_args!("not a valid header object: {e}"))
+            }
+            (_, Some(err)) => err,
+        })?;
+        let mut by_key: Vec<&Entry> = entries.iter().collect();
+        by_key.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        if let Some(pair) = by_key.windows(2).find(|pair| pair[0].key == pair[1].key) {
+            return Err(Error::DuplicateKey {
+                key: pair[0].key.clone(),
+            });
         }
         Ok(Header {
             entries,
-            metadata: raw.metadata,
+            metadata,
             side: Vec::new(),
         })
     }
@@ -100,31 +112,33 @@ impl Header {
         let mut order: Vec<&Entry> = self.entries.iter().collect();
         order.sort_by_key(|e| (e.start, e.end));
         let mut covered = 0usize;
+        let mut previous: Option<&Entry> = None;
         for entry in order {
-            if entry.start != covered {
-                let reason = if entry.start < covered {
-                    format!(
-                        "`{}` starts at byte {} inside the previous tensor, which ends at {covered}",
-                        entry.key, entry.start
-                    )
-                } else {
-                    format!(
-                        "bytes {covered}..{} belong to no tensor (before `{}`)",
-                        entry.start, entry.key
-                    )
-                };
-                return Err(Error::InvalidLayout { reason });
+            if entry.start < covered {
+                let previous = previous.expect("only a tensor ends past 0");
+                return Err(Error::OverlappingData {
+                    key: entry.key.clone(),
+                    start: entry.start as u64,
+                    previous: previous.key.clone(),
+                    previous_end: covered as u64,
+                });
             }
-            covered = entry.end;
+            if entry.start > covered {
+                return Err(Error::DataGap {
+                    start: covered as u64,
+                    end: entry.start as u64,
+                    next: entry.key.clone(),
+                });
+            }
+            if entry.end > covered {
+                covered = entry.end;
+                previous = Some(entry);
+            }
         }
         match covered.cmp(&data_len) {
             std::cmp::Ordering::Equal => Ok(()),
-            std::cmp::Ordering::Less => Err(Error::InvalidLayout {
-                reason: format!(
-                    "{} trailing byte{} after the last tensor",
-                    data_len - covered,
-                    if data_len - covered == 1 { "" } else { "s" }
-                ),
+            std::cmp::Ordering::Less => Err(Error::TrailingBytes {
+                len: (data_len - covered) as u64,
             }),
             std::cmp::Ordering::Greater => Err(Error::Truncated {
                 what: "the tensor data",
@@ -137,14 +151,14 @@ impl Header {
 
 /// Reads and caps the header length.
 pub(crate) fn read_header_len(bytes: &[u8]) -> Result<u64> {
-    let Some(prefix) = bytes.get(..LEN_BYTES) else {
+    let Some(prefix) = bytes.first_chunk::<LEN_BYTES>() else {
         return Err(Error::Truncated {
             what: "the header length",
             needed: LEN_BYTES as u64,
             found: bytes.len() as u64,
         });
     };
-    let len = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
+    let len = u64::from_le_bytes(*prefix);
     if len > MAX_HEADER_LEN {
         return Err(Error::HeaderTooLarge {
             len,
@@ -159,52 +173,94 @@ pub(crate) fn read_header_len(bytes: &[u8]) -> Result<u64> {
     Ok(len)
 }
 
-/// The header as written in JSON, before its entries are checked.
-struct RawHeader {
-    entries: Vec<(String, RawEntry)>,
-    metadata: Option<BTreeMap<String, String>>,
-}
+/// The most dimensions a tensor may have: numpy's limit (`NPY_MAXDIMS`), so any array of JAX or
+/// numpy fits. It also bounds what a shape costs to hold.
+pub(crate) const MAX_RANK: usize = 64;
 
+/// One header entry as written in JSON, before it is checked.
 #[derive(Deserialize)]
 struct RawEntry {
     dtype: String,
-    shape: Vec<u64>,
+    shape: RawShape,
     data_offsets: (u64, u64),
+}
+
+/// A shape, refused as soon as it has more than [`MAX_RANK`] dimensions.
+struct RawShape(Vec<u64>);
+
+impl<'de> Deserialize<'de> for RawShape {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ShapeVisitor;
+        impl<'de> Visitor<'de> for ShapeVisitor {
+            type Value = RawShape;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a list of at most {MAX_RANK} dimensions")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawShape, A::Error> {
+                let mut dims = Vec::new();
+                while let Some(dim) = seq.next_element::<u64>()? {
+                    if dims.len() == MAX_RANK {
+                        return Err(de::Error::custom(format_args!(
+                            "a shape has at most {MAX_RANK} dimensions"
+                        )));
+                    }
+                    dims.push(dim);
+                }
+                Ok(RawShape(dims))
+            }
+        }
+        deserializer.deserialize_seq(ShapeVisitor)
+    }
 }
 
 impl RawEntry {
     fn check(self, key: String) -> Result<Entry> {
-        let invalid = |reason: String| Error::InvalidEntry {
-            key: key.clone(),
-            reason,
+        let shape = &self.shape.0;
+        let dtype: Dtype = match self.dtype.parse() {
+            Ok(dtype) => dtype,
+            Err(_) => return Err(Error::UnknownDtype { key, found: self.dtype }),
         };
-        let dtype: Dtype = self.dtype.parse().map_err(|e| invalid(format!("{e}")))?;
-        let shape = self
-            .shape
+        let elements = shape
             .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<Result<Vec<usize>, _>>()
-            .map_err(|_| invalid(format!("shape {:?} does not fit this platform", self.shape)))?;
-        let bytes = element_count(&shape).and_then(|n| dtype.byte_len(n)).ok_or_else(|| {
-            invalid(format!(
-                "shape {shape:?} of {dtype} overflows the address space or splits a byte"
-            ))
-        })?;
+            .map(|&d| usize::try_from(d).ok())
+            .try_fold(1usize, |n, d| n.checked_mul(d?));
+        let Some(bits) = elements.and_then(|n| n.checked_mul(dtype.bit_size())) else {
+            return Err(Error::ShapeOverflow {
+                key,
+                shape: shape.clone(),
+            });
+        };
+        if bits % 8 != 0 {
+            return Err(Error::InvalidEntry {
+                key,
+                reason: format!("{dtype} shape {shape:?} does not fill a whole number of bytes"),
+            });
+        }
+        let bytes = bits / 8;
         let (start, end) = self.data_offsets;
         let (start, end) = match (usize::try_from(start), usize::try_from(end)) {
             (Ok(s), Ok(e)) if s <= e => (s, e),
-            _ => return Err(invalid(format!("data offsets [{start}, {end}] are not a valid range"))),
+            _ => {
+                return Err(Error::InvalidEntry {
+                    key,
+                    reason: format!("data offsets [{start}, {end}] are not a valid range"),
+                })
+            }
         };
         if end - start != bytes {
-            return Err(invalid(format!(
-                "{dtype} shape {shape:?} needs {bytes} bytes, but data offsets [{start}, {end}] span {}",
-                end - start
-            )));
+            return Err(Error::DataSizeMismatch {
+                key,
+                dtype,
+                shape: shape.clone(),
+                expected: bytes as u64,
+                found: (end - start) as u64,
+            });
         }
         Ok(Entry {
             key,
             dtype,
-            shape,
+            // Every dimension fits a usize: their product does.
+            shape: shape.iter().map(|&d| d as usize).collect(),
             start,
             end,
             span: Span::Input(0),
@@ -212,42 +268,63 @@ impl RawEntry {
     }
 }
 
-impl<'de> Deserialize<'de> for RawHeader {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(RawHeaderVisitor)
-    }
+/// Reads the header object, checking each entry as it comes. Its own findings go to `error`, for
+/// [`Header::parse_json`] to report in place of the JSON parser's wrapping.
+struct HeaderVisitor<'e> {
+    error: &'e mut Option<Error>,
 }
 
-struct RawHeaderVisitor;
+type Parsed = (Vec<Entry>, Option<BTreeMap<String, String>>);
 
-impl<'de> Visitor<'de> for RawHeaderVisitor {
-    type Value = RawHeader;
+impl<'de> Visitor<'de> for HeaderVisitor<'_> {
+    type Value = Parsed;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a safetensors header object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
         let mut entries = Vec::new();
         let mut metadata = None;
-        let mut seen = HashSet::new();
+        let mut seen_metadata = false;
         while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
-                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
-            }
             if key == METADATA_KEY {
-                let value: MetadataValue = map.next_value().map_err(|e| {
-                    de::Error::custom(format_args!("`{METADATA_KEY}` must map strings to strings: {e}"))
-                })?;
-                metadata = value.0;
+                if std::mem::replace(&mut seen_metadata, true) {
+                    return Err(self.fail(Error::DuplicateKey { key }));
+                }
+                metadata = match map.next_value::<MetadataValue>() {
+                    Ok(value) => value.0,
+                    Err(e) => {
+                        *self.error = Some(Error::InvalidMetadata { reason: e.to_string() });
+                        return Err(e);
+                    }
+                };
             } else {
-                let entry: RawEntry = map
-                    .next_value()
-                    .map_err(|e| de::Error::custom(format_args!("entry `{key}`: {e}")))?;
-                entries.push((key, entry));
+                let raw = match map.next_value::<RawEntry>() {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        *self.error = Some(Error::InvalidEntry {
+                            key,
+                            reason: e.to_string(),
+                        });
+                        return Err(e);
+                    }
+                };
+                match raw.check(key) {
+                    Ok(entry) => entries.push(entry),
+                    Err(err) => return Err(self.fail(err)),
+                }
             }
         }
-        Ok(RawHeader { entries, metadata })
+        Ok((entries, metadata))
+    }
+}
+
+impl HeaderVisitor<'_> {
+    fn fail<E: de::Error>(self, err: Error) -> E {
+        let message = err.to_string();
+        *self.error = Some(err);
+        E::custom(message)
     }
 }
 

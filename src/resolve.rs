@@ -57,7 +57,16 @@ struct Resolver<'h> {
     found: usize,
     missing: Vec<String>,
     partly_present: Vec<(String, Vec<String>)>,
+    /// How many schema nodes enclose the one being resolved.
+    depth: usize,
+    /// The first key at which nesting went past [`MAX_DEPTH`].
+    too_deep: Option<String>,
 }
+
+/// The deepest nesting of schema nodes resolved. Only a recursive type (`Vec<Self>`,
+/// `Option<Box<Self>>`) can nest deeper than its declaration, and only as deep as a file's keys go:
+/// without a limit, a file with one very long key would overflow the stack.
+pub(crate) const MAX_DEPTH: usize = 256;
 
 /// Matches `schema` against `header`. Unless `allow_unknown`, entries the type does not take are an
 /// error.
@@ -75,6 +84,8 @@ pub(crate) fn resolve(schema: &'static Schema, header: &Header, allow_unknown: b
         found: 0,
         missing: Vec::new(),
         partly_present: Vec::new(),
+        depth: 0,
+        too_deep: None,
     };
     let tree = resolver.node(schema, &Cursor::root());
     resolver.finish(allow_unknown)?;
@@ -83,9 +94,31 @@ pub(crate) fn resolve(schema: &'static Schema, header: &Header, allow_unknown: b
 
 impl<'h> Resolver<'h> {
     fn node(&mut self, schema: &'static Schema, cursor: &Cursor) -> Resolved {
+        if self.depth >= MAX_DEPTH {
+            self.too_deep.get_or_insert_with(|| cursor.key().to_owned());
+            return Resolved::Missing;
+        }
+        self.depth += 1;
+        let node = self.node_inner(schema, cursor);
+        self.depth -= 1;
+        node
+    }
+
+    /// Whether any key of the file starts with `prefix`: every key below a node starts with the
+    /// node's key, so without one the node's subtree is absent.
+    fn any_key_under(&self, prefix: &str) -> bool {
+        self.index
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(prefix))
+    }
+
+    fn node_inner(&mut self, schema: &'static Schema, cursor: &Cursor) -> Resolved {
         match schema {
             Schema::Leaf(leaf) => self.leaf(leaf, cursor),
             Schema::Struct(s) => self.structure(s, cursor),
+            // An absent option is not walked: a recursive `Option<Box<Self>>` would never end.
+            Schema::Option(_) if !self.any_key_under(cursor.key()) => Resolved::None,
             Schema::Option(inner) => {
                 let (found, resolved, missing) = self.probe(|r| r.node(inner(), cursor));
                 match (found, missing.is_empty()) {
@@ -165,6 +198,9 @@ impl<'h> Resolver<'h> {
             let child_cursor = inside.field(field, child.is_leafy());
             if field.optional {
                 // `#[serde(default)]`: absent is fine; partly present is not.
+                if !self.any_key_under(child_cursor.key()) {
+                    continue;
+                }
                 let (found, node, missing) = self.probe(|r| r.node(child, &child_cursor));
                 if found == 0 {
                     continue;
@@ -270,6 +306,9 @@ impl<'h> Resolver<'h> {
     }
 
     fn finish(self, allow_unknown: bool) -> Result<()> {
+        if let Some(key) = self.too_deep {
+            return Err(Error::NestingTooDeep { key, max: MAX_DEPTH });
+        }
         if let Some((key, missing)) = self.partly_present.into_iter().next() {
             return Err(Error::PartlyPresent { key, missing });
         }
@@ -282,10 +321,11 @@ impl<'h> Resolver<'h> {
             .map(|(e, _)| e.key.as_str())
             .collect();
         if !self.missing.is_empty() {
+            let mut budget = HINT_BUDGET;
             let hints = self
                 .missing
                 .iter()
-                .map(|k| nearest(k, unknown.iter().copied()))
+                .map(|k| nearest(k, unknown.iter().copied(), &mut budget))
                 .collect();
             return Err(Error::MissingKeys {
                 keys: self.missing,
@@ -301,7 +341,11 @@ impl<'h> Resolver<'h> {
                 .filter(|(_, &claimed)| claimed)
                 .map(|(e, _)| e.key.as_str())
                 .collect();
-            let hints = unknown.iter().map(|k| nearest(k, expected.iter().copied())).collect();
+            let mut budget = HINT_BUDGET;
+            let hints = unknown
+                .iter()
+                .map(|k| nearest(k, expected.iter().copied(), &mut budget))
+                .collect();
             return Err(Error::UnknownKeys {
                 keys: unknown.into_iter().map(str::to_owned).collect(),
                 hints,
@@ -311,17 +355,35 @@ impl<'h> Resolver<'h> {
     }
 }
 
+/// How many cells of edit-distance tables all the suggestions of one error may fill: about a
+/// tenth of a second. Suggestions are a courtesy; a file of many long near-miss keys must not turn
+/// them into hours of work.
+const HINT_BUDGET: usize = 20_000_000;
+
 /// The candidate nearest to `key` by edit distance, if it is near enough to be a likely typo.
-fn nearest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
-    // Bounded work: suggestions are a courtesy, not worth quadratic time on huge files.
-    const MAX_CANDIDATES: usize = 10_000;
-    let limit = (key.chars().count() / 3).max(2);
-    candidates
-        .take(MAX_CANDIDATES)
-        .map(|c| (edit_distance(key, c), c))
-        .filter(|&(d, _)| d <= limit)
-        .min()
-        .map(|(_, c)| c.to_owned())
+/// Candidates whose length alone puts them too far are skipped; `budget` is what is left of
+/// [`HINT_BUDGET`], and once it runs out there are no more suggestions.
+fn nearest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>, budget: &mut usize) -> Option<String> {
+    let len = key.chars().count();
+    let limit = (len / 3).max(2);
+    let mut best: Option<(usize, &str)> = None;
+    for candidate in candidates {
+        // Byte lengths bound char counts from above, and the distance is at least the difference
+        // of the char counts.
+        if candidate.len() + limit < len || len + limit < candidate.chars().count() {
+            continue;
+        }
+        let cost = len.saturating_mul(candidate.len()).max(1);
+        if cost > *budget {
+            return best.map(|(_, c)| c.to_owned());
+        }
+        *budget -= cost;
+        let d = edit_distance(key, candidate);
+        if d <= limit && best.map_or(true, |b| (d, candidate) < b) {
+            best = Some((d, candidate));
+        }
+    }
+    best.map(|(_, c)| c.to_owned())
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -355,9 +417,11 @@ mod tests {
     fn suggestions_are_near_misses_only() {
         let keys = ["params.Dense_0.kernel", "params.Dense_0.bias"];
         assert_eq!(
-            nearest("params.dense_0.kernel", keys.into_iter()).as_deref(),
+            nearest("params.dense_0.kernel", keys.into_iter(), &mut 1000).as_deref(),
             Some("params.Dense_0.kernel")
         );
-        assert_eq!(nearest("batch_stats.mean", keys.into_iter()), None);
+        assert_eq!(nearest("batch_stats.mean", keys.into_iter(), &mut 1000), None);
+        // Out of budget, no suggestion.
+        assert_eq!(nearest("params.dense_0.kernel", keys.into_iter(), &mut 10), None);
     }
 }

@@ -441,6 +441,26 @@ pub struct MapSerializer<'s> {
     pending: Option<String>,
 }
 
+impl MapSerializer<'_> {
+    /// A map key must read back as itself: not empty, and, unless the value is one leaf (which
+    /// takes the whole rest of a key), free of the separators at which a reader cuts entry names.
+    fn check_name(&self, name: &str) -> Result<()> {
+        let reason = if name.is_empty() && self.cursor.key().is_empty() {
+            "keys cannot be empty"
+        } else if name.is_empty() {
+            "map keys cannot be empty"
+        } else if !self.value.is_leaf() && self.cursor.entry_name_end(name) < name.len() {
+            "a map key holds a separator of its key style, so the file would not read back"
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidKey {
+            key: self.cursor.entry(name, self.value.is_leafy()).key().to_owned(),
+            reason,
+        })
+    }
+}
+
 impl ser::SerializeMap for MapSerializer<'_> {
     type Ok = ();
     type Error = Error;
@@ -456,7 +476,10 @@ impl ser::SerializeMap for MapSerializer<'_> {
             .take()
             .ok_or_else(|| Error::msg("map value without a key"))?;
         let cursor = match self.key_kind {
-            MapKey::Name => self.cursor.entry(&name, self.value.is_leafy()),
+            MapKey::Name => {
+                self.check_name(&name)?;
+                self.cursor.entry(&name, self.value.is_leafy())
+            }
             MapKey::Index => {
                 let index = name
                     .parse()

@@ -156,7 +156,7 @@ pub(crate) fn checked_shard<'n>(name: &'n str, extension: &str) -> Result<&'n st
     if plain {
         Ok(name)
     } else {
-        Err(Error::InvalidLayout {
+        Err(Error::InvalidIndex {
             reason: format!("the index names shard `{name}`, which is not a `{extension}` file beside it"),
         })
     }
@@ -210,7 +210,7 @@ pub(crate) fn from_dir<T: DeserializeOwned + Params>(path: &Path, options: &Opti
                 let listed = index.weight_map.get(&entry.key).map(String::as_str);
                 let file = files[n].file_name().and_then(|f| f.to_str());
                 if listed != file {
-                    return Err(Error::InvalidLayout {
+                    return Err(Error::InvalidIndex {
                         reason: format!(
                             "`{}` is in {}, but the index lists it in {:?}",
                             entry.key,
@@ -229,7 +229,7 @@ pub(crate) fn from_dir<T: DeserializeOwned + Params>(path: &Path, options: &Opti
     }
     if let (Some(index), Format::Safetensors) = (&index, format) {
         if let Some(missing) = index.weight_map.keys().find(|k| !seen.contains(k.as_str())) {
-            return Err(Error::InvalidLayout {
+            return Err(Error::InvalidIndex {
                 reason: format!("the index lists `{missing}`, which no shard holds"),
             });
         }
@@ -251,7 +251,7 @@ fn read_index(dir: &Path, name: &str, format: Format) -> Result<Option<Located>>
         return Ok(None);
     }
     let text = std::fs::read_to_string(&index_path)?;
-    let index: Index = serde_json::from_str(&text).map_err(|e| Error::InvalidLayout {
+    let index: Index = serde_json::from_str(&text).map_err(|e| Error::InvalidIndex {
         reason: format!("{}: not a shard index: {e}", index_path.display()),
     })?;
     let extension = if format == Format::Msgpack {

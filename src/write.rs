@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::header::{Layout, Planned, METADATA_KEY};
+use crate::header::{Layout, Planned, MAX_RANK, METADATA_KEY};
 use crate::{Error, Options, Params, Result, Serializer};
 
 /// The first walk: every leaf's key, dtype, shape and size, in the order serde visits them.
@@ -25,6 +25,14 @@ pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Pla
             return Err(Error::InvalidKey {
                 key: leaf.key.to_owned(),
                 reason,
+            });
+        }
+        if leaf.shape.len() > MAX_RANK {
+            // The reader refuses such files, as numpy refuses such arrays.
+            return Err(Error::ShapeMismatch {
+                key: leaf.key.to_owned(),
+                expected: format!("at most {MAX_RANK} dimensions"),
+                found: leaf.shape.to_vec(),
             });
         }
         planned.push(Planned {

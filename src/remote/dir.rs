@@ -145,7 +145,7 @@ pub(super) async fn from_dir<T: DeserializeOwned + Params>(remote: &Remote, path
 
 async fn read_index(remote: &Remote, path: &Path) -> Result<Index> {
     let bytes = remote.store.get(path).await?.bytes().await?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::InvalidLayout {
+    serde_json::from_slice(&bytes).map_err(|e| Error::InvalidIndex {
         reason: format!("{path}: not a shard index: {e}"),
     })
 }

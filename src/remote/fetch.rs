@@ -202,7 +202,7 @@ fn merge<'h>(paths: &[Path], headers: impl Iterator<Item = &'h Header>, index: O
             if let Some(index) = index {
                 let listed = index.weight_map.get(&entry.key).map(String::as_str);
                 if listed != paths[n].filename() {
-                    return Err(Error::InvalidLayout {
+                    return Err(Error::InvalidIndex {
                         reason: format!(
                             "`{}` is in {}, but the index lists it in {:?}",
                             entry.key, paths[n], listed
@@ -221,7 +221,7 @@ fn merge<'h>(paths: &[Path], headers: impl Iterator<Item = &'h Header>, index: O
     }
     if let Some(index) = index {
         if let Some(missing) = index.weight_map.keys().find(|k| !seen.contains(k.as_str())) {
-            return Err(Error::InvalidLayout {
+            return Err(Error::InvalidIndex {
                 reason: format!("the index lists `{missing}`, which no shard holds"),
             });
         }

@@ -1,0 +1,103 @@
+//! `to_file` under SIGKILL: a writer process overwriting a good checkpoint is killed at many points;
+//! after each kill the checkpoint loads as the old params or the new, exactly, never a part.
+//!
+//! A killed process cannot remove its temporary file: those are left behind, named
+//! `.NAME.<random>.tmp` next to the target, and this test checks that they are, and only they.
+#![cfg(unix)]
+
+#[path = "../examples/overwrite_loop.rs"]
+mod overwrite_loop;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use overwrite_loop::{params, Checkpoint};
+
+/// At least this many kills...
+const MIN_KILLS: u32 = 50;
+/// ...and more until this many landed in the middle of writing the file (not before it, while the
+/// params serialize in memory, nor after the rename)...
+const MIN_MID_WRITE: u32 = 10;
+/// ...but no more than this.
+const MAX_KILLS: u32 = 400;
+
+/// The example binary, built by `cargo test` with the tests.
+fn writer_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("examples").join("overwrite_loop");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds it (or `cargo build --example overwrite_loop`)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn a_killed_writer_leaves_the_old_or_the_new_file() {
+    let writer = writer_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("params.safetensors");
+    let sets = [params(0), params(1)];
+    safejax::to_file(&target, &sets[0]).unwrap();
+
+    let mut outcomes = [0u32; 2];
+    let mut left_temporaries = 0;
+    let mut kill = 0;
+    while kill < MIN_KILLS || (left_temporaries < MIN_MID_WRITE && kill < MAX_KILLS) {
+        kill += 1;
+        let mut child = Command::new(&writer)
+            .arg(&target)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Two whole writes first, to time one on this machine, as loaded as it is.
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next_line = || lines.next().unwrap().unwrap();
+        assert_eq!(next_line(), "wrote 0");
+        let started = Instant::now();
+        assert_eq!(next_line(), "wrote 1");
+        let write_time = started.elapsed();
+        // Then the kill, at a point spread over the next write and a half, on an irregular step.
+        let fraction = f64::from(kill) * 0.618_034 % 1.0;
+        std::thread::sleep(write_time.mul_f64(1.5 * fraction));
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "kill {kill}: the writer ended by itself");
+
+        let loaded: Checkpoint =
+            safejax::from_file(&target).unwrap_or_else(|e| panic!("kill {kill}: the checkpoint does not load: {e}"));
+        let which = sets
+            .iter()
+            .position(|set| *set == loaded)
+            .unwrap_or_else(|| panic!("kill {kill}: the checkpoint is neither param set"));
+        outcomes[which] += 1;
+
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name == "params.safetensors" {
+                continue;
+            }
+            assert!(
+                name.starts_with(".params.safetensors.") && name.ends_with(".tmp"),
+                "kill {kill}: unexpected file {name}"
+            );
+            left_temporaries += 1;
+            std::fs::remove_file(dir.path().join(name)).unwrap();
+        }
+    }
+    println!(
+        "{kill} kills: {} times the first param set, {} times the second; {left_temporaries} kills \
+         landed mid-write and left a temporary file",
+        outcomes[0], outcomes[1]
+    );
+    // The kills did interrupt writes, and both sets were seen: the test tested something.
+    assert!(
+        left_temporaries >= MIN_MID_WRITE,
+        "only {left_temporaries} of {kill} kills landed mid-write"
+    );
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+}
