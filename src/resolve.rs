@@ -379,7 +379,7 @@ fn nearest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>, budget: &mu
         }
         *budget -= cost;
         let d = edit_distance(key, candidate);
-        if d <= limit && best.map_or(true, |b| (d, candidate) < b) {
+        if d <= limit && best.is_none_or(|b| (d, candidate) < b) {
             best = Some((d, candidate));
         }
     }
