@@ -1,6 +1,7 @@
 //! `safejax`: look into JAX checkpoints (safetensors, flax msgpack, sharded or not), compare and
 //! convert them, and write the typed Rust structs that load them.
 
+mod codegen;
 mod convert;
 mod diff;
 mod fmt;
@@ -17,7 +18,8 @@ use clap::{Parser, Subcommand};
 use crate::source::Checkpoint;
 use crate::style::Style;
 
-/// Inspect, diff and convert JAX checkpoints (flax, NNX, haiku, objax).
+/// Inspect, diff, convert JAX checkpoints (flax, NNX, haiku, objax) and generate typed Rust
+/// structs that load them.
 ///
 /// A CHECKPOINT is a `.safetensors` or flax `.msgpack` file, a sharded checkpoint's
 /// `*.index.json`, or a directory in the Hugging Face layout (`model.safetensors`,
@@ -92,6 +94,24 @@ enum Command {
         /// Never show a progress bar (shown on a terminal for outputs over 256 MiB).
         #[arg(long)]
         no_progress: bool,
+    },
+    /// Print Rust structs with `#[derive(Serialize, Deserialize, Params)]` that load the
+    /// checkpoint.
+    ///
+    /// The code compiles with `use safejax::{Params, Tensor, TensorView};` and
+    /// `use serde::{Deserialize, Serialize};` in scope.
+    Codegen {
+        /// The checkpoint.
+        checkpoint: PathBuf,
+        /// The key style (detected from the keys by default).
+        #[arg(long, value_enum, default_value = "auto")]
+        style: StyleArg,
+        /// Tensors as `TensorView<'a, T>`, borrowing the file's bytes, instead of `Tensor<T>`.
+        #[arg(long)]
+        borrowed: bool,
+        /// The name of the root struct.
+        #[arg(long, value_name = "NAME", default_value = "Checkpoint")]
+        root: String,
     },
 }
 
@@ -204,6 +224,25 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 no_progress,
             };
             print(&convert::run(&ckpt, &out, &options)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Codegen {
+            checkpoint,
+            style,
+            borrowed,
+            root,
+        } => {
+            let ckpt = Checkpoint::open(&checkpoint)?;
+            let options = codegen::Options {
+                style: style.style(),
+                borrowed,
+                root,
+            };
+            let generated = codegen::run(&ckpt, &options)?;
+            for note in &generated.notes {
+                let _ = writeln!(std::io::stderr(), "safejax: note: {note}");
+            }
+            print(&generated.source)?;
             Ok(ExitCode::SUCCESS)
         }
     }
