@@ -355,7 +355,7 @@ fn write_file(
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| -> Result<()> {
-        let file = File::create(&tmp).with_context(|| tmp.display().to_string())?;
+        let file = File::create(&tmp).with_context(|| format!("{}: cannot write", path.display()))?;
         let mut writer = Counting {
             inner: BufWriter::with_capacity(1 << 20, file),
             progress,

@@ -162,9 +162,11 @@ fn text(ckpt: &Checkpoint, contents: &Contents<'_>, style: Style, root: &Node, d
     field("tensors", fmt::count(root.tensors));
     field("params", fmt::count(root.params));
     field("size", format!("{} of tensor data", fmt::bytes(root.bytes)));
-    let dtypes: Vec<String> = by_dtype(contents)
+    // The dtypes that hold the most bytes first.
+    let mut dtypes: Vec<(Dtype, (u64, u64, u64))> = by_dtype(contents).into_iter().collect();
+    dtypes.sort_by_key(|(dtype, (_, _, bytes))| (std::cmp::Reverse(*bytes), *dtype));
+    let dtypes: Vec<String> = dtypes
         .iter()
-        .rev()
         .map(|(dtype, (tensors, params, _))| {
             let s = if *tensors == 1 { "" } else { "s" };
             format!("{dtype} ({tensors} tensor{s}, {} params)", fmt::count(*params))

@@ -153,8 +153,18 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(err) => {
-            // One line: the chain of causes, joined.
-            let message = format!("{err:#}").replace('\n', " ");
+            // One line: the chain of causes, each said once (a cause that an error's message
+            // already quotes is not repeated).
+            let mut message = String::new();
+            for cause in err.chain() {
+                let text = cause.to_string().replace('\n', " ");
+                if !message.contains(&text) {
+                    if !message.is_empty() {
+                        message.push_str(": ");
+                    }
+                    message.push_str(&text);
+                }
+            }
             let _ = writeln!(std::io::stderr(), "safejax: error: {message}");
             ExitCode::from(EXIT_ERROR)
         }
