@@ -537,6 +537,15 @@ pub struct Linear {
         assert!(out.stdout.contains(part), "{part:?} in\n{}", out.stdout);
     }
 
+    // The README shows this output pasted as is (and compiles it as a doctest): it must not drift.
+    let out = safejax(["codegen", "tests/fixtures/objax_mlp.safetensors", "--root", "ObjaxMlp"]);
+    let readme = std::fs::read_to_string(crate_root().join("README.md")).unwrap();
+    let marker = "// $ safejax codegen tests/fixtures/objax_mlp.safetensors --root ObjaxMlp\n";
+    let start = readme.find(marker).expect("the README shows codegen output") + marker.len();
+    let pasted = &readme[start..start + readme[start..].find("\nlet file").unwrap()];
+    let generated = out.stdout.split_once("\n\n").unwrap().1;
+    assert_eq!(pasted, generated);
+
     // A style forced on keys of another: still structs that read every key.
     let out = safejax(["codegen", "--style", "flax", "tests/fixtures/haiku_mlp.safetensors"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
