@@ -388,6 +388,67 @@ fn convert_round_trips_every_fixture() {
 }
 
 #[test]
+fn convert_writes_sharded_msgpack_as_transformers_does() {
+    let dir = scratch("msgpack_shards");
+    let out = safejax([
+        "convert",
+        "tests/fixtures/hf_bert/safetensors",
+        dir.to_str().unwrap(),
+        "--to",
+        "msgpack",
+        "--shard-size",
+        "3KB",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // msgpack holds no metadata: the `format` entry of the input is said to be dropped.
+    assert!(out.stdout.contains("not written: format"), "{}", out.stdout);
+    let index: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("flax_model.msgpack.index.json")).unwrap()).unwrap();
+    let weight_map = index["weight_map"].as_object().unwrap();
+    assert_eq!(weight_map.len(), 39);
+    // Keys by their dict path, as transformers' sharded Flax checkpoints list them.
+    let shard = weight_map["encoder/layer/1/attention/self/query/kernel"]
+        .as_str()
+        .unwrap();
+    assert!(
+        shard.starts_with("flax_model-0000") && shard.ends_with(".msgpack"),
+        "{shard}"
+    );
+    let shards: std::collections::BTreeSet<&str> = weight_map.values().map(|v| v.as_str().unwrap()).collect();
+    assert!(shards.len() > 1, "{shards:?}");
+    for shard in &shards {
+        assert!(
+            std::fs::metadata(dir.join(shard)).unwrap().len() <= 3000 + 1024,
+            "{shard}"
+        );
+    }
+    let total: u64 = tensors("tests/fixtures/hf_bert/safetensors")
+        .values()
+        .map(|t| t.as_bytes().len() as u64)
+        .sum();
+    assert_eq!(index["metadata"]["total_size"], total);
+    let back: BTreeMap<String, DynTensor> = safejax::from_dir(&dir).unwrap();
+    assert!(back == tensors("tests/fixtures/hf_bert/safetensors"));
+
+    // Written again with one shard, the stale shards and index go.
+    let out = safejax([
+        "convert",
+        "tests/fixtures/hf_bert/safetensors",
+        dir.to_str().unwrap(),
+        "--to",
+        "msgpack",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["flax_model.msgpack"]);
+    assert!(safejax::from_dir::<BTreeMap<String, DynTensor>>(&dir).unwrap() == back);
+}
+
+#[test]
 fn convert_casts_floats_and_sets_metadata() {
     let dir = scratch("cast");
     let out_path = dir.join("bn.safetensors");

@@ -143,7 +143,9 @@ type MadeUp = (&'static str, Vec<(&'static str, DynTensor)>, Option<&'static str
 /// Files made here for what the fixtures do not show: names that are not Rust names, gaps,
 /// scalars of every kind, dtypes `Tensor` cannot hold, and keys that structs cannot express.
 fn synthetic(dir: &Path) -> Vec<Case> {
-    let files: [MadeUp; 4] = [
+    let files: [MadeUp; 5] = [
+        // No tensors at all.
+        ("empty", vec![], None),
         (
             "flax_names",
             vec![
@@ -251,6 +253,9 @@ fn codegen(case: &Case) -> String {
             assert!(source.contains(&format!("pub struct {}", case.root)), "{source}");
         }
         Some(note) => assert!(stderr.contains(note), "codegen {}: {stderr}", case.path.display()),
+    }
+    if case.module.starts_with("empty") {
+        assert!(source.contains(&format!("pub struct {} {{}}", case.root)), "{source}");
     }
     source
 }
