@@ -33,6 +33,9 @@ enum Kind {
     Msgpack,
     /// A checkpoint directory: loaded with `from_dir`.
     Dir,
+    /// A `.safetensors` file that loads but is written back differently (objax keys without
+    /// `::VarType` get one): what is written loads again and writes the same bytes.
+    Reload,
 }
 
 struct Case {
@@ -138,14 +141,53 @@ fn tensor(dtype: Dtype, shape: &[usize], fill: u8) -> DynTensor {
 }
 
 /// A made-up file: its name, its tensors, and the note `codegen` must print for it.
-type MadeUp = (&'static str, Vec<(&'static str, DynTensor)>, Option<&'static str>);
+type MadeUp = (&'static str, Vec<(&'static str, DynTensor)>, Option<&'static str>, Kind);
 
 /// Files made here for what the fixtures do not show: names that are not Rust names, gaps,
 /// scalars of every kind, dtypes `Tensor` cannot hold, and keys that structs cannot express.
 fn synthetic(dir: &Path) -> Vec<Case> {
-    let files: [MadeUp; 5] = [
+    let files: [MadeUp; 7] = [
         // No tensors at all.
-        ("empty", vec![], None),
+        ("empty", vec![], None, Kind::Safetensors),
+        (
+            "objax_wrapped",
+            vec![
+                // An objax tree inside a flax dict, lists of lists, and keys without `::VarType`
+                // (which writing back adds: this file is not written back byte for byte).
+                ("model.(MLP).l1(Linear).w::TrainVar", tensor(Dtype::F32, &[2, 2], 1)),
+                ("model.(MLP).l1(Linear).b::TrainVar", tensor(Dtype::F32, &[2], 2)),
+                (
+                    "model.(MLP).seq(Sequential)[0](Sequential)[1](Linear).w",
+                    tensor(Dtype::F32, &[1], 3),
+                ),
+                (
+                    "model.(MLP).seq(Sequential)[1](Sequential)[0](Linear).w",
+                    tensor(Dtype::F32, &[1], 4),
+                ),
+                ("model.(MLP).count::StateVar", tensor(Dtype::I32, &[], 4)),
+                ("step", tensor(Dtype::I64, &[], 5)),
+            ],
+            Some("written back with one"),
+            Kind::Reload,
+        ),
+        (
+            "haiku_lists",
+            vec![
+                // haiku names repeated modules `linear`, `linear_1`: not a list; `block_0`,
+                // `block_1` are; a lone `conv_0` stays a field.
+                ("params.net/~/linear.w", tensor(Dtype::F32, &[2], 1)),
+                ("params.net/~/linear_1.w", tensor(Dtype::F32, &[2], 2)),
+                ("params.net/~/block_0/~/conv_0.w", tensor(Dtype::F32, &[2], 3)),
+                ("params.net/~/block_1/~/conv_0.w", tensor(Dtype::F32, &[2], 4)),
+                ("params.net/~/block_1/~/conv_1.w", tensor(Dtype::F32, &[2], 5)),
+                ("params.net/~/block_1/gate.w", tensor(Dtype::F32, &[2], 6)),
+                ("params.head/~/conv_0.w", tensor(Dtype::BF16, &[2], 7)),
+                ("params.scale", tensor(Dtype::F32, &[], 8)),
+                ("state.net/~/block_0.count", tensor(Dtype::I32, &[], 9)),
+            ],
+            None,
+            Kind::Safetensors,
+        ),
         (
             "flax_names",
             vec![
@@ -164,6 +206,7 @@ fn synthetic(dir: &Path) -> Vec<Case> {
                 ("0abc", tensor(Dtype::U8, &[3], 11)),
             ],
             None,
+            Kind::Safetensors,
         ),
         (
             "nnx_mixed",
@@ -177,6 +220,7 @@ fn synthetic(dir: &Path) -> Vec<Case> {
                 ("blocks.1.b", tensor(Dtype::I32, &[1], 6)),
             ],
             None,
+            Kind::Safetensors,
         ),
         (
             "flax_conflict",
@@ -187,6 +231,7 @@ fn synthetic(dir: &Path) -> Vec<Case> {
                 ("x.y", tensor(Dtype::F32, &[1], 3)),
             ],
             Some("`BTreeMap` fields"),
+            Kind::Safetensors,
         ),
         (
             "objax_mixed",
@@ -206,10 +251,11 @@ fn synthetic(dir: &Path) -> Vec<Case> {
                 ),
             ],
             Some("one flat map"),
+            Kind::Safetensors,
         ),
     ];
     let mut cases = Vec::new();
-    for (name, tensors, note) in files {
+    for (name, tensors, note, kind) in files {
         let map: BTreeMap<String, DynTensor> = tensors.into_iter().map(|(k, t)| (k.to_owned(), t)).collect();
         let path = dir.join(format!("{name}.safetensors"));
         safejax::to_file(&path, &map).unwrap();
@@ -221,7 +267,7 @@ fn synthetic(dir: &Path) -> Vec<Case> {
                     name.to_owned()
                 },
                 path: path.clone(),
-                kind: Kind::Safetensors,
+                kind,
                 borrowed,
                 root: "Checkpoint",
                 note,
@@ -287,6 +333,10 @@ fn scratch_main(cases: &[(Case, String)]) -> String {
                 format!("{{ let bytes = std::fs::read({path}).unwrap(); msgpack_bytes::<{ty}>(&bytes) }}")
             }
             (Kind::Dir, _) => format!("dir::<{ty}>({path})"),
+            (Kind::Reload, false) => format!("reload::<{ty}>({path})"),
+            (Kind::Reload, true) => {
+                format!("{{ let bytes = std::fs::read({path}).unwrap(); reload_bytes::<{ty}>(&bytes) }}")
+            }
         };
         let _ = writeln!(
             main,
@@ -325,6 +375,27 @@ fn safetensors_file<T: serde::de::DeserializeOwned + serde::Serialize + safejax:
     let params: T = safejax::from_file(path).map_err(err)?;
     if written(&params, &bytes)? != bytes {
         return Err("written back, the bytes differ".into());
+    }
+    Ok(())
+}
+
+fn reload<T: serde::de::DeserializeOwned + serde::Serialize + safejax::Params>(path: &str) -> R {
+    let params: T = safejax::from_file(path).map_err(err)?;
+    let once = safejax::to_bytes(&params).map_err(err)?;
+    let again: T = safejax::from_bytes(&once).map_err(err)?;
+    if safejax::to_bytes(&again).map_err(err)? != once {
+        return Err("written twice, the bytes differ".into());
+    }
+    Ok(())
+}
+
+fn reload_bytes<'de, T: serde::Deserialize<'de> + serde::Serialize + safejax::Params>(bytes: &'de [u8]) -> R {
+    let params: T = safejax::from_bytes(bytes).map_err(err)?;
+    let once = safejax::to_bytes(&params).map_err(err)?;
+    let flat: std::collections::BTreeMap<String, safejax::DynTensor> = safejax::from_bytes(&once).map_err(err)?;
+    let original: std::collections::BTreeMap<String, safejax::DynTensor> = safejax::from_bytes(bytes).map_err(err)?;
+    if flat.len() != original.len() {
+        return Err("written back, tensors went missing".into());
     }
     Ok(())
 }

@@ -312,6 +312,15 @@ fn nnx_list(ctx: &Ctx, m: &Module) -> Result<Option<Typed>, String> {
 fn objax_list(ctx: &Ctx, list: &List) -> Result<(Ty, Option<String>), String> {
     let mut elements = BTreeMap::new();
     for (&i, node) in &list.elems {
+        if let Node::List(inner) = node {
+            // A field's list class marks the lists nested in it too.
+            if inner.class != list.class {
+                return Err(format!(
+                    "a `{}` inside a `{}` cannot be written: nested lists share their field's class",
+                    inner.class, list.class
+                ));
+            }
+        }
         let (ty, var, _) = node_ty(ctx, node, Role::Objax)?;
         elements.insert(i, (ty, var));
     }

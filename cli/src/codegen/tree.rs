@@ -11,7 +11,7 @@
 //! Where keys cannot all be modules and tensors (a key that is a tensor and also holds others),
 //! the nearest enclosing dict becomes a map of tensors, keyed by the rest of each key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use safejax::Dtype;
 
@@ -105,8 +105,9 @@ struct Parsed {
     var: Option<String>,
 }
 
-/// Reads `key` by the rules of `style`.
-fn parse(style: Style, key: &str) -> Result<Parsed, String> {
+/// Reads `key` by the rules of `style`. `wrappers` are the haiku wrapper paths (the dicts above
+/// haiku's params dicts) that the other keys show.
+fn parse(style: Style, key: &str, wrappers: &HashSet<String>) -> Result<Parsed, String> {
     let module = |haiku_top: Option<bool>| Kind::Module { class: None, haiku_top };
     let dot = |name: &str| Hop::Field(name.to_owned(), Join::Dot);
     match style {
@@ -126,10 +127,17 @@ fn parse(style: Style, key: &str) -> Result<Parsed, String> {
         Style::Haiku => {
             let parts: Vec<&str> = key.split('.').collect();
             let n = parts.len();
-            if n == 1 {
+            if n == 1 || wrappers.contains(&parts[..n - 1].join(".")) {
+                // A tensor of a flax dict (`step`, `opt.count`), not of a haiku module: it says
+                // nothing of where haiku's params dicts are.
+                let hops = parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (dot(p), if i + 1 == n { Kind::Leaf } else { module(None) }))
+                    .collect();
                 return Ok(Parsed {
                     root: module(None),
-                    hops: vec![(dot(parts[0]), Kind::Leaf)],
+                    hops,
                     var: None,
                 });
             }
@@ -179,6 +187,10 @@ fn check_class(class: &str, key: &str) -> Result<(), String> {
 
 fn parse_objax(key: &str) -> Result<Parsed, String> {
     let bad = |why: &str| format!("`{key}` is not an objax key: {why}");
+    if !key.contains('(') {
+        // A tensor of a flax dict around the objax trees (`step`).
+        return parse(Style::Flax, key, &HashSet::new());
+    }
     let (body, var) = match key.rfind("::") {
         Some(i) => (&key[..i], Some(key[i + 2..].to_owned())),
         None => (key, None),
@@ -292,9 +304,19 @@ struct Conflict {
 /// The tree of `keys` (with their dtypes and shapes) read by `style`; an error saying why when
 /// they cannot make one (an objax key that does not parse, or keys that disagree at the root).
 pub fn build(style: Style, leaves: &[(String, Dtype, Vec<usize>)]) -> Result<Node, String> {
+    // haiku: the dicts above the params dicts, as the keys with a module path show them.
+    let mut wrappers = HashSet::new();
+    if style == Style::Haiku {
+        for (key, _, _) in leaves {
+            let parts: Vec<&str> = key.split('.').collect();
+            for i in 1..parts.len().saturating_sub(1) {
+                wrappers.insert(parts[..i].join("."));
+            }
+        }
+    }
     let parsed = leaves
         .iter()
-        .map(|(key, _, _)| parse(style, key))
+        .map(|(key, _, _)| parse(style, key, &wrappers))
         .collect::<Result<Vec<_>, String>>()?;
     let mut opaque: Vec<Vec<Hop>> = Vec::new();
     loop {
