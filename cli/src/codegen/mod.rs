@@ -85,11 +85,16 @@ pub fn run(ckpt: &Checkpoint, options: &Options) -> Result<Generated> {
         );
     }
     let contents = ckpt.contents()?;
-    let leaves: Vec<(String, Dtype, Vec<usize>)> = contents
+    let mut leaves: Vec<(String, Dtype, Vec<usize>)> = contents
         .entries
         .iter()
         .map(|e| (e.key.clone(), e.tensor.dtype(), e.tensor.shape().to_vec()))
         .collect();
+    // Fields follow the file: msgpack's dict order (so that the structs write the same bytes),
+    // or, for safetensors, whose layout does not depend on it, the keys in natural order.
+    if ckpt.format == Format::Safetensors {
+        leaves.sort_by(|a, b| crate::fmt::natural(&a.0, &b.0));
+    }
     let style = options.style.unwrap_or_else(|| style::detect(contents.keys()));
     let root = &options.root;
 
