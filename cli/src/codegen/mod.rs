@@ -1,0 +1,175 @@
+//! `safejax codegen`: Rust structs with `#[derive(Serialize, Deserialize, Params)]` that load a
+//! checkpoint.
+//!
+//! The keys are read as a tree by the rules of their style (`tree`), typed (`infer`: structs,
+//! `Vec` for runs of list elements, `Option` for parts that list elements lack), planned (`plan`:
+//! one struct per shape, names, attributes), and checked against the file by the rules `safejax`
+//! reads with (`check`) before they are printed (`emit`). Keys that structs cannot express fall
+//! back to a map of tensors, for a subtree or, failing that, for the whole file, with a note that
+//! says why.
+
+mod check;
+mod emit;
+mod infer;
+mod names;
+mod plan;
+mod tree;
+
+use anyhow::{bail, Result};
+use safejax::Dtype;
+
+use crate::source::{Checkpoint, Format};
+use crate::style::{self, Style};
+
+/// What `codegen` generates.
+pub struct Options {
+    /// The key style; detected from the keys when `None`.
+    pub style: Option<Style>,
+    /// `TensorView<'a, T>` leaves instead of `Tensor<T>`.
+    pub borrowed: bool,
+    /// The root struct's name.
+    pub root: String,
+}
+
+/// The generated source, and notes for the user about it.
+pub struct Generated {
+    pub source: String,
+    pub notes: Vec<String>,
+}
+
+/// Structs for `leaves` (key, dtype, shape, in file order) read by `style`, checked.
+fn structs(
+    style: Style,
+    leaves: &[(String, Dtype, Vec<usize>)],
+    root: &str,
+) -> Result<(plan::Plan, Vec<String>), String> {
+    let tree = tree::build(style, leaves)?;
+    let root_ty = infer::infer(style, &tree, leaves.len())?;
+    let plan = plan::plan(&root_ty, root);
+    let keys: Vec<&str> = leaves.iter().map(|(k, _, _)| k.as_str()).collect();
+    let outcome = check::check(&plan, &keys)?;
+    let mut notes = Vec::new();
+    if let Some(first) = outcome.without_var.first() {
+        notes.push(format!(
+            "{} objax keys have no `::VarType` (e.g. `{first}`): they load, and are written back with one",
+            outcome.without_var.len()
+        ));
+    }
+    if has_maps(&plan) {
+        notes.push(
+            "some keys do not fit a tree of modules and tensors; they load into `BTreeMap` fields, keyed by the \
+             rest of the key"
+                .to_owned(),
+        );
+    }
+    Ok((plan, notes))
+}
+
+fn has_maps(plan: &plan::Plan) -> bool {
+    fn map(t: &plan::PTy) -> bool {
+        match t {
+            plan::PTy::Map(_) => true,
+            plan::PTy::Vec(t) | plan::PTy::Option(t) => map(t),
+            _ => false,
+        }
+    }
+    plan.structs.iter().any(|s| s.fields.iter().any(|f| map(&f.ty)))
+}
+
+/// Generates the structs for an opened checkpoint.
+pub fn run(ckpt: &Checkpoint, options: &Options) -> Result<Generated> {
+    if !names::is_type_ident(&options.root) {
+        bail!(
+            "--root `{}` cannot name a struct (use a Rust identifier that is not a keyword or a name the code uses)",
+            options.root
+        );
+    }
+    let contents = ckpt.contents()?;
+    let mut leaves: Vec<(String, Dtype, Vec<usize>)> = contents
+        .entries
+        .iter()
+        .map(|e| (e.key.clone(), e.tensor.dtype(), e.tensor.shape().to_vec()))
+        .collect();
+    // Fields follow the file: msgpack's dict order (so that the structs write the same bytes),
+    // or, for safetensors, whose layout does not depend on it, the keys in natural order.
+    if ckpt.format == Format::Safetensors {
+        leaves.sort_by(|a, b| crate::fmt::natural(&a.0, &b.0));
+    }
+    let style = options.style.unwrap_or_else(|| style::detect(contents.keys()));
+    let root = &options.root;
+
+    let (body, mut notes) = match structs(style, &leaves, root) {
+        Ok((plan, notes)) => (emit::structs(&plan, options.borrowed), notes),
+        Err(reason) => {
+            let first = leaves.first().map(|(_, d, _)| *d);
+            let same = first.filter(|d| leaves.iter().all(|(_, x, _)| x == d));
+            let leaf = infer::LeafTy {
+                dtype: same.and_then(infer::supported),
+                scalar: false,
+            };
+            let note =
+                format!("no structs for these keys as {style} keys: {reason}; every key loads into one flat map");
+            let body = format!("// {note}\n{}", emit::flat_map(root, &leaf, options.borrowed));
+            (body, vec![note])
+        }
+    };
+
+    // How to load it.
+    let path = ckpt.path.display().to_string();
+    let single = ckpt.files.len() == 1 && !ckpt.is_sharded();
+    let file = ckpt
+        .files
+        .first()
+        .map(|f| f.path.display().to_string())
+        .unwrap_or_default();
+    let load = match (ckpt.format, options.borrowed, single) {
+        (_, false, _) if ckpt.path.is_dir() || ckpt.is_sharded() => format!("safejax::from_dir({path:?})?"),
+        (Format::Safetensors, false, _) => format!("safejax::from_file({path:?})?"),
+        (Format::Msgpack, false, _) => format!("safejax::msgpack::from_file({path:?})?"),
+        (Format::Safetensors, true, true) => format!("safejax::from_bytes(&std::fs::read({file:?})?)?"),
+        (Format::Msgpack, true, true) => format!("safejax::msgpack::from_bytes(&std::fs::read({file:?})?)?"),
+        (_, true, false) => {
+            notes.push(
+                "a sharded checkpoint loads with `safejax::from_dir`, which needs owned tensors: generate without \
+                 --borrowed to load it"
+                    .to_owned(),
+            );
+            format!("safejax::from_dir({path:?})? (owned tensors only)")
+        }
+    };
+    let mut source = String::new();
+    source.push_str(&format!(
+        "// Generated by `safejax codegen` from {path:?} ({}, {style} keys, {} tensors).\n",
+        ckpt.layout(),
+        leaves.len()
+    ));
+    source.push_str(
+        "// Needs `use safejax::{Params, Tensor, TensorView};` and `use serde::{Deserialize, Serialize};`.\n",
+    );
+    if options.borrowed && single {
+        source.push_str(&format!(
+            "// Load: `let bytes = std::fs::read({file:?})?;` then `let ckpt: {root} = {}(&bytes)?;`.\n",
+            if ckpt.format == Format::Msgpack {
+                "safejax::msgpack::from_bytes"
+            } else {
+                "safejax::from_bytes"
+            }
+        ));
+    } else {
+        source.push_str(&format!("// Load: `let ckpt: {root} = {load};`.\n"));
+    }
+    if !contents.metadata.is_empty() {
+        let entries: Vec<String> = contents
+            .metadata
+            .iter()
+            .map(|(k, v)| format!(".metadata({k:?}, {v:?})"))
+            .collect();
+        source.push_str(&format!(
+            "// Its metadata is written back by `safejax::Options::new(){}`.\n",
+            entries.join("")
+        ));
+    }
+    source.push('\n');
+    source.push_str(&body);
+    Ok(Generated { source, notes })
+}

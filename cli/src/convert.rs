@@ -1,0 +1,518 @@
+//! `safejax convert`: between safetensors and flax msgpack, between one file and shards, with
+//! float tensors cast to another dtype on the way if asked.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use safejax::{Dtype, DynTensor, DynTensorView, Value};
+
+use crate::fmt;
+use crate::source::{Checkpoint, Format};
+
+/// Outputs this large (in tensor bytes) show a progress bar, when stderr is a terminal.
+pub const PROGRESS_THRESHOLD: u64 = 256 << 20;
+
+/// A float dtype to cast to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FloatDtype {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half.
+    F16,
+    /// 64-bit float.
+    F64,
+}
+
+impl FloatDtype {
+    fn dtype(self) -> Dtype {
+        match self {
+            FloatDtype::F32 => Dtype::F32,
+            FloatDtype::Bf16 => Dtype::BF16,
+            FloatDtype::F16 => Dtype::F16,
+            FloatDtype::F64 => Dtype::F64,
+        }
+    }
+}
+
+/// The output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// safetensors.
+    Safetensors,
+    /// flax msgpack.
+    Msgpack,
+}
+
+impl From<OutputFormat> for Format {
+    fn from(f: OutputFormat) -> Format {
+        match f {
+            OutputFormat::Safetensors => Format::Safetensors,
+            OutputFormat::Msgpack => Format::Msgpack,
+        }
+    }
+}
+
+/// What `convert` does.
+pub struct Options {
+    /// The output format; from the output's extension (or, for a directory, the input's format)
+    /// when `None`.
+    pub to: Option<OutputFormat>,
+    /// Write a checkpoint directory with shards of at most this many tensor bytes.
+    pub shard_size: Option<u64>,
+    /// Cast float tensors to this dtype.
+    pub dtype: Option<FloatDtype>,
+    /// Metadata entries to set (after the input's, unless `drop_metadata`).
+    pub metadata: Vec<(String, String)>,
+    /// Do not carry the input's metadata over.
+    pub drop_metadata: bool,
+    /// Never show a progress bar.
+    pub no_progress: bool,
+}
+
+/// Parses a size: `5GB` (10^9 bytes, as Hugging Face counts), `500MiB` (2^20), `1.5G`, `4096`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = (&t[..split], t[split..].trim());
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (like 5GB, 500MiB or 1048576)"))?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024f64.powi(2),
+        "gib" => 1024f64.powi(3),
+        "tib" => 1024f64.powi(4),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use B, KB, MB, GB, KiB, MiB or GiB)"
+            ))
+        }
+    };
+    let bytes = (value * scale).round();
+    if !(1.0..=u64::MAX as f64).contains(&bytes) {
+        return Err(format!("`{text}`: a shard size must be at least one byte"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Parses a `key=value` metadata entry.
+pub fn parse_metadata(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{text}` is not `key=value`")),
+    }
+}
+
+/// A progress bar on stderr, for outputs large enough to wait for.
+struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    fn new(total_bytes: u64, disabled: bool) -> Progress {
+        if disabled || total_bytes < PROGRESS_THRESHOLD || !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template("{msg:>8} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        Progress(Some(bar))
+    }
+
+    fn phase(&self, message: &'static str, len: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(message);
+            bar.set_length(len);
+            bar.set_position(0);
+        }
+    }
+
+    fn inc(&self, n: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(n);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// A writer that advances the progress bar.
+struct Counting<'p, W> {
+    inner: W,
+    progress: &'p Progress,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Where the output goes.
+enum Target {
+    File(PathBuf, Format),
+    Dir(PathBuf, Format, u64),
+}
+
+/// Converts the checkpoint `input` into `out`; returns the summary to print.
+pub fn run(input: &Checkpoint, out: &Path, options: &Options) -> Result<String> {
+    let target = target(input, out, options)?;
+    let contents = input.contents()?;
+
+    // Metadata: the input's, then the entries given.
+    let mut metadata = if options.drop_metadata {
+        BTreeMap::new()
+    } else {
+        contents.metadata.clone()
+    };
+    metadata.extend(options.metadata.iter().cloned());
+
+    // Casts: float tensors of another dtype than the one asked for.
+    let cast_to = options.dtype.map(FloatDtype::dtype);
+    let is_float = |d: Dtype| matches!(d, Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64);
+    let to_cast = |t: &DynTensorView<'_>| cast_to.filter(|&to| is_float(t.dtype()) && t.dtype() != to);
+    let cast_bytes: u64 = contents
+        .entries
+        .iter()
+        .filter(|e| to_cast(&e.tensor).is_some())
+        .map(|e| e.tensor.as_bytes().len() as u64)
+        .sum();
+    let total: u64 = contents.entries.iter().map(|e| e.tensor.as_bytes().len() as u64).sum();
+    let progress = Progress::new(total.max(cast_bytes), options.no_progress);
+    progress.phase("casting", cast_bytes);
+    let mut casts: BTreeMap<usize, DynTensor> = BTreeMap::new();
+    let mut cast_from = BTreeSet::new();
+    for (i, e) in contents.entries.iter().enumerate() {
+        if let Some(to) = to_cast(&e.tensor) {
+            let cast = e
+                .tensor
+                .to_owned_tensor()
+                .convert(to)
+                .with_context(|| format!("casting `{}`", e.key))?;
+            progress.inc(e.tensor.as_bytes().len() as u64);
+            cast_from.insert(e.tensor.dtype());
+            casts.insert(i, cast);
+        }
+    }
+    let mut tensors: BTreeMap<String, DynTensorView<'_>> = BTreeMap::new();
+    for (i, e) in contents.entries.iter().enumerate() {
+        let view = match casts.get(&i) {
+            Some(t) => DynTensorView::new(t.dtype(), t.shape().to_vec(), t.as_bytes())?,
+            None => e.tensor.clone(),
+        };
+        tensors.insert(e.key.clone(), view);
+    }
+    let out_bytes: u64 = tensors.values().map(|t| t.as_bytes().len() as u64).sum();
+
+    let format = match &target {
+        Target::File(_, f) | Target::Dir(_, f, _) => *f,
+    };
+    let mut notes = Vec::new();
+    if format == Format::Msgpack && !metadata.is_empty() {
+        let keys: Vec<&str> = metadata.keys().map(String::as_str).collect();
+        notes.push(format!(
+            "note: msgpack files hold no metadata; not written: {}",
+            keys.join(", ")
+        ));
+        metadata.clear();
+    }
+    progress.phase("writing", out_bytes);
+    let written = match &target {
+        Target::File(path, format) => {
+            write_file(path, *format, &tensors, &metadata, &progress)?;
+            path.display().to_string()
+        }
+        Target::Dir(dir, format, max) => {
+            let files = write_dir(dir, *format, &tensors, &metadata, *max, &progress)?;
+            let names: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+            format!("{} ({})", dir.display(), names.join(", "))
+        }
+    };
+    progress.finish();
+
+    let mut summary = format!(
+        "wrote {written}: {} tensors, {} in {}",
+        tensors.len(),
+        fmt::bytes(out_bytes),
+        format.name()
+    );
+    if let Some(to) = cast_to {
+        let from: Vec<String> = cast_from.iter().map(Dtype::to_string).collect();
+        if casts.is_empty() {
+            summary.push_str(&format!("; no tensor to cast to {to}"));
+        } else {
+            summary.push_str(&format!("; cast {} tensors {} -> {to}", casts.len(), from.join(", ")));
+        }
+    }
+    notes.push(summary);
+    Ok(notes.join("\n") + "\n")
+}
+
+/// Decides what `out` is: a file whose extension names the format, or a checkpoint directory.
+fn target(input: &Checkpoint, out: &Path, options: &Options) -> Result<Target> {
+    let text = out.to_string_lossy();
+    let is_dir = options.shard_size.is_some() || out.is_dir() || text.ends_with('/') || text.ends_with('\\');
+    if is_dir {
+        if out.is_file() {
+            bail!(
+                "{}: is a file, but --shard-size writes a checkpoint directory",
+                out.display()
+            );
+        }
+        let format = options.to.map_or(input.format, Format::from);
+        return Ok(Target::Dir(
+            out.to_owned(),
+            format,
+            options.shard_size.unwrap_or(u64::MAX),
+        ));
+    }
+    let by_extension = if text.ends_with(".safetensors") {
+        Some(Format::Safetensors)
+    } else if text.ends_with(".msgpack") {
+        Some(Format::Msgpack)
+    } else {
+        None
+    };
+    let format = match (options.to.map(Format::from), by_extension) {
+        (Some(to), Some(ext)) if to != ext => bail!(
+            "{}: the extension says {}, but --to says {}",
+            out.display(),
+            ext.name(),
+            to.name()
+        ),
+        (Some(f), _) | (None, Some(f)) => f,
+        (None, None) => bail!(
+            "{}: cannot tell the output format; name it *.safetensors or *.msgpack, or pass --to",
+            out.display()
+        ),
+    };
+    Ok(Target::File(out.to_owned(), format))
+}
+
+/// The nested dicts of flax msgpack: keys cut at `.`.
+fn nested(tensors: &BTreeMap<String, DynTensorView<'_>>) -> Result<Value> {
+    let mut root = BTreeMap::new();
+    for (key, t) in tensors {
+        let parts: Vec<&str> = key.split('.').collect();
+        let mut dict = &mut root;
+        for (depth, part) in parts[..parts.len() - 1].iter().enumerate() {
+            let slot = dict
+                .entry((*part).to_owned())
+                .or_insert_with(|| Value::Dict(BTreeMap::new()));
+            dict = match slot {
+                Value::Dict(d) => d,
+                Value::Tensor(_) => bail!(
+                    "cannot write msgpack: `{}` is a tensor and also holds `{key}`",
+                    parts[..=depth].join(".")
+                ),
+            };
+        }
+        let last = parts[parts.len() - 1].to_owned();
+        if dict.contains_key(&last) {
+            bail!("cannot write msgpack: `{key}` is a tensor and also holds other keys");
+        }
+        dict.insert(last, Value::Tensor(t.to_owned_tensor()));
+    }
+    Ok(Value::Dict(root))
+}
+
+/// Writes one file, atomically: into a temporary file beside it, renamed over it when complete.
+fn write_file(
+    path: &Path,
+    format: Format,
+    tensors: &BTreeMap<String, DynTensorView<'_>>,
+    metadata: &BTreeMap<String, String>,
+    progress: &Progress,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| -> Result<()> {
+        let file = File::create(&tmp).with_context(|| format!("{}: cannot write", path.display()))?;
+        let mut writer = Counting {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            progress,
+        };
+        match format {
+            Format::Safetensors => {
+                let options = metadata
+                    .iter()
+                    .fold(safejax::Options::new(), |o, (k, v)| o.metadata(k, v));
+                options.to_writer(&mut writer, tensors)?;
+            }
+            Format::Msgpack => {
+                let bytes = safejax::msgpack::to_bytes(&nested(tensors)?)?;
+                for chunk in bytes.chunks(8 << 20) {
+                    writer.write_all(chunk)?;
+                }
+            }
+        }
+        let file = writer
+            .inner
+            .into_inner()
+            .map_err(|e| anyhow!("{}: {}", tmp.display(), e.error()))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes a checkpoint directory in the Hugging Face layout: one `model.safetensors` (or
+/// `flax_model.msgpack`) when every tensor fits in `max` bytes, else shards filled in key order and
+/// an index. Returns the names written.
+fn write_dir(
+    dir: &Path,
+    format: Format,
+    tensors: &BTreeMap<String, DynTensorView<'_>>,
+    metadata: &BTreeMap<String, String>,
+    max: u64,
+    progress: &Progress,
+) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    let stem = match format {
+        Format::Safetensors => "model",
+        Format::Msgpack => "flax_model",
+    };
+    let ext = format.extension();
+    // Greedy, in key order, as `safejax::to_dir` and transformers fill shards.
+    let mut shards: Vec<BTreeMap<String, DynTensorView<'_>>> = Vec::new();
+    let mut current = 0u64;
+    for (key, t) in tensors {
+        let len = t.as_bytes().len() as u64;
+        if shards.is_empty() || (current > 0 && current.saturating_add(len) > max) {
+            shards.push(BTreeMap::new());
+            current = 0;
+        }
+        current += len;
+        shards.last_mut().expect("a shard").insert(key.clone(), t.clone());
+    }
+    if shards.is_empty() {
+        shards.push(BTreeMap::new());
+    }
+    let n = shards.len();
+    let names: Vec<String> = if n == 1 {
+        vec![format!("{stem}{ext}")]
+    } else {
+        (1..=n).map(|k| format!("{stem}-{k:05}-of-{n:05}{ext}")).collect()
+    };
+    let mut weight_map = serde_json::Map::new();
+    for (shard, name) in shards.iter().zip(&names) {
+        write_file(&dir.join(name), format, shard, metadata, progress)?;
+        for key in shard.keys() {
+            // flax's index names keys by their dict path joined with `/`.
+            let listed = match format {
+                Format::Safetensors => key.clone(),
+                Format::Msgpack => key.replace('.', "/"),
+            };
+            weight_map.insert(listed, serde_json::Value::String(name.clone()));
+        }
+    }
+    let index_name = format!("{stem}{ext}.index.json");
+    let mut written = names.clone();
+    if n > 1 {
+        let total: u64 = tensors.values().map(|t| t.as_bytes().len() as u64).sum();
+        let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+        let mut text = serde_json::to_string_pretty(&index)?;
+        text.push('\n');
+        let path = dir.join(&index_name);
+        std::fs::write(&path, text).with_context(|| path.display().to_string())?;
+        written.push(index_name.clone());
+    }
+    // Files of an earlier save in this format that the new one replaces.
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ours = name == index_name || name == format!("{stem}{ext}") || is_shard_name(name, stem, ext);
+        if ours && !written.iter().any(|w| w == name) {
+            std::fs::remove_file(dir.join(name)).with_context(|| format!("removing the stale {name}"))?;
+        }
+    }
+    Ok(written)
+}
+
+/// Whether `name` is `{stem}-00001-of-00002{ext}`.
+fn is_shard_name(name: &str, stem: &str, ext: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(stem)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| r.strip_suffix(ext))
+    else {
+        return false;
+    };
+    rest.len() == 14
+        && rest[..5].bytes().all(|b| b.is_ascii_digit())
+        && &rest[5..9] == "-of-"
+        && rest[9..].bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_as_hugging_face_counts_them() {
+        assert_eq!(parse_size("5GB"), Ok(5_000_000_000));
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("2 kb"), Ok(2000));
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("GB").is_err());
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn metadata_entries_are_key_value() {
+        assert_eq!(parse_metadata("format=flax"), Ok(("format".into(), "flax".into())));
+        assert_eq!(parse_metadata("note=a=b"), Ok(("note".into(), "a=b".into())));
+        assert!(parse_metadata("format").is_err());
+        assert!(parse_metadata("=x").is_err());
+    }
+
+    #[test]
+    fn shard_names_are_recognized() {
+        assert!(is_shard_name(
+            "model-00001-of-00002.safetensors",
+            "model",
+            ".safetensors"
+        ));
+        assert!(is_shard_name(
+            "flax_model-00003-of-00004.msgpack",
+            "flax_model",
+            ".msgpack"
+        ));
+        assert!(!is_shard_name("model.safetensors", "model", ".safetensors"));
+        assert!(!is_shard_name("model-1-of-2.safetensors", "model", ".safetensors"));
+    }
+}

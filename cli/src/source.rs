@@ -1,0 +1,293 @@
+//! Opening a checkpoint, whatever its layout: one safetensors file, one flax msgpack file, or a
+//! directory (or index file) of a sharded checkpoint in the Hugging Face layout. Files are mapped,
+//! and tensors are listed as views of the mappings, so that looking at a checkpoint reads its
+//! headers and nothing else.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use safejax::{Deserializer, DynTensorView, MappedFile, Options};
+
+/// The names `safejax::from_dir` looks for in a directory, in its order.
+const SAFETENSORS_INDEX: &str = "model.safetensors.index.json";
+const SAFETENSORS_SINGLE: &str = "model.safetensors";
+const MSGPACK_INDEX: &str = "flax_model.msgpack.index.json";
+const MSGPACK_SINGLE: &str = "flax_model.msgpack";
+
+/// The file format of a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// safetensors.
+    Safetensors,
+    /// flax's msgpack (`flax.serialization.to_bytes`).
+    Msgpack,
+}
+
+impl Format {
+    /// The name shown to users.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Safetensors => "safetensors",
+            Format::Msgpack => "msgpack",
+        }
+    }
+
+    /// The file extension, with its dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Safetensors => ".safetensors",
+            Format::Msgpack => ".msgpack",
+        }
+    }
+}
+
+/// One mapped file of a checkpoint.
+pub struct File {
+    /// Where it is.
+    pub path: PathBuf,
+    map: MappedFile,
+}
+
+impl File {
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_bytes()
+    }
+}
+
+/// An opened checkpoint: its files, mapped.
+pub struct Checkpoint {
+    /// The path the user gave.
+    pub path: PathBuf,
+    /// The format of its files.
+    pub format: Format,
+    /// The index of a sharded checkpoint.
+    pub index: Option<PathBuf>,
+    /// The files holding the tensors (one, or the shards).
+    pub files: Vec<File>,
+    /// The index's `weight_map`: key to shard file name.
+    weight_map: BTreeMap<String, String>,
+}
+
+/// One tensor of a checkpoint.
+pub struct Entry<'a> {
+    /// The flat key (`.` between the levels of nested msgpack dicts).
+    pub key: String,
+    /// Its dtype, shape and bytes, borrowed from the mapped file.
+    pub tensor: DynTensorView<'a>,
+    /// Which of [`Checkpoint::files`] holds it.
+    pub file: usize,
+}
+
+/// The tensors and metadata of a checkpoint.
+pub struct Contents<'a> {
+    /// Every tensor, in file order (header order; for msgpack, dict order), shard after shard.
+    pub entries: Vec<Entry<'a>>,
+    /// The `__metadata__` of the safetensors file, or of the first shard that has one.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Contents<'_> {
+    /// The keys, in file order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.key.as_str())
+    }
+
+    /// The tensors by key.
+    pub fn by_key(&self) -> BTreeMap<&str, &DynTensorView<'_>> {
+        self.entries.iter().map(|e| (e.key.as_str(), &e.tensor)).collect()
+    }
+}
+
+impl Checkpoint {
+    /// Opens `path`: a `.safetensors` or `.msgpack` file, an `*.index.json`, or a checkpoint
+    /// directory.
+    pub fn open(path: &Path) -> Result<Checkpoint> {
+        let Located { format, index, files } = locate(path)?;
+        let (index, weight_map) = index.unzip();
+        let files = files
+            .into_iter()
+            .map(|path| {
+                // SAFETY: the mapping is only read while the command runs. Another process
+                // rewriting the checkpoint in place at the same time could change what is read;
+                // safejax itself never rewrites a file in place (it renames a new file over it).
+                let map = unsafe { MappedFile::open(&path) }.with_context(|| format!("{}", path.display()))?;
+                Ok(File { path, map })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Checkpoint {
+            path: path.to_owned(),
+            format,
+            index,
+            files,
+            weight_map: weight_map.unwrap_or_default(),
+        })
+    }
+
+    /// Whether the checkpoint is sharded (has an index).
+    pub fn is_sharded(&self) -> bool {
+        self.index.is_some()
+    }
+
+    /// Reads the headers: every tensor, as a view of the mapped files, and the metadata.
+    pub fn contents(&self) -> Result<Contents<'_>> {
+        let mut entries = Vec::new();
+        let mut metadata = None;
+        let mut seen = BTreeSet::new();
+        for (n, file) in self.files.iter().enumerate() {
+            let context = || file.path.display().to_string();
+            let de = match self.format {
+                Format::Safetensors => Deserializer::from_slice(file.bytes()),
+                Format::Msgpack => Deserializer::from_msgpack(file.bytes(), Options::new()),
+            }
+            .with_context(context)?;
+            if metadata.is_none() {
+                metadata = de.metadata().cloned();
+            }
+            let order: Vec<String> = de.keys().map(str::to_owned).collect();
+            let mut tensors: BTreeMap<String, DynTensorView<'_>> = de.deserialize().with_context(context)?;
+            for key in order {
+                let Some(tensor) = tensors.remove(&key) else {
+                    bail!("{}: `{key}` is listed but cannot be read", file.path.display());
+                };
+                if !seen.insert(key.clone()) {
+                    bail!("`{key}` is in more than one shard (again in {})", file.path.display());
+                }
+                if self.format == Format::Safetensors && self.index.is_some() {
+                    let listed = self.weight_map.get(&key).map(String::as_str);
+                    let name = file.path.file_name().and_then(|n| n.to_str());
+                    if listed != name {
+                        bail!(
+                            "`{key}` is in {}, but the index lists it in {}",
+                            file.path.display(),
+                            listed.unwrap_or("no shard")
+                        );
+                    }
+                }
+                entries.push(Entry { key, tensor, file: n });
+            }
+        }
+        if self.format == Format::Safetensors {
+            if let Some(missing) = self.weight_map.keys().find(|k| !seen.contains(k.as_str())) {
+                bail!("the index lists `{missing}`, which no shard holds");
+            }
+        }
+        Ok(Contents {
+            entries,
+            metadata: metadata.unwrap_or_default(),
+        })
+    }
+
+    /// A short description of the layout: `safetensors`, `msgpack, 4 shards`.
+    pub fn layout(&self) -> String {
+        match &self.index {
+            Some(_) => format!("{}, {} shards", self.format.name(), self.files.len()),
+            None => self.format.name().to_owned(),
+        }
+    }
+}
+
+/// Where a checkpoint's files are.
+struct Located {
+    format: Format,
+    /// The index and its weight map, for a sharded checkpoint.
+    index: Option<(PathBuf, BTreeMap<String, String>)>,
+    files: Vec<PathBuf>,
+}
+
+/// Finds the files of the checkpoint at `path`, as `safejax::from_dir` does.
+fn locate(path: &Path) -> Result<Located> {
+    let meta = std::fs::metadata(path).with_context(|| path.display().to_string())?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if meta.is_file() {
+        for (suffix, format) in [
+            (".safetensors.index.json", Format::Safetensors),
+            (".msgpack.index.json", Format::Msgpack),
+        ] {
+            if name.ends_with(suffix) {
+                let (weight_map, files) = read_index(path, format)?;
+                return Ok(Located {
+                    format,
+                    index: Some((path.to_owned(), weight_map)),
+                    files,
+                });
+            }
+        }
+        let format = if name.ends_with(".msgpack") {
+            Format::Msgpack
+        } else {
+            Format::Safetensors
+        };
+        return Ok(Located {
+            format,
+            index: None,
+            files: vec![path.to_owned()],
+        });
+    }
+    if meta.is_dir() {
+        for (index, single, format) in [
+            (SAFETENSORS_INDEX, SAFETENSORS_SINGLE, Format::Safetensors),
+            (MSGPACK_INDEX, MSGPACK_SINGLE, Format::Msgpack),
+        ] {
+            let index = path.join(index);
+            if index.is_file() {
+                let (weight_map, files) = read_index(&index, format)?;
+                return Ok(Located {
+                    format,
+                    index: Some((index, weight_map)),
+                    files,
+                });
+            }
+            if path.join(single).is_file() {
+                return Ok(Located {
+                    format,
+                    index: None,
+                    files: vec![path.join(single)],
+                });
+            }
+        }
+        bail!(
+            "{}: no {SAFETENSORS_INDEX}, {SAFETENSORS_SINGLE}, {MSGPACK_INDEX} or {MSGPACK_SINGLE} in this directory",
+            path.display()
+        );
+    }
+    bail!("{}: not a file or a directory", path.display())
+}
+
+/// The weight map of the index at `path`, and the shard files it names, checked to be plain files
+/// beside it.
+fn read_index(path: &Path, format: Format) -> Result<(BTreeMap<String, String>, Vec<PathBuf>)> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow!("{}: not a shard index: {e}", path.display()))?;
+    let weight_map = json
+        .get("weight_map")
+        .and_then(|w| w.as_object())
+        .ok_or_else(|| anyhow!("{}: not a shard index: no `weight_map` object", path.display()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut shards = BTreeSet::new();
+    let mut map = BTreeMap::new();
+    for (key, shard) in weight_map {
+        let shard = shard
+            .as_str()
+            .ok_or_else(|| anyhow!("{}: `{key}` maps to a non-string shard", path.display()))?;
+        let plain = !shard.is_empty()
+            && !shard.contains(['/', '\\', '\0'])
+            && shard != ".."
+            && shard.ends_with(format.extension());
+        if !plain {
+            bail!(
+                "{}: the index names shard `{shard}`, which is not a `{}` file beside it",
+                path.display(),
+                format.extension()
+            );
+        }
+        shards.insert(shard.to_owned());
+        map.insert(key.clone(), shard.to_owned());
+    }
+    if shards.is_empty() {
+        bail!("{}: the index lists no shard", path.display());
+    }
+    Ok((map, shards.into_iter().map(|s| dir.join(s)).collect()))
+}

@@ -1,0 +1,197 @@
+//! Which framework's key style a checkpoint's keys follow, and how a key cuts into the steps of its
+//! module tree for display.
+
+use std::fmt;
+
+/// A key style (see the crate's `key-styles` documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Style {
+    /// flax linen: `params.Dense_0.kernel`, lists `layers_0`.
+    Flax,
+    /// flax NNX: `layers.0.kernel`.
+    Nnx,
+    /// haiku: `mlp/~/linear_0.w`.
+    Haiku,
+    /// objax: `(MLP).l1(Linear).w::TrainVar`.
+    Objax,
+}
+
+impl Style {
+    /// The name used in `#[safejax(style = "...")]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Style::Flax => "flax",
+            Style::Nnx => "nnx",
+            Style::Haiku => "haiku",
+            Style::Objax => "objax",
+        }
+    }
+}
+
+impl fmt::Display for Style {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Guesses the style from the keys: objax shows classes in parentheses (`(MLP).w`), haiku joins
+/// modules with `/~/` or `/`, NNX keeps list indices as path parts (`layers.0.kernel`); anything
+/// else is flax.
+pub fn detect<'k>(keys: impl IntoIterator<Item = &'k str>) -> Style {
+    let keys: Vec<&str> = keys.into_iter().collect();
+    let parts = |key: &'k str| key.split('.').collect::<Vec<_>>();
+    if keys.iter().any(|k| parts(k).iter().any(|p| p.starts_with('('))) {
+        Style::Objax
+    } else if keys.iter().any(|k| k.contains('/')) {
+        Style::Haiku
+    } else if keys.iter().any(|k| {
+        parts(k)
+            .iter()
+            .any(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    }) {
+        Style::Nnx
+    } else {
+        Style::Flax
+    }
+}
+
+/// The steps of `key` through its module tree, for display: concatenated with `.` between them
+/// (none before a step that starts with `/` or `[`), they give the key back.
+///
+/// `params.mlp/~/linear_0.w` (haiku) is `params`, `mlp`, `/~/linear_0`, `w`;
+/// `(MLP).seq(Sequential)[0](Linear).b::TrainVar` (objax) is `(MLP)`, `seq(Sequential)`,
+/// `[0](Linear)`, `b::TrainVar`.
+pub fn steps(style: Style, key: &str) -> Vec<String> {
+    match style {
+        Style::Flax | Style::Nnx => key.split('.').map(str::to_owned).collect(),
+        Style::Haiku => {
+            let parts: Vec<&str> = key.split('.').collect();
+            let mut out = Vec::new();
+            for (i, part) in parts.iter().enumerate() {
+                if parts.len() >= 2 && i == parts.len() - 2 {
+                    out.extend(
+                        haiku_modules(part)
+                            .into_iter()
+                            .map(|(sep, name)| format!("{sep}{name}")),
+                    );
+                } else {
+                    out.push((*part).to_owned());
+                }
+            }
+            out
+        }
+        Style::Objax => {
+            let mut out = Vec::new();
+            for part in split_outside_parens(key) {
+                // `seq(Sequential)[0](Linear)`: the list and each element are steps.
+                let mut rest = part;
+                while let Some(i) = rest[1.min(rest.len())..].find('[').map(|i| i + 1) {
+                    out.push(rest[..i].to_owned());
+                    rest = &rest[i..];
+                }
+                out.push(rest.to_owned());
+            }
+            out
+        }
+    }
+}
+
+/// A haiku module path cut at its joins: `mlp/~/linear_0/gate` is `("", "mlp")`,
+/// `("/~/", "linear_0")`, `("/", "gate")`.
+pub fn haiku_modules(path: &str) -> Vec<(&'static str, &str)> {
+    let mut out = Vec::new();
+    let mut sep = "";
+    let mut rest = path;
+    loop {
+        match rest.find('/') {
+            None => {
+                out.push((sep, rest));
+                return out;
+            }
+            Some(i) => {
+                out.push((sep, &rest[..i]));
+                if rest[i..].starts_with("/~/") {
+                    sep = "/~/";
+                    rest = &rest[i + 3..];
+                } else {
+                    sep = "/";
+                    rest = &rest[i + 1..];
+                }
+            }
+        }
+    }
+}
+
+/// `key` cut at each `.` that is not inside parentheses.
+fn split_outside_parens(key: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in key.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            '.' if depth == 0 => {
+                out.push(&key[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&key[start..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn styles_are_told_apart_by_their_keys() {
+        assert_eq!(detect(["params.Dense_0.kernel", "layers_1.bias"]), Style::Flax);
+        assert_eq!(detect(["bn.scale", "layers.0.kernel"]), Style::Nnx);
+        assert_eq!(
+            detect(["params.linear.w", "state.batch_norm/~/mean_ema.counter"]),
+            Style::Haiku
+        );
+        assert_eq!(detect(["nested/inner.b"]), Style::Haiku);
+        assert_eq!(detect(["(MLP).seq(Sequential)[0](Linear).b::TrainVar"]), Style::Objax);
+    }
+
+    #[test]
+    fn steps_give_the_key_back() {
+        let cases = [
+            (
+                Style::Flax,
+                "params.Dense_0.kernel",
+                &["params", "Dense_0", "kernel"][..],
+            ),
+            (
+                Style::Haiku,
+                "params.res_net/~/block_0/conv.w",
+                &["params", "res_net", "/~/block_0", "/conv", "w"],
+            ),
+            (
+                Style::Objax,
+                "(MLP).seq(Sequential)[2](Linear).b::TrainVar",
+                &["(MLP)", "seq(Sequential)", "[2](Linear)", "b::TrainVar"],
+            ),
+            (
+                Style::Objax,
+                "(M).l(ModuleList)[0](Sequential)[1](Linear).w",
+                &["(M)", "l(ModuleList)", "[0](Sequential)", "[1](Linear)", "w"],
+            ),
+        ];
+        for (style, key, expected) in cases {
+            let steps = steps(style, key);
+            assert_eq!(steps, expected, "{key}");
+            let mut back = String::new();
+            for step in &steps {
+                if !back.is_empty() && !step.starts_with(['/', '[']) {
+                    back.push('.');
+                }
+                back.push_str(step);
+            }
+            assert_eq!(back, key);
+        }
+    }
+}
