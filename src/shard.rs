@@ -185,16 +185,30 @@ pub(crate) fn from_dir<T: DeserializeOwned + Params>(path: &Path, options: &Opti
     let Located { files, format, index } = locate(path)?;
     let maps = files.iter().map(|f| map(f)).collect::<Result<Vec<_>>>()?;
     let inputs: Vec<&[u8]> = maps.iter().map(|m| &m[..]).collect();
+    let headers = inputs
+        .iter()
+        .map(|bytes| match format {
+            Format::Safetensors => Header::parse(bytes),
+            Format::Msgpack => crate::msgpack::parse(bytes),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    // A msgpack index names keys joined with `/`, not our keys: only its shard files are used.
+    let index = index.filter(|_| format == Format::Safetensors);
+    let merged = merge_shards(headers, &names, index.as_ref())?;
+    Deserializer::from_header(inputs, merged, options.clone()).deserialize()
+}
+
+/// One header for all the shards: entry `Span::Input(n)` lies in shard `n` (`names[n]`, a path or
+/// an object name ending in the file name the index uses). With an index, each key must be in the
+/// shard the index names, and every key of the index in some shard.
+pub(crate) fn merge_shards(headers: Vec<Header>, names: &[String], index: Option<&Index>) -> Result<Header> {
     let mut merged = Header {
         entries: Vec::new(),
         metadata: None,
         side: Vec::new(),
     };
-    for (n, bytes) in inputs.iter().enumerate() {
-        let header = match format {
-            Format::Safetensors => Header::parse(bytes)?,
-            Format::Msgpack => crate::msgpack::parse(bytes)?,
-        };
+    for (n, header) in headers.into_iter().enumerate() {
         let side_base = merged.side.len();
         merged.side.extend_from_slice(&header.side);
         merged.metadata = merged.metadata.or(header.metadata);
@@ -206,16 +220,14 @@ pub(crate) fn from_dir<T: DeserializeOwned + Params>(path: &Path, options: &Opti
                     entry.end += side_base;
                 }
             }
-            if let (Some(index), Format::Safetensors) = (&index, format) {
+            if let Some(index) = index {
                 let listed = index.weight_map.get(&entry.key).map(String::as_str);
-                let file = files[n].file_name().and_then(|f| f.to_str());
-                if listed != file {
+                let file_name = names[n].rsplit(['/', '\\']).next();
+                if listed != file_name {
                     return Err(Error::InvalidIndex {
                         reason: format!(
-                            "`{}` is in {}, but the index lists it in {:?}",
-                            entry.key,
-                            files[n].display(),
-                            listed
+                            "`{}` is in {}, but the index lists it in {listed:?}",
+                            entry.key, names[n]
                         ),
                     });
                 }
@@ -227,14 +239,12 @@ pub(crate) fn from_dir<T: DeserializeOwned + Params>(path: &Path, options: &Opti
     if let Some(dup) = merged.entries.iter().find(|e| !seen.insert(e.key.as_str())) {
         return Err(Error::DuplicateKey { key: dup.key.clone() });
     }
-    if let (Some(index), Format::Safetensors) = (&index, format) {
-        if let Some(missing) = index.weight_map.keys().find(|k| !seen.contains(k.as_str())) {
-            return Err(Error::InvalidIndex {
-                reason: format!("the index lists `{missing}`, which no shard holds"),
-            });
-        }
+    if let Some(missing) = index.and_then(|index| index.weight_map.keys().find(|k| !seen.contains(k.as_str()))) {
+        return Err(Error::InvalidIndex {
+            reason: format!("the index lists `{missing}`, which no shard holds"),
+        });
     }
-    Deserializer::from_header(inputs, merged, options.clone()).deserialize()
+    Ok(merged)
 }
 
 /// The files of a checkpoint, their format, and its index if sharded.

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::header::{read_header_len, Header, Span, MAX_HEADER_LEN};
 use crate::resolve::resolve;
-use crate::shard::Index;
+use crate::shard::{merge_shards, Index};
 use crate::{Deserializer, Error, Params, Result};
 
 use super::Remote;
@@ -95,7 +95,9 @@ pub(super) async fn load<T: DeserializeOwned + Params>(
         .buffered(remote.concurrency)
         .try_collect()
         .await?;
-    let mut merged = merge(paths, headers.iter().map(|h| &h.header), index)?;
+    let (prefixes, headers): (Vec<Bytes>, Vec<Header>) = headers.into_iter().map(|h| (h.prefix, h.header)).unzip();
+    let names: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+    let mut merged = merge_shards(headers, &names, index)?;
     // The entries the type takes: the only tensor bytes fetched.
     let tree = resolve(T::SCHEMA, &merged, remote.options.allow_unknown_keys)?;
     let mut claimed = Vec::new();
@@ -108,7 +110,7 @@ pub(super) async fn load<T: DeserializeOwned + Params>(
     for &i in &claimed {
         let entry = &merged.entries[i];
         let Span::Input(n) = entry.span else { continue };
-        if entry.start < entry.end && entry.end > headers[n].prefix.len() {
+        if entry.start < entry.end && entry.end > prefixes[n].len() {
             wanted[n].push(entry.start as u64..entry.end as u64);
         }
     }
@@ -137,7 +139,7 @@ pub(super) async fn load<T: DeserializeOwned + Params>(
 
     // Inputs: each object's first read, each fetched range, and an empty input for the entries
     // nothing was fetched for (they are never read).
-    let mut inputs: Vec<&[u8]> = headers.iter().map(|h| &h.prefix[..]).collect();
+    let mut inputs: Vec<&[u8]> = prefixes.iter().map(|p| &p[..]).collect();
     let fetched_base = inputs.len();
     inputs.extend(fetched.iter().map(|b| &b[..]));
     let empty = inputs.len();
@@ -147,7 +149,7 @@ pub(super) async fn load<T: DeserializeOwned + Params>(
         let (start, end) = (entry.start as u64, entry.end as u64);
         let at = if !claimed.contains(&i) || start == end {
             None
-        } else if end <= headers[n].prefix.len() as u64 {
+        } else if end <= prefixes[n].len() as u64 {
             Some((n, 0))
         } else {
             // Requests are sorted by object, then start: the one holding the entry is the last
@@ -184,49 +186,6 @@ pub(super) fn coalesce(ranges: &mut [Range<u64>], gap: u64) -> Vec<Range<u64>> {
         }
     }
     merged
-}
-
-/// One header for all the objects, entry `Span::Input(n)` in object `n`; with an index, each key
-/// must be in the shard the index names, and every key of the index in some shard.
-fn merge<'h>(paths: &[Path], headers: impl Iterator<Item = &'h Header>, index: Option<&Index>) -> Result<Header> {
-    let mut merged = Header {
-        entries: Vec::new(),
-        metadata: None,
-        side: Vec::new(),
-    };
-    for (n, header) in headers.enumerate() {
-        if merged.metadata.is_none() {
-            merged.metadata.clone_from(&header.metadata);
-        }
-        for entry in &header.entries {
-            if let Some(index) = index {
-                let listed = index.weight_map.get(&entry.key).map(String::as_str);
-                if listed != paths[n].filename() {
-                    return Err(Error::InvalidIndex {
-                        reason: format!(
-                            "`{}` is in {}, but the index lists it in {:?}",
-                            entry.key, paths[n], listed
-                        ),
-                    });
-                }
-            }
-            let mut entry = entry.clone();
-            entry.span = Span::Input(n);
-            merged.entries.push(entry);
-        }
-    }
-    let mut seen = BTreeSet::new();
-    if let Some(dup) = merged.entries.iter().find(|e| !seen.insert(e.key.as_str())) {
-        return Err(Error::DuplicateKey { key: dup.key.clone() });
-    }
-    if let Some(index) = index {
-        if let Some(missing) = index.weight_map.keys().find(|k| !seen.contains(k.as_str())) {
-            return Err(Error::InvalidIndex {
-                reason: format!("the index lists `{missing}`, which no shard holds"),
-            });
-        }
-    }
-    Ok(merged)
 }
 
 #[cfg(test)]
