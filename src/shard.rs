@@ -86,22 +86,28 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
         write_atomic(&dir.join(name), &bytes)?;
     }
     if shards > 1 {
-        let index = Index {
-            metadata: IndexMetadata {
-                total_size: planned.iter().map(|p| p.len as u64).sum(),
-            },
-            weight_map: planned
-                .iter()
-                .zip(&shard_of)
-                .map(|(p, &k)| (p.key.clone(), names[k].clone()))
-                .collect(),
-        };
-        let mut json = serde_json::to_string_pretty(&index)
-            .map_err(|e| Error::msg(format_args!("cannot write the index: {e}")))?;
-        json.push('\n');
-        write_atomic(&dir.join(INDEX), json.as_bytes())?;
+        write_atomic(&dir.join(INDEX), index_json(&planned, &shard_of, &names)?.as_bytes())?;
     }
     remove_stale(dir, &names)
+}
+
+/// The index of a sharded checkpoint, as transformers writes it (`json.dumps(index, indent=2,
+/// sort_keys=True)` and a newline): the total tensor bytes, and each key's shard.
+pub(crate) fn index_json(planned: &[Planned], shard_of: &[usize], names: &[String]) -> Result<String> {
+    let index = Index {
+        metadata: IndexMetadata {
+            total_size: planned.iter().map(|p| p.len as u64).sum(),
+        },
+        weight_map: planned
+            .iter()
+            .zip(shard_of)
+            .map(|(p, &k)| (p.key.clone(), names[k].clone()))
+            .collect(),
+    };
+    let mut json =
+        serde_json::to_string_pretty(&index).map_err(|e| Error::msg(format_args!("cannot write the index: {e}")))?;
+    json.push('\n');
+    Ok(json)
 }
 
 /// Which shard each planned tensor goes to, and the shards' file names: greedy, in visit order, as

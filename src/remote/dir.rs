@@ -11,7 +11,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::shard::{assign_shards, checked_shard, is_shard_name, Index, IndexMetadata, INDEX, SINGLE};
+use crate::shard::{assign_shards, checked_shard, index_json, is_shard_name, Index, INDEX, SINGLE};
 use crate::write::plan;
 use crate::{Error, Params, Result};
 
@@ -67,19 +67,7 @@ pub(super) async fn to_dir<T: Serialize + Params + ?Sized>(
         return Err(error);
     }
     if names.len() > 1 {
-        let index = Index {
-            metadata: IndexMetadata {
-                total_size: planned.iter().map(|p| p.len as u64).sum(),
-            },
-            weight_map: planned
-                .iter()
-                .zip(&shard_of)
-                .map(|(p, &k)| (p.key.clone(), names[k].clone()))
-                .collect(),
-        };
-        let mut json = serde_json::to_string_pretty(&index)
-            .map_err(|e| Error::msg(format_args!("cannot write the index: {e}")))?;
-        json.push('\n');
+        let json = index_json(&planned, &shard_of, &names)?;
         let index_path = prefix.clone().join(INDEX);
         if let Err(error) = remote.store.put(&index_path, PutPayload::from(json)).await {
             delete_all(remote.store.as_ref(), objects.iter().map(|(p, _)| p).collect()).await;
