@@ -105,7 +105,7 @@ fn pod_vec_from_le<T: bytemuck::Pod>(bytes: &[u8]) -> Result<Vec<T>, DecodeError
     if bytes.len() % size != 0 {
         return Err(DecodeError::Length);
     }
-    let mut out: Vec<T> = vec![T::zeroed(); bytes.len() / size];
+    let mut out: Vec<T> = crate::pages::zeroed_vec(bytes.len() / size);
     let out_bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out);
     out_bytes.copy_from_slice(bytes);
     if cfg!(target_endian = "big") {

@@ -12,6 +12,7 @@ mod keys;
 mod mmap;
 pub mod msgpack;
 mod options;
+mod pages;
 mod params;
 mod resolve;
 pub mod schema;
