@@ -2,7 +2,10 @@
 //! type's schema (see `resolve.rs`). Tensor bytes go to the leaf in one piece, borrowed from the
 //! input where the leaf can borrow them.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
 
 use serde::de::value::{BorrowedStrDeserializer, SeqDeserializer};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
@@ -37,8 +40,48 @@ use crate::{Dtype, Error, Options, Params, Result};
 pub struct Deserializer<'de> {
     /// The inputs the entries point into: one file, or the shards of a checkpoint.
     inputs: Vec<&'de [u8]>,
+    /// Or the file that entries are read from, one tensor at a time (`from_file`).
+    file: Option<FileInput>,
     header: Header,
     options: Options,
+}
+
+/// A file whose tensors are read when a leaf needs them, each into the same scratch buffer, from
+/// which owned leaves copy: memory holds the params and one tensor, never the whole file besides.
+struct FileInput {
+    file: File,
+    scratch: RefCell<Vec<u8>>,
+}
+
+impl FileInput {
+    /// Reads bytes `start..end` of the file into the scratch buffer.
+    fn read(&self, start: usize, end: usize) -> Result<std::cell::Ref<'_, [u8]>> {
+        {
+            let mut scratch = self
+                .scratch
+                .try_borrow_mut()
+                .map_err(|_| Error::msg("a tensor read while another is in use"))?;
+            scratch.clear();
+            scratch.resize(end - start, 0);
+            read_exact_at(&self.file, &mut scratch, start as u64)?;
+        }
+        Ok(std::cell::Ref::map(self.scratch.borrow(), |s| s.as_slice()))
+    }
+}
+
+/// Fills `buf` from `file` at `offset`, without moving a shared cursor where the platform allows.
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(buf)
+    }
 }
 
 impl<'de> Deserializer<'de> {
@@ -56,9 +99,33 @@ impl<'de> Deserializer<'de> {
     pub(crate) fn from_header(inputs: Vec<&'de [u8]>, header: Header, options: Options) -> Self {
         Deserializer {
             inputs,
+            file: None,
             header,
             options,
         }
+    }
+
+    /// A deserializer over the safetensors file `file`: reads its header now, and each tensor when
+    /// a leaf needs it. Leaves own their data (nothing outlives the call to borrow from).
+    pub(crate) fn from_file(mut file: File, options: Options) -> Result<Self> {
+        let file_len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| Error::msg("the file is larger than this platform's address space"))?;
+        let mut head = Vec::new();
+        (&mut file).take(8).read_to_end(&mut head)?;
+        let data_start = crate::header::data_start(&head)?;
+        (&mut file)
+            .take((data_start - head.len()) as u64)
+            .read_to_end(&mut head)?;
+        let header = Header::parse_head(&head, file_len)?;
+        Ok(Deserializer {
+            inputs: Vec::new(),
+            file: Some(FileInput {
+                file,
+                scratch: RefCell::new(Vec::new()),
+            }),
+            header,
+            options,
+        })
     }
 
     /// The file's `__metadata__`, if it has one.
@@ -76,6 +143,7 @@ impl<'de> Deserializer<'de> {
         let tree = resolve(T::SCHEMA, &self.header, self.options.allow_unknown_keys)?;
         let ctx = Ctx {
             inputs: &self.inputs,
+            file: self.file.as_ref(),
             header: &self.header,
             convert: self.options.convert_dtypes,
         };
@@ -86,6 +154,7 @@ impl<'de> Deserializer<'de> {
 /// What every node's deserializer shares.
 struct Ctx<'de, 'h> {
     inputs: &'h [&'de [u8]],
+    file: Option<&'h FileInput>,
     header: &'h Header,
     convert: bool,
 }
@@ -103,6 +172,8 @@ enum LeafBytes<'de, 'h> {
     Input(&'de [u8]),
     /// In the header's side buffer: leaves copy them.
     Side(&'h [u8]),
+    /// Read from the file into its scratch buffer: leaves copy them.
+    Read(std::cell::Ref<'h, [u8]>),
     /// Made by a conversion: leaves may take them.
     Converted(Vec<u8>),
     /// Handed over to the leaf already.
@@ -113,6 +184,7 @@ impl LeafBytes<'_, '_> {
     fn as_slice(&self) -> &[u8] {
         match self {
             LeafBytes::Input(bytes) | LeafBytes::Side(bytes) => bytes,
+            LeafBytes::Read(bytes) => bytes,
             LeafBytes::Converted(bytes) => bytes,
             LeafBytes::Taken => &[],
         }
@@ -123,6 +195,10 @@ impl<'de, 'h> Ctx<'de, 'h> {
     fn leaf(&self, index: usize, schema: &LeafSchema) -> Result<LeafData<'de, 'h>> {
         let entry: &'h Entry = &self.header.entries[index];
         let raw = match entry.span {
+            Span::Input(_) if self.file.is_some() => {
+                let file = self.file.expect("checked");
+                LeafBytes::Read(file.read(entry.start, entry.end)?)
+            }
             Span::Input(n) => LeafBytes::Input(&self.inputs[n][entry.start..entry.end]),
             Span::Side => LeafBytes::Side(&self.header.side[entry.start..entry.end]),
         };
@@ -521,6 +597,7 @@ impl<'de> de::Deserializer<'de> for DataDeserializer<'de, '_> {
         match self.0 {
             LeafBytes::Input(bytes) => visitor.visit_borrowed_bytes(bytes),
             LeafBytes::Side(bytes) => visitor.visit_bytes(bytes),
+            LeafBytes::Read(bytes) => visitor.visit_bytes(&bytes),
             LeafBytes::Converted(bytes) => visitor.visit_byte_buf(bytes),
             LeafBytes::Taken => Err(Error::msg("tensor data read twice")),
         }

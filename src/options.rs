@@ -98,9 +98,9 @@ impl Options {
         Deserializer::with_options(bytes, self.clone())?.deserialize()
     }
 
-    /// Reads params from the file at `path`.
+    /// Reads params from the file at `path`: the header, then each tensor when its leaf is read
+    /// (through one reused buffer), so that memory never holds the whole file besides the params.
     pub fn from_file<T: DeserializeOwned + Params>(&self, path: impl AsRef<Path>) -> Result<T> {
-        let bytes = std::fs::read(path)?;
-        self.from_bytes(&bytes)
+        Deserializer::from_file(std::fs::File::open(path)?, self.clone())?.deserialize()
     }
 }
