@@ -91,14 +91,18 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
 /// another walk of the params.
 const REORDER_BUDGET: usize = 64 << 20;
 
-/// The largest tensor that the first walk holds when it arrives early. Holding copies the tensor
-/// once more, into fresh memory; another walk only visits the leaves again. Structs declare a
-/// layer's modules in the order the framework makes them (a convolution before its batch norm),
-/// while the file sorts them by key, so most leaves of a model arrive early: holding them all
-/// copied each byte twice. Small ones are cheaper held than walked for; the large ones are then
-/// usually visited in key order by the second walk (for haiku's ResNet50, one more walk copies
-/// 1% of the bytes instead of 99%).
-const HOLD_FIRST_WALK: usize = 64 << 10;
+/// The largest tensor held whenever it arrives early. Holding copies a tensor once more, into
+/// fresh memory; waiting for another walk only visits the leaves again (a few hundred ns each).
+/// Structs declare a layer's modules in the order the framework makes them (a convolution before
+/// its batch norm) while the file sorts them by key, so most leaves of a model arrive early, and
+/// holding them all copied most bytes twice. Small ones are cheaper held; large ones usually come
+/// in key order on the next walk (haiku's ResNet50: two walks, 1% of the bytes held, not 99%).
+const HOLD_SMALL: usize = 64 << 10;
+
+/// Leaf visits that the walks may make, per byte of tensor data, before large early tensors are
+/// held too (within the budget): one per 8 KiB keeps the walks' cost to a few percent of the
+/// copy's, and bounds the number of walks when the order is adversarial.
+const WAIT_BYTES_PER_VISIT: usize = 8 << 10;
 
 pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
     mut writer: W,
@@ -116,10 +120,11 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
 /// Writes the tensors to `writer` in file order, straight from the params.
 ///
 /// serde visits leaves in the struct's order, the file wants them by dtype and key. A leaf visited
-/// on its turn is written at once; one visited early is held if it fits in `budget` (and, on the
-/// first walk, is small: [`HOLD_FIRST_WALK`]), else left for a later walk of the params. Each walk
-/// writes at least the leaf whose turn it is, so memory stays within the budget and walks are few
-/// (one, when the tree is visited in file order). Returns the number of walks.
+/// on its turn is written at once; one visited early is held if it fits in `budget` and is small
+/// ([`HOLD_SMALL`]), else left for a later walk of the params, until the walks have made many
+/// visits ([`WAIT_BYTES_PER_VISIT`]): from then on large ones are held too. Each walk writes at
+/// least the leaf whose turn it is, so memory stays within the budget and walks are few (one, when
+/// the tree is visited in file order). Returns the number of walks.
 fn stream<W: Write, T: Serialize + Params + ?Sized>(
     params: &T,
     planned: &[Planned],
@@ -134,7 +139,8 @@ fn stream<W: Write, T: Serialize + Params + ?Sized>(
     let mut next = 0;
     let mut held: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
     let mut held_bytes = 0;
-    let mut hold_max = HOLD_FIRST_WALK;
+    let patience = 2 * planned.len() + layout.data_len / WAIT_BYTES_PER_VISIT;
+    let mut hold_max = HOLD_SMALL;
     let mut walks = 0;
     while next < planned.len() {
         walks += 1;
@@ -171,7 +177,9 @@ fn stream<W: Write, T: Serialize + Params + ?Sized>(
         if next == before {
             return Err(changed());
         }
-        hold_max = usize::MAX;
+        if walks * planned.len() >= patience {
+            hold_max = usize::MAX;
+        }
     }
     Ok(walks)
 }
@@ -273,7 +281,7 @@ mod tests {
 
     #[test]
     fn large_early_leaves_wait_for_the_second_walk() {
-        let big = HOLD_FIRST_WALK + 1;
+        let big = HOLD_SMALL + 1;
         let leaf = |n: usize, fill: u8| Value::Tensor(DynTensor::new(Dtype::U8, vec![n], vec![fill; n]).unwrap());
         let mut entries = BTreeMap::new();
         // Visited by key: `x0`, `x1`, `x2`; in the file `x2` (F32 sorts before U8) comes first, so
@@ -293,6 +301,53 @@ mod tests {
         let walks = stream(&params, &planned, &layout, &mut out, usize::MAX).unwrap();
         assert!(out == expected);
         assert_eq!(walks, 2);
+    }
+
+    /// A dict whose leaves serialize in reverse key order: the worst order for streaming.
+    struct Reversed(Vec<(String, Value)>);
+
+    impl Params for Reversed {
+        const SCHEMA: &'static crate::schema::Schema = Value::SCHEMA;
+        const IS_LEAFY: bool = true;
+    }
+
+    impl Serialize for Reversed {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+            use crate::dynamic::{VALUE_DICT, VALUE_NAME};
+            struct Entries<'a>(&'a [(String, Value)]);
+            impl Serialize for Entries<'_> {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                    s.collect_map(self.0.iter().rev().map(|(k, t)| (k, t)))
+                }
+            }
+            serializer.serialize_newtype_variant(VALUE_NAME, 1, VALUE_DICT, &Entries(&self.0))
+        }
+    }
+
+    #[test]
+    fn walks_are_bounded_when_every_large_leaf_arrives_early() {
+        let n = 40;
+        let len = HOLD_SMALL + 1;
+        let params = Reversed(
+            (0..n)
+                .map(|i| {
+                    let t = DynTensor::new(Dtype::U8, vec![len], vec![i as u8; len]).unwrap();
+                    (format!("k{i:02}"), Value::Tensor(t))
+                })
+                .collect(),
+        );
+        let planned = plan(&params).unwrap();
+        let layout = Layout::new(&planned, None).unwrap();
+        let expected = to_bytes(&params, &Options::new()).unwrap();
+        // Without a budget, each walk writes one leaf: the last it visits.
+        let mut out = layout.head.clone();
+        assert_eq!(stream(&params, &planned, &layout, &mut out, 0).unwrap(), n);
+        assert!(out == expected);
+        // With one, large leaves wait until the walks have visited 2n + data/8 KiB leaves (400
+        // here, 10 walks), then the next walk holds them all.
+        let mut out = layout.head.clone();
+        assert_eq!(stream(&params, &planned, &layout, &mut out, usize::MAX).unwrap(), 11);
+        assert!(out == expected);
     }
 
     #[test]
