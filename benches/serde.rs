@@ -15,7 +15,9 @@
 //! - `memcpy_fresh_thp`: copied into a fresh anonymous mapping advised for transparent huge pages;
 //! - `safetensors_serialize`: the safetensors crate's `serialize` of the same tensors;
 //! - `safetensors_deserialize`: its `SafeTensors::deserialize` (borrows, parses the header);
-//! - `safetensors_deserialize_copy`: the same, then each tensor's bytes copied into a `Vec`.
+//! - `safetensors_deserialize_copy`: the same, then each tensor's bytes copied into a `Vec`;
+//! - `fs_write_sync`: the file's bytes written to a new file and synced (the floor of `to_file`,
+//!   which also syncs, for durability, and renames; `to_writer_file` writes without either).
 //!
 //! `cargo bench --bench serde` runs them all (several minutes); `cargo bench --bench serde --
 //! resnet50` one group. `scripts/bench_report.py` turns criterion's results into the tables of
@@ -104,6 +106,14 @@ fn writes<T: Serialize + Params>(
         });
         // (Absent when a filter skipped the benchmark.)
         assert!(!path.exists() || std::fs::read(&path).unwrap() == file);
+        // Without the temporary file, the syncs and the rename: what Python's `save_file` does.
+        let plain = dir.join("to_writer_file.safetensors");
+        g.bench_function(id("to_writer_file"), |b| {
+            b.iter(|| {
+                let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&plain).unwrap());
+                safejax::to_writer(file, black_box(model)).unwrap();
+            })
+        });
         // What `to_file` does at least: write the bytes and sync them.
         let floor = dir.join("fs_write_sync.safetensors");
         g.bench_function(id("fs_write_sync"), |b| {
