@@ -193,6 +193,7 @@ fn resnet50(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut g = c.benchmark_group("resnet50");
     g.throughput(Throughput::Bytes(file.len() as u64))
+        .sampling_mode(SamplingMode::Flat)
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
@@ -241,6 +242,7 @@ fn many_small(c: &mut Criterion) {
     let mut g = c.benchmark_group("many_small");
     // Elements: one per tensor, so criterion's rate is tensors per second.
     g.throughput(Throughput::Elements(TENSORS as u64))
+        .sampling_mode(SamplingMode::Flat)
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
