@@ -105,11 +105,9 @@ fn pod_vec_from_le<T: bytemuck::Pod>(bytes: &[u8]) -> Result<Vec<T>, DecodeError
     if bytes.len() % size != 0 {
         return Err(DecodeError::Length);
     }
-    let mut out: Vec<T> = crate::pages::zeroed_vec(bytes.len() / size);
-    let out_bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out);
-    out_bytes.copy_from_slice(bytes);
+    let mut out: Vec<T> = crate::pages::vec_from_bytes(bytes);
     if cfg!(target_endian = "big") {
-        swap_byte_order(out_bytes, size);
+        swap_byte_order(bytemuck::cast_slice_mut(&mut out), size);
     }
     Ok(out)
 }

@@ -14,25 +14,48 @@
 /// pages are often touched already.
 const ADVISE_MIN: usize = 32 << 20;
 
-/// A fresh zeroed buffer of `len` bytes, to be overwritten.
-pub(crate) fn zeroed_bytes(len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    advise_huge_pages(&mut bytes);
+use std::mem::MaybeUninit;
+
+/// An empty buffer with room for `len` bytes, to be filled with writes. Its memory is not zeroed
+/// first: a buffer that the allocator recycles from its heap would be written twice.
+pub(crate) fn buffer(len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len);
+    advise_huge_pages(bytes.spare_capacity_mut());
     bytes
 }
 
-/// A fresh zeroed vector of `n` elements, to be overwritten.
-pub(crate) fn zeroed_vec<T: bytemuck::Pod>(n: usize) -> Vec<T> {
-    let mut data: Vec<T> = bytemuck::allocation::zeroed_vec(n);
-    advise_huge_pages(bytemuck::cast_slice_mut(&mut data));
+/// A new vector of the elements whose in-memory bytes are `bytes` (of any alignment), copied once
+/// into memory that is not zeroed first; `bytes.len()` must be a multiple of the element size.
+pub(crate) fn vec_from_bytes<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
+    let size = std::mem::size_of::<T>();
+    assert!(size > 0 && bytes.len() % size == 0, "a whole number of elements");
+    let n = bytes.len() / size;
+    let mut data: Vec<T> = Vec::with_capacity(n);
+    let spare_bytes = as_uninit_bytes(&mut data.spare_capacity_mut()[..n]);
+    advise_huge_pages(spare_bytes);
+    // SAFETY: `spare_bytes` is `n * size == bytes.len()` bytes of the vector's own allocation, which
+    // `bytes` (a shared borrow of other memory) cannot overlap; u8 copies need no alignment.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), spare_bytes.as_mut_ptr().cast::<u8>(), bytes.len()) };
+    // SAFETY: the first `n` elements were just written in full, and every bit pattern is a valid
+    // `T` (`Pod`); `n` is within the capacity reserved above.
+    unsafe { data.set_len(n) };
     data
+}
+
+/// The bytes of uninitialized elements.
+fn as_uninit_bytes<T: bytemuck::Pod>(spare: &mut [MaybeUninit<T>]) -> &mut [MaybeUninit<u8>] {
+    let len = std::mem::size_of_val(spare);
+    // SAFETY: the same memory, borrowed uniquely for the same lifetime, as bytes that may be
+    // uninitialized: `MaybeUninit<u8>` has no validity requirement and alignment 1, and `T: Pod`
+    // has no padding that a byte view could expose as something else.
+    unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<MaybeUninit<u8>>(), len) }
 }
 
 /// Asks the kernel to back the whole 2 MiB pages inside `buf` with transparent huge pages, when
 /// `buf` is large. Only a hint: the contents do not change, and failure (a kernel without
 /// transparent huge pages) changes nothing.
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(buf: &mut [u8]) {
+fn advise_huge_pages(buf: &mut [MaybeUninit<u8>]) {
     const HUGE_PAGE: usize = 2 << 20;
     if buf.len() < ADVISE_MIN {
         return;
@@ -55,21 +78,30 @@ fn advise_huge_pages(buf: &mut [u8]) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_buf: &mut [u8]) {}
+fn advise_huge_pages(_buf: &mut [MaybeUninit<u8>]) {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn buffers_are_zeroed_whatever_their_size() {
+    fn buffers_have_room_whatever_their_size() {
         for len in [0, 1, 4096, ADVISE_MIN + 12345] {
-            let bytes = zeroed_bytes(len);
-            assert_eq!(bytes.len(), len);
-            assert!(bytes.iter().all(|&b| b == 0));
+            let bytes = buffer(len);
+            assert!(bytes.is_empty() && bytes.capacity() >= len);
         }
-        let data: Vec<f32> = zeroed_vec(ADVISE_MIN / 4 + 3);
-        assert_eq!(data.len(), ADVISE_MIN / 4 + 3);
-        assert!(data.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn vectors_hold_the_bytes_whatever_their_size() {
+        for n in [0, 1, 1000, ADVISE_MIN / 4 + 3] {
+            let values: Vec<u32> = (0..n as u32).map(|i| i.wrapping_mul(2_654_435_761)).collect();
+            let bytes: &[u8] = bytemuck::cast_slice(&values);
+            // Unaligned input too.
+            let mut shifted = vec![0u8; bytes.len() + 1];
+            shifted[1..].copy_from_slice(bytes);
+            assert!(vec_from_bytes::<u32>(bytes) == values);
+            assert!(vec_from_bytes::<u32>(&shifted[1..]) == values);
+        }
     }
 }

@@ -77,13 +77,14 @@ fn changed() -> Error {
 pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Options) -> Result<Vec<u8>> {
     let planned = plan(params)?;
     let layout = Layout::new(&planned, options.metadata_map())?;
-    // One allocation of the final size. Zeroed memory comes from the allocator as fresh pages that
-    // nothing has touched (calloc), so each page is touched once, by the copy; a large buffer asks
-    // for huge pages, which cuts the page faults of that first touch (see `pages.rs`).
-    let mut bytes = crate::pages::zeroed_bytes(layout.file_len());
-    let head = layout.head.len();
-    bytes[..head].copy_from_slice(&layout.head);
-    fill(params, &planned, |i| Some(layout.offsets[i]), &mut bytes[head..])?;
+    // One allocation of the final size, not zeroed (recycled heap memory would be written twice),
+    // filled in file order as `to_writer` fills any writer: each tensor copied once, from the
+    // params. A large buffer asks for huge pages, which cuts the page faults of the first touch
+    // (see `pages.rs`).
+    let mut bytes = crate::pages::buffer(layout.file_len());
+    bytes.extend_from_slice(&layout.head);
+    stream(params, &planned, &layout, &mut bytes, REORDER_BUDGET)?;
+    debug_assert_eq!(bytes.len(), layout.file_len());
     Ok(bytes)
 }
 
