@@ -19,7 +19,10 @@
 //! - `fs_write_sync`: the file's bytes written to a new file and synced (the floor of `to_file`,
 //!   which also syncs, for durability, and renames; `to_writer_file` writes without either).
 //!
-//! `cargo bench --bench serde` runs them all (several minutes); `cargo bench --bench serde --
+//! Every large allocation is fresh memory from the kernel (see `fresh_memory`), as in a process
+//! that writes or loads a model once, so page faults count; files are in the page cache.
+//!
+//! `cargo bench --bench serde` runs them all (about 8 minutes); `cargo bench --bench serde --
 //! resnet50` one group. `scripts/bench_report.py` turns criterion's results into the tables of
 //! BENCHMARKS.md and the chart.
 

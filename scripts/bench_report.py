@@ -125,26 +125,29 @@ def chart(sweep: dict, names: list[str], path: Path, note: str) -> None:
               "safetensors_deserialize_copy"}
     W, H, left, right, top, bottom = 860, 480, 70, 250, 40, 60
     pw, ph = W - left - right, H - top - bottom
-    ymax = max((gibs(sweep[(n, m)]) or 0) for n in names for m in SWEEP_MIB)
-    ymax = max(1.0, math.ceil(ymax))
+    values = [gibs(sweep[(n, m)]) for n in names for m in SWEEP_MIB if sweep[(n, m)] is not None]
+    # A log scale: from the largest power of two under the slowest to the smallest over the fastest.
+    lo = 2.0 ** math.floor(math.log2(min(values or [1.0])))
+    hi = 2.0 ** math.ceil(math.log2(max(values or [2.0])))
     x = lambda m: left + pw * math.log(m) / math.log(SWEEP_MIB[-1])
-    y = lambda v: top + ph * (1 - v / ymax)
+    y = lambda v: top + ph * (1 - math.log(v / lo) / math.log(hi / lo))
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
            f'font-family="sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
            f'<text x="{left}" y="22" font-size="15">Throughput against tensor size (one f32 tensor; '
            f'higher is better)</text>']
-    step = 1 if ymax <= 8 else 2 if ymax <= 16 else 5
-    for v in range(0, int(ymax) + 1, step):
+    v = lo
+    while v <= hi:
         svg.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + pw}" y2="{y(v):.1f}" stroke="#e5e5e5"/>')
-        svg.append(f'<text x="{left - 8}" y="{y(v) + 4:.1f}" text-anchor="end">{v}</text>')
+        svg.append(f'<text x="{left - 8}" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
+        v *= 2
     for m in SWEEP_MIB:
         label = f"{m} MiB" if m < 1024 else "1 GiB"
         svg.append(f'<line x1="{x(m):.1f}" y1="{top}" x2="{x(m):.1f}" y2="{top + ph}" stroke="#f0f0f0"/>')
         svg.append(f'<text x="{x(m):.1f}" y="{top + ph + 18}" text-anchor="middle">{label}</text>')
     svg.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
     svg.append(f'<text x="{left + pw / 2}" y="{H - 18}" text-anchor="middle">tensor size (log scale)</text>')
-    svg.append(f'<text transform="translate(18,{top + ph / 2}) rotate(-90)" text-anchor="middle">GiB/s</text>')
+    svg.append(f'<text transform="translate(18,{top + ph / 2}) rotate(-90)" text-anchor="middle">GiB/s (log scale)</text>')
     for i, n in enumerate(names):
         pts = [(x(m), y(gibs(sweep[(n, m)]))) for m in SWEEP_MIB if sweep[(n, m)] is not None]
         if not pts:
