@@ -46,26 +46,81 @@ pub struct Deserializer<'de> {
     options: Options,
 }
 
-/// A file whose tensors are read when a leaf needs them, each into the same scratch buffer, from
-/// which owned leaves copy: memory holds the params and one tensor, never the whole file besides.
+/// A file whose tensors are read when a leaf needs them, in chunks through one scratch buffer,
+/// each chunk copied into the leaf as it is read. Memory holds the params and a chunk, never the
+/// file besides.
 struct FileInput {
     file: File,
     scratch: RefCell<Vec<u8>>,
 }
 
+/// The size of the chunks in which `from_file` reads large tensors: small enough to stay in cache
+/// between the read and the copy, large enough that the system calls do not count.
+const CHUNK: usize = 1 << 20;
+
 impl FileInput {
-    /// Reads bytes `start..end` of the file into the scratch buffer.
-    fn read(&self, start: usize, end: usize) -> Result<std::cell::Ref<'_, [u8]>> {
+    /// Reads bytes `start..end` (at most [`CHUNK`]) of the file into the scratch buffer.
+    fn read_chunk(&self, start: usize, end: usize) -> Result<std::cell::Ref<'_, [u8]>> {
+        let len = end - start;
         {
             let mut scratch = self
                 .scratch
                 .try_borrow_mut()
-                .map_err(|_| Error::msg("a tensor read while another is in use"))?;
-            scratch.clear();
-            scratch.resize(end - start, 0);
-            read_exact_at(&self.file, &mut scratch, start as u64)?;
+                .map_err(|_| Error::msg("a chunk read while another is in use"))?;
+            if scratch.len() < len {
+                scratch.resize(len, 0);
+            }
+            read_exact_at(&self.file, &mut scratch[..len], start as u64)?;
         }
-        Ok(std::cell::Ref::map(self.scratch.borrow(), |s| s.as_slice()))
+        Ok(std::cell::Ref::map(self.scratch.borrow(), |s| &s[..len]))
+    }
+
+    /// Reads bytes `start..end` of the file into a new vector.
+    fn read_all(&self, start: usize, end: usize) -> Result<Vec<u8>> {
+        let mut bytes = vec![0; end - start];
+        read_exact_at(&self.file, &mut bytes, start as u64)?;
+        Ok(bytes)
+    }
+}
+
+/// A large tensor in the file, handed to the leaf as a sequence of chunks.
+struct FileChunks<'h> {
+    file: &'h FileInput,
+    at: usize,
+    end: usize,
+}
+
+impl<'de> de::SeqAccess<'de> for FileChunks<'_> {
+    type Error = Error;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>> {
+        if self.at == self.end {
+            return Ok(None);
+        }
+        let to = self.end.min(self.at + CHUNK);
+        let chunk = self.file.read_chunk(self.at, to)?;
+        self.at = to;
+        seed.deserialize(ChunkDeserializer(&chunk)).map(Some)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some((self.end - self.at).div_ceil(CHUNK))
+    }
+}
+
+/// One chunk of a tensor's bytes.
+struct ChunkDeserializer<'c>(&'c [u8]);
+
+impl<'de> de::Deserializer<'de> for ChunkDeserializer<'_> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_bytes(self.0)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
     }
 }
 
@@ -172,8 +227,14 @@ enum LeafBytes<'de, 'h> {
     Input(&'de [u8]),
     /// In the header's side buffer: leaves copy them.
     Side(&'h [u8]),
-    /// Read from the file into its scratch buffer: leaves copy them.
-    Read(std::cell::Ref<'h, [u8]>),
+    /// Read from the file whole (scalars, and tensors to convert): leaves may take them.
+    Read(Vec<u8>),
+    /// In the file, to be read in chunks: leaves copy each.
+    File {
+        file: &'h FileInput,
+        start: usize,
+        end: usize,
+    },
     /// Made by a conversion: leaves may take them.
     Converted(Vec<u8>),
     /// Handed over to the leaf already.
@@ -184,8 +245,9 @@ impl LeafBytes<'_, '_> {
     fn as_slice(&self) -> &[u8] {
         match self {
             LeafBytes::Input(bytes) | LeafBytes::Side(bytes) => bytes,
-            LeafBytes::Read(bytes) => bytes,
-            LeafBytes::Converted(bytes) => bytes,
+            LeafBytes::Read(bytes) | LeafBytes::Converted(bytes) => bytes,
+            // `Ctx::leaf` reads 0-d tensors (scalars) and tensors to convert whole.
+            LeafBytes::File { .. } => unreachable!("a tensor in the file asked for whole"),
             LeafBytes::Taken => &[],
         }
     }
@@ -197,7 +259,16 @@ impl<'de, 'h> Ctx<'de, 'h> {
         let raw = match entry.span {
             Span::Input(_) if self.file.is_some() => {
                 let file = self.file.expect("checked");
-                LeafBytes::Read(file.read(entry.start, entry.end)?)
+                let convert = schema.dtype.is_some_and(|d| d != entry.dtype);
+                if convert || entry.shape.is_empty() {
+                    LeafBytes::Read(file.read_all(entry.start, entry.end)?)
+                } else {
+                    LeafBytes::File {
+                        file,
+                        start: entry.start,
+                        end: entry.end,
+                    }
+                }
             }
             Span::Input(n) => LeafBytes::Input(&self.inputs[n][entry.start..entry.end]),
             Span::Side => LeafBytes::Side(&self.header.side[entry.start..entry.end]),
@@ -597,7 +668,8 @@ impl<'de> de::Deserializer<'de> for DataDeserializer<'de, '_> {
         match self.0 {
             LeafBytes::Input(bytes) => visitor.visit_borrowed_bytes(bytes),
             LeafBytes::Side(bytes) => visitor.visit_bytes(bytes),
-            LeafBytes::Read(bytes) => visitor.visit_bytes(&bytes),
+            LeafBytes::Read(bytes) => visitor.visit_byte_buf(bytes),
+            LeafBytes::File { file, start, end } => visitor.visit_seq(FileChunks { file, at: start, end }),
             LeafBytes::Converted(bytes) => visitor.visit_byte_buf(bytes),
             LeafBytes::Taken => Err(Error::msg("tensor data read twice")),
         }

@@ -4,14 +4,12 @@ use std::borrow::Cow;
 
 use bytemuck::{CheckedBitPattern, NoUninit};
 
+use crate::pages::Filler;
 use crate::{bf16, f16, Dtype};
 
 mod sealed {
-    /// Keeps `Element` to the types the format defines, and holds the per-type decoding.
-    pub trait Sealed: Sized {
-        /// Copies little-endian bytes into elements.
-        fn vec_from_le(bytes: &[u8]) -> Result<Vec<Self>, super::DecodeError>;
-    }
+    /// Keeps `Element` to the types the format defines.
+    pub trait Sealed {}
 }
 
 /// A Rust type that stores one element of a safetensors dtype: `bool`, `u8`..`u64`, `i8`..`i64`,
@@ -28,11 +26,7 @@ pub trait Element:
 
 macro_rules! elements {
     ($($ty:ty => $dtype:ident),* $(,)?) => {$(
-        impl sealed::Sealed for $ty {
-            fn vec_from_le(bytes: &[u8]) -> Result<Vec<Self>, DecodeError> {
-                pod_vec_from_le(bytes)
-            }
-        }
+        impl sealed::Sealed for $ty {}
         impl Element for $ty {
             const DTYPE: Dtype = Dtype::$dtype;
         }
@@ -44,19 +38,8 @@ elements! {
     u64 => U64, i64 => I64, f16 => F16, bf16 => BF16, f32 => F32, f64 => F64,
 }
 
-impl sealed::Sealed for bool {
-    fn vec_from_le(bytes: &[u8]) -> Result<Vec<Self>, DecodeError> {
-        // Not every byte is a bool: each is checked.
-        bytes
-            .iter()
-            .map(|&b| match b {
-                0 => Ok(false),
-                1 => Ok(true),
-                _ => Err(DecodeError::Invalid),
-            })
-            .collect()
-    }
-}
+// Not every byte is a bool: loads check each (`CheckedBitPattern`).
+impl sealed::Sealed for bool {}
 
 impl Element for bool {
     const DTYPE: Dtype = Dtype::BOOL;
@@ -96,20 +79,55 @@ pub enum DecodeError {
 
 /// Copies little-endian bytes into a new `Vec<T>`.
 pub(crate) fn vec_from_le_bytes<T: Element>(bytes: &[u8]) -> Result<Vec<T>, DecodeError> {
-    T::vec_from_le(bytes)
-}
-
-/// Copies little-endian bytes into a new vector of numbers, any bit pattern of which is valid.
-fn pod_vec_from_le<T: bytemuck::Pod>(bytes: &[u8]) -> Result<Vec<T>, DecodeError> {
     let size = std::mem::size_of::<T>();
     if bytes.len() % size != 0 {
         return Err(DecodeError::Length);
     }
-    let mut out: Vec<T> = crate::pages::vec_from_bytes(bytes);
-    if cfg!(target_endian = "big") {
-        swap_byte_order(bytemuck::cast_slice_mut(&mut out), size);
+    let mut filler = Filler::new(bytes.len() / size);
+    filler.push(bytes);
+    filler.finish()
+}
+
+/// Elements from little-endian bytes that arrive in pieces (a file read in chunks): straight into
+/// the vector when the total length is known, else gathered first.
+pub(crate) enum Pieces<T> {
+    Known(Filler<T>),
+    Unknown(Vec<u8>),
+    /// More bytes than the known length.
+    Overflow,
+}
+
+impl<T: Element> Pieces<T> {
+    /// For `len` bytes in all, if known.
+    pub(crate) fn new(len: Option<usize>) -> Self {
+        let size = std::mem::size_of::<T>();
+        match len {
+            Some(len) if len % size == 0 => Pieces::Known(Filler::new(len / size)),
+            _ => Pieces::Unknown(Vec::new()),
+        }
     }
-    Ok(out)
+
+    /// Appends the next bytes.
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        match self {
+            Pieces::Known(filler) => {
+                if !filler.push(bytes) {
+                    *self = Pieces::Overflow;
+                }
+            }
+            Pieces::Unknown(all) => all.extend_from_slice(bytes),
+            Pieces::Overflow => {}
+        }
+    }
+
+    /// The elements.
+    pub(crate) fn finish(self) -> Result<Vec<T>, DecodeError> {
+        match self {
+            Pieces::Known(filler) => filler.finish(),
+            Pieces::Unknown(all) => vec_from_le_bytes(&all),
+            Pieces::Overflow => Err(DecodeError::Length),
+        }
+    }
 }
 
 /// Views little-endian bytes as `&[T]` without copying where the host is little-endian and the

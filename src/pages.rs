@@ -20,6 +20,10 @@ const ADVISE_MIN: usize = 2 << 20;
 
 use std::mem::MaybeUninit;
 
+use bytemuck::{CheckedBitPattern, NoUninit};
+
+use crate::element::DecodeError;
+
 /// An empty buffer with room for `len` bytes, to be filled with writes. Its memory is not zeroed
 /// first: a buffer that the allocator recycles from its heap would be written twice.
 pub(crate) fn buffer(len: usize) -> Vec<u8> {
@@ -28,30 +32,69 @@ pub(crate) fn buffer(len: usize) -> Vec<u8> {
     bytes
 }
 
-/// A new vector of the elements whose in-memory bytes are `bytes` (of any alignment), copied once
-/// into memory that is not zeroed first; `bytes.len()` must be a multiple of the element size.
-pub(crate) fn vec_from_bytes<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
-    let size = std::mem::size_of::<T>();
-    assert!(size > 0 && bytes.len() % size == 0, "a whole number of elements");
-    let n = bytes.len() / size;
-    let mut data: Vec<T> = Vec::with_capacity(n);
-    let spare_bytes = as_uninit_bytes(&mut data.spare_capacity_mut()[..n]);
-    advise_huge_pages(spare_bytes);
-    // SAFETY: `spare_bytes` is `n * size == bytes.len()` bytes of the vector's own allocation, which
-    // `bytes` (a shared borrow of other memory) cannot overlap; u8 copies need no alignment.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), spare_bytes.as_mut_ptr().cast::<u8>(), bytes.len()) };
-    // SAFETY: the first `n` elements were just written in full, and every bit pattern is a valid
-    // `T` (`Pod`); `n` is within the capacity reserved above.
-    unsafe { data.set_len(n) };
-    data
+/// A vector of `n` elements filled with bytes that arrive in one piece or several (a file read in
+/// chunks), each byte copied once into memory that is not zeroed first.
+pub(crate) struct Filler<T> {
+    data: Vec<T>,
+    n: usize,
+    /// How many bytes of the first `n` elements are written.
+    filled: usize,
+}
+
+impl<T: NoUninit + CheckedBitPattern> Filler<T> {
+    /// Room for `n` elements.
+    pub(crate) fn new(n: usize) -> Self {
+        let mut data = Vec::with_capacity(n);
+        advise_huge_pages(as_uninit_bytes(&mut data.spare_capacity_mut()[..n]));
+        Filler { data, n, filled: 0 }
+    }
+
+    /// Appends the next bytes, in memory order; `false`, writing nothing, if they overflow.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> bool {
+        let room = self.n * std::mem::size_of::<T>() - self.filled;
+        if bytes.len() > room {
+            return false;
+        }
+        let spare = as_uninit_bytes(&mut self.data.spare_capacity_mut()[..self.n]);
+        let to = &mut spare[self.filled..self.filled + bytes.len()];
+        // SAFETY: `to` is `bytes.len()` bytes of the vector's own allocation, which `bytes` (a
+        // shared borrow of other memory) cannot overlap; u8 copies need no alignment.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), to.as_mut_ptr().cast::<u8>(), bytes.len()) };
+        self.filled += bytes.len();
+        true
+    }
+
+    /// The elements, once every byte has arrived and the bytes are valid elements (with the
+    /// little-endian bytes of the format swapped to native order on a big-endian host).
+    pub(crate) fn finish(mut self) -> Result<Vec<T>, DecodeError> {
+        let size = std::mem::size_of::<T>();
+        if self.filled != self.n * size {
+            return Err(DecodeError::Length);
+        }
+        let spare = as_uninit_bytes(&mut self.data.spare_capacity_mut()[..self.n]);
+        // SAFETY: all `n * size` bytes were written by `push`, so they are initialized u8s.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len()) };
+        if cfg!(target_endian = "big") {
+            crate::element::swap_byte_order(bytes, size);
+        }
+        match bytemuck::checked::try_cast_slice::<u8, T>(bytes) {
+            Ok(_) => {}
+            Err(bytemuck::checked::CheckedCastError::InvalidBitPattern) => return Err(DecodeError::Invalid),
+            Err(_) => unreachable!("the vector's own memory is aligned and a whole number of elements"),
+        }
+        // SAFETY: the first `n` elements are initialized and each is a valid `T` (just checked; for
+        // numbers every bit pattern is); `n` is within the capacity reserved in `new`.
+        unsafe { self.data.set_len(self.n) };
+        Ok(self.data)
+    }
 }
 
 /// The bytes of uninitialized elements.
-fn as_uninit_bytes<T: bytemuck::Pod>(spare: &mut [MaybeUninit<T>]) -> &mut [MaybeUninit<u8>] {
+fn as_uninit_bytes<T: NoUninit>(spare: &mut [MaybeUninit<T>]) -> &mut [MaybeUninit<u8>] {
     let len = std::mem::size_of_val(spare);
     // SAFETY: the same memory, borrowed uniquely for the same lifetime, as bytes that may be
-    // uninitialized: `MaybeUninit<u8>` has no validity requirement and alignment 1, and `T: Pod`
-    // has no padding that a byte view could expose as something else.
+    // uninitialized: `MaybeUninit<u8>` has no validity requirement and alignment 1. (What is
+    // written through it becomes a `T` only after `Filler::finish` checks it.)
     unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<MaybeUninit<u8>>(), len) }
 }
 
@@ -101,11 +144,34 @@ mod tests {
         for n in [0, 1, 1000, ADVISE_MIN / 4 + 3] {
             let values: Vec<u32> = (0..n as u32).map(|i| i.wrapping_mul(2_654_435_761)).collect();
             let bytes: &[u8] = bytemuck::cast_slice(&values);
-            // Unaligned input too.
+            // In one piece, unaligned, and in pieces that split elements.
             let mut shifted = vec![0u8; bytes.len() + 1];
             shifted[1..].copy_from_slice(bytes);
-            assert!(vec_from_bytes::<u32>(bytes) == values);
-            assert!(vec_from_bytes::<u32>(&shifted[1..]) == values);
+            let mut one = Filler::<u32>::new(n);
+            assert!(one.push(&shifted[1..]));
+            assert!(one.finish().unwrap() == values);
+            let mut pieces = Filler::<u32>::new(n);
+            for chunk in bytes.chunks(4093) {
+                assert!(pieces.push(chunk));
+            }
+            assert!(pieces.finish().unwrap() == values);
         }
+    }
+
+    #[test]
+    fn fillers_check_length_and_validity() {
+        let mut short = Filler::<u16>::new(2);
+        assert!(short.push(&[1, 2, 3]));
+        assert_eq!(short.finish(), Err(DecodeError::Length));
+        let mut over = Filler::<u16>::new(1);
+        assert!(!over.push(&[1, 2, 3]));
+        assert!(over.push(&[1, 0]));
+        assert_eq!(over.finish(), Ok(vec![1]));
+        let mut bools = Filler::<bool>::new(3);
+        assert!(bools.push(&[0, 1]) && bools.push(&[2]));
+        assert_eq!(bools.finish(), Err(DecodeError::Invalid));
+        let mut bools = Filler::<bool>::new(2);
+        assert!(bools.push(&[1, 0]));
+        assert_eq!(bools.finish(), Ok(vec![true, false]));
     }
 }
