@@ -7,7 +7,7 @@
 #   scripts/bench_memory.sh 4096     # a 4 GiB one
 #
 # Loads read a file that was just written, so it is in the page cache (page cache is not resident
-# memory of the process; mapped pages are, once touched).
+# memory of the process; mapped pages are, once touched). Step times are of one run: indicative.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mib="${1:-1024}"
@@ -34,9 +34,10 @@ run() {
             v["peak_mib"], v["peak_mib"] - v["model_mib"], maxrss, v["ms"]
     }'
 }
-run to_file "$dir/out.safetensors" "$mib"
-run to_bytes "$mib"
+# Loads first, while the file just made is in the page cache; then the writes.
 run mapped "$dir/model.safetensors"
 run mapped_read "$dir/model.safetensors"
 run from_file "$dir/model.safetensors"
 run read_then_from_bytes "$dir/model.safetensors"
+run to_file "$dir/out.safetensors" "$mib"
+run to_bytes "$mib"

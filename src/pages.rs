@@ -3,12 +3,12 @@
 //!
 //! Copying into a fresh allocation costs more in page faults than in the copy: each 4 KiB page is
 //! faulted in and cleared by the kernel on first touch. On the benchmark machine (BENCHMARKS.md),
-//! copying haiku ResNet50's 102.7 MB into a touched buffer took 8.8 ms, into a fresh allocation
-//! 56 ms, and into a fresh mapping advised for transparent huge pages (`MADV_HUGEPAGE`: one fault
+//! copying haiku ResNet50's 102.7 MB into a touched buffer took 11 ms, into a fresh allocation
+//! 61 ms, and into a fresh mapping advised for transparent huge pages (`MADV_HUGEPAGE`: one fault
 //! per 2 MiB) 14 ms. Kernels commonly enable huge pages only for ranges so advised
 //! (`/sys/kernel/mm/transparent_hugepage/enabled` = `madvise`), so large buffers ask for them:
-//! with the advice `to_bytes` of that model takes 18 ms (the safetensors crate, 65 ms), and an
-//! owned load 42 ms instead of 61 ms.
+//! with the advice `to_bytes` of that model takes 18 ms (the safetensors crate, 66 ms), and an
+//! owned load 40 to 44 ms (without it 61 ms; the safetensors crate's load and copy, 60 ms).
 
 /// Buffers at least this large are advised: only they hold a whole aligned 2 MiB page. Only the
 /// aligned 2 MiB pages inside the new buffer are advised, memory that the buffer alone occupies.
