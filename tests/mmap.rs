@@ -20,13 +20,16 @@ struct Layer<L> {
 const LAYERS: usize = 16;
 const KERNEL: usize = 1 << 20; // f32 elements: 4 MiB a kernel, 64 MiB in all
 
-/// The file-backed memory this process has mapped in, in bytes (`RssFile` of /proc/self/status).
+/// The file-backed memory this process has mapped in, in bytes: `RssFile` of /proc/self/status,
+/// and `RssShmem` for a temporary directory on tmpfs.
 #[cfg(target_os = "linux")]
 fn rss_file() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
-    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib << 10
+    let kib = |field: &str| -> usize {
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (kib("RssFile:") + kib("RssShmem:")) << 10
 }
 
 #[test]
