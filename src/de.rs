@@ -2,7 +2,10 @@
 //! type's schema (see `resolve.rs`). Tensor bytes go to the leaf in one piece, borrowed from the
 //! input where the leaf can borrow them.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
 
 use serde::de::value::{BorrowedStrDeserializer, SeqDeserializer};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
@@ -37,8 +40,103 @@ use crate::{Dtype, Error, Options, Params, Result};
 pub struct Deserializer<'de> {
     /// The inputs the entries point into: one file, or the shards of a checkpoint.
     inputs: Vec<&'de [u8]>,
+    /// Or the file that entries are read from, one tensor at a time (`from_file`).
+    file: Option<FileInput>,
     header: Header,
     options: Options,
+}
+
+/// A file whose tensors are read when a leaf needs them, in chunks through one scratch buffer,
+/// each chunk copied into the leaf as it is read. Memory holds the params and a chunk, never the
+/// file besides.
+struct FileInput {
+    file: File,
+    scratch: RefCell<Vec<u8>>,
+}
+
+/// The size of the chunks in which `from_file` reads large tensors: small enough to stay in cache
+/// between the read and the copy, large enough that the system calls do not count.
+const CHUNK: usize = 1 << 20;
+
+impl FileInput {
+    /// Reads bytes `start..end` (at most [`CHUNK`]) of the file into the scratch buffer.
+    fn read_chunk(&self, start: usize, end: usize) -> Result<std::cell::Ref<'_, [u8]>> {
+        let len = end - start;
+        {
+            let mut scratch = self
+                .scratch
+                .try_borrow_mut()
+                .map_err(|_| Error::msg("a chunk read while another is in use"))?;
+            if scratch.len() < len {
+                scratch.resize(len, 0);
+            }
+            read_exact_at(&self.file, &mut scratch[..len], start as u64)?;
+        }
+        Ok(std::cell::Ref::map(self.scratch.borrow(), |s| &s[..len]))
+    }
+
+    /// Reads bytes `start..end` of the file into a new vector.
+    fn read_all(&self, start: usize, end: usize) -> Result<Vec<u8>> {
+        let mut bytes = vec![0; end - start];
+        read_exact_at(&self.file, &mut bytes, start as u64)?;
+        Ok(bytes)
+    }
+}
+
+/// A large tensor in the file, handed to the leaf as a sequence of chunks.
+struct FileChunks<'h> {
+    file: &'h FileInput,
+    at: usize,
+    end: usize,
+}
+
+impl<'de> de::SeqAccess<'de> for FileChunks<'_> {
+    type Error = Error;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>> {
+        if self.at == self.end {
+            return Ok(None);
+        }
+        let to = self.end.min(self.at + CHUNK);
+        let chunk = self.file.read_chunk(self.at, to)?;
+        self.at = to;
+        seed.deserialize(ChunkDeserializer(&chunk)).map(Some)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some((self.end - self.at).div_ceil(CHUNK))
+    }
+}
+
+/// One chunk of a tensor's bytes.
+struct ChunkDeserializer<'c>(&'c [u8]);
+
+impl<'de> de::Deserializer<'de> for ChunkDeserializer<'_> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_bytes(self.0)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// Fills `buf` from `file` at `offset`, without moving a shared cursor where the platform allows.
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(buf)
+    }
 }
 
 impl<'de> Deserializer<'de> {
@@ -56,9 +154,33 @@ impl<'de> Deserializer<'de> {
     pub(crate) fn from_header(inputs: Vec<&'de [u8]>, header: Header, options: Options) -> Self {
         Deserializer {
             inputs,
+            file: None,
             header,
             options,
         }
+    }
+
+    /// A deserializer over the safetensors file `file`: reads its header now, and each tensor when
+    /// a leaf needs it. Leaves own their data (nothing outlives the call to borrow from).
+    pub(crate) fn from_file(mut file: File, options: Options) -> Result<Self> {
+        let file_len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| Error::msg("the file is larger than this platform's address space"))?;
+        let mut head = Vec::new();
+        (&mut file).take(8).read_to_end(&mut head)?;
+        let data_start = crate::header::data_start(&head)?;
+        (&mut file)
+            .take((data_start - head.len()) as u64)
+            .read_to_end(&mut head)?;
+        let header = Header::parse_head(&head, file_len)?;
+        Ok(Deserializer {
+            inputs: Vec::new(),
+            file: Some(FileInput {
+                file,
+                scratch: RefCell::new(Vec::new()),
+            }),
+            header,
+            options,
+        })
     }
 
     /// The file's `__metadata__`, if it has one.
@@ -76,6 +198,7 @@ impl<'de> Deserializer<'de> {
         let tree = resolve(T::SCHEMA, &self.header, self.options.allow_unknown_keys)?;
         let ctx = Ctx {
             inputs: &self.inputs,
+            file: self.file.as_ref(),
             header: &self.header,
             convert: self.options.convert_dtypes,
         };
@@ -86,6 +209,7 @@ impl<'de> Deserializer<'de> {
 /// What every node's deserializer shares.
 struct Ctx<'de, 'h> {
     inputs: &'h [&'de [u8]],
+    file: Option<&'h FileInput>,
     header: &'h Header,
     convert: bool,
 }
@@ -103,6 +227,14 @@ enum LeafBytes<'de, 'h> {
     Input(&'de [u8]),
     /// In the header's side buffer: leaves copy them.
     Side(&'h [u8]),
+    /// Read from the file whole (scalars, and tensors to convert): leaves may take them.
+    Read(Vec<u8>),
+    /// In the file, to be read in chunks: leaves copy each.
+    File {
+        file: &'h FileInput,
+        start: usize,
+        end: usize,
+    },
     /// Made by a conversion: leaves may take them.
     Converted(Vec<u8>),
     /// Handed over to the leaf already.
@@ -110,10 +242,20 @@ enum LeafBytes<'de, 'h> {
 }
 
 impl LeafBytes<'_, '_> {
+    /// The bytes in one piece: a tensor in the file is read whole.
+    fn whole(self) -> Result<Self> {
+        match self {
+            LeafBytes::File { file, start, end } => Ok(LeafBytes::Read(file.read_all(start, end)?)),
+            other => Ok(other),
+        }
+    }
+
     fn as_slice(&self) -> &[u8] {
         match self {
             LeafBytes::Input(bytes) | LeafBytes::Side(bytes) => bytes,
-            LeafBytes::Converted(bytes) => bytes,
+            LeafBytes::Read(bytes) | LeafBytes::Converted(bytes) => bytes,
+            // `Ctx::leaf` reads 0-d tensors (scalars) and tensors to convert whole.
+            LeafBytes::File { .. } => unreachable!("a tensor in the file asked for whole"),
             LeafBytes::Taken => &[],
         }
     }
@@ -123,6 +265,19 @@ impl<'de, 'h> Ctx<'de, 'h> {
     fn leaf(&self, index: usize, schema: &LeafSchema) -> Result<LeafData<'de, 'h>> {
         let entry: &'h Entry = &self.header.entries[index];
         let raw = match entry.span {
+            Span::Input(_) if self.file.is_some() => {
+                let file = self.file.expect("checked");
+                let convert = schema.dtype.is_some_and(|d| d != entry.dtype);
+                if convert || entry.shape.is_empty() {
+                    LeafBytes::Read(file.read_all(entry.start, entry.end)?)
+                } else {
+                    LeafBytes::File {
+                        file,
+                        start: entry.start,
+                        end: entry.end,
+                    }
+                }
+            }
             Span::Input(n) => LeafBytes::Input(&self.inputs[n][entry.start..entry.end]),
             Span::Side => LeafBytes::Side(&self.header.side[entry.start..entry.end]),
         };
@@ -372,7 +527,8 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
         #[cfg(feature = "ndarray")]
         if let (crate::ndarray::SERDE_NAME, Resolved::Leaf { entry, schema }) = (name, self.node) {
             let leaf = self.ctx.leaf(*entry, schema)?;
-            return crate::ndarray::deserialize_array(leaf.dtype, &leaf.shape, leaf.data.as_slice(), visitor)
+            let data = leaf.data.whole()?;
+            return crate::ndarray::deserialize_array(leaf.dtype, &leaf.shape, data.as_slice(), visitor)
                 .map_err(|e| e.with_key(self.ctx.key(*entry)));
         }
         match self.node {
@@ -527,6 +683,8 @@ impl<'de> de::Deserializer<'de> for DataDeserializer<'de, '_> {
         match self.0 {
             LeafBytes::Input(bytes) => visitor.visit_borrowed_bytes(bytes),
             LeafBytes::Side(bytes) => visitor.visit_bytes(bytes),
+            LeafBytes::Read(bytes) => visitor.visit_byte_buf(bytes),
+            LeafBytes::File { file, start, end } => visitor.visit_seq(FileChunks { file, at: start, end }),
             LeafBytes::Converted(bytes) => visitor.visit_byte_buf(bytes),
             LeafBytes::Taken => Err(Error::msg("tensor data read twice")),
         }

@@ -201,6 +201,16 @@ impl<'de> LeafData<'de> for OwnedBytes {
     fn transient(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
         Ok(bytes.to_vec())
     }
+    type Pieces = Vec<u8>;
+    fn pieces(len: Option<usize>) -> Vec<u8> {
+        crate::pages::buffer(len.unwrap_or(0))
+    }
+    fn push(pieces: &mut Vec<u8>, bytes: &[u8]) {
+        pieces.extend_from_slice(bytes)
+    }
+    fn finish(pieces: Vec<u8>) -> Result<Vec<u8>, DecodeError> {
+        Ok(pieces)
+    }
     fn check(dtype: Dtype, shape: &[usize], data: &Vec<u8>) -> Result<(), String> {
         check_bytes(dtype, shape, data.len())
     }
@@ -216,6 +226,16 @@ impl<'de> LeafData<'de> for BorrowedBytes {
     }
     fn transient(bytes: &[u8]) -> Result<Cow<'de, [u8]>, DecodeError> {
         Ok(Cow::Owned(bytes.to_vec()))
+    }
+    type Pieces = Vec<u8>;
+    fn pieces(len: Option<usize>) -> Vec<u8> {
+        crate::pages::buffer(len.unwrap_or(0))
+    }
+    fn push(pieces: &mut Vec<u8>, bytes: &[u8]) {
+        pieces.extend_from_slice(bytes)
+    }
+    fn finish(pieces: Vec<u8>) -> Result<Cow<'de, [u8]>, DecodeError> {
+        Ok(Cow::Owned(pieces))
     }
     fn check(dtype: Dtype, shape: &[usize], data: &Cow<'de, [u8]>) -> Result<(), String> {
         check_bytes(dtype, shape, data.len())

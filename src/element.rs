@@ -4,14 +4,12 @@ use std::borrow::Cow;
 
 use bytemuck::{CheckedBitPattern, NoUninit};
 
+use crate::pages::Filler;
 use crate::{bf16, f16, Dtype};
 
 mod sealed {
-    /// Keeps `Element` to the types the format defines, and holds the per-type decoding.
-    pub trait Sealed: Sized {
-        /// Copies little-endian bytes into elements, for a host of byte order `host`.
-        fn vec_from_le(bytes: &[u8], host: super::Endian) -> Result<Vec<Self>, super::DecodeError>;
-    }
+    /// Keeps `Element` to the types the format defines.
+    pub trait Sealed {}
 }
 
 /// A Rust type that stores one element of a safetensors dtype: `bool`, `u8`..`u64`, `i8`..`i64`,
@@ -28,11 +26,7 @@ pub trait Element:
 
 macro_rules! elements {
     ($($ty:ty => $dtype:ident),* $(,)?) => {$(
-        impl sealed::Sealed for $ty {
-            fn vec_from_le(bytes: &[u8], host: Endian) -> Result<Vec<Self>, DecodeError> {
-                pod_vec_from_le(bytes, host)
-            }
-        }
+        impl sealed::Sealed for $ty {}
         impl Element for $ty {
             const DTYPE: Dtype = Dtype::$dtype;
         }
@@ -44,19 +38,8 @@ elements! {
     u64 => U64, i64 => I64, f16 => F16, bf16 => BF16, f32 => F32, f64 => F64,
 }
 
-impl sealed::Sealed for bool {
-    fn vec_from_le(bytes: &[u8], _host: Endian) -> Result<Vec<Self>, DecodeError> {
-        // Not every byte is a bool: each is checked.
-        bytes
-            .iter()
-            .map(|&b| match b {
-                0 => Ok(false),
-                1 => Ok(true),
-                _ => Err(DecodeError::Invalid),
-            })
-            .collect()
-    }
-}
+// Not every byte is a bool: loads check each (`CheckedBitPattern`).
+impl sealed::Sealed for bool {}
 
 impl Element for bool {
     const DTYPE: Dtype = Dtype::BOOL;
@@ -117,25 +100,62 @@ pub enum DecodeError {
     Invalid,
 }
 
-/// Copies little-endian bytes into a new `Vec<T>`.
+/// Copies little-endian bytes into a new `Vec<T>`, each byte once, into memory not zeroed first.
 pub(crate) fn vec_from_le_bytes<T: Element>(bytes: &[u8]) -> Result<Vec<T>, DecodeError> {
-    T::vec_from_le(bytes, HOST)
+    vec_from_le_bytes_on(bytes, HOST)
 }
 
-/// Copies little-endian bytes into a new vector of numbers, any bit pattern of which is valid, on
-/// a host of byte order `host`.
-fn pod_vec_from_le<T: bytemuck::Pod>(bytes: &[u8], host: Endian) -> Result<Vec<T>, DecodeError> {
+/// [`vec_from_le_bytes`] on a host of byte order `host`.
+fn vec_from_le_bytes_on<T: Element>(bytes: &[u8], host: Endian) -> Result<Vec<T>, DecodeError> {
     let size = std::mem::size_of::<T>();
     if bytes.len() % size != 0 {
         return Err(DecodeError::Length);
     }
-    let mut out: Vec<T> = vec![T::zeroed(); bytes.len() / size];
-    let out_bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out);
-    out_bytes.copy_from_slice(bytes);
-    if host == Endian::Big {
-        swap_byte_order(out_bytes, size);
+    let mut filler = Filler::new(bytes.len() / size);
+    filler.push(bytes);
+    filler.finish(host)
+}
+
+/// Elements from little-endian bytes that arrive in pieces (a file read in chunks): straight into
+/// the vector when the total length is known, else gathered first.
+pub(crate) enum Pieces<T> {
+    Known(Filler<T>),
+    Unknown(Vec<u8>),
+    /// More bytes than the known length.
+    Overflow,
+}
+
+impl<T: Element> Pieces<T> {
+    /// For `len` bytes in all, if known.
+    pub(crate) fn new(len: Option<usize>) -> Self {
+        let size = std::mem::size_of::<T>();
+        match len {
+            Some(len) if len % size == 0 => Pieces::Known(Filler::new(len / size)),
+            _ => Pieces::Unknown(Vec::new()),
+        }
     }
-    Ok(out)
+
+    /// Appends the next bytes.
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        match self {
+            Pieces::Known(filler) => {
+                if !filler.push(bytes) {
+                    *self = Pieces::Overflow;
+                }
+            }
+            Pieces::Unknown(all) => all.extend_from_slice(bytes),
+            Pieces::Overflow => {}
+        }
+    }
+
+    /// The elements.
+    pub(crate) fn finish(self) -> Result<Vec<T>, DecodeError> {
+        match self {
+            Pieces::Known(filler) => filler.finish(HOST),
+            Pieces::Unknown(all) => vec_from_le_bytes(&all),
+            Pieces::Overflow => Err(DecodeError::Length),
+        }
+    }
 }
 
 /// Views little-endian bytes as `&[T]` without copying where the host is little-endian and the
@@ -153,7 +173,7 @@ fn slice_from_le_bytes_on<T: Element>(bytes: &[u8], host: Endian) -> Result<Cow<
             Err(_) => {} // misaligned or odd length: the copy below sorts them out
         }
     }
-    T::vec_from_le(bytes, host).map(Cow::Owned)
+    vec_from_le_bytes_on(bytes, host).map(Cow::Owned)
 }
 
 #[cfg(test)]
@@ -203,7 +223,7 @@ mod tests {
             // Writing: whatever the host holds, the file gets little-endian bytes.
             assert_eq!(&*to_le_bytes_on(&[native, native], host), [le, le].concat(), "{host:?}");
             // Reading: little-endian bytes become what the host holds for `value`.
-            let read: Vec<T> = pod_vec_from_le(&[le, le].concat(), host).unwrap();
+            let read: Vec<T> = vec_from_le_bytes_on(&[le, le].concat(), host).unwrap();
             assert_eq!(
                 bytemuck::cast_slice::<T, u8>(&read),
                 bytemuck::cast_slice::<T, u8>(&[native, native]),

@@ -54,18 +54,23 @@ pub(crate) struct Header {
 impl Header {
     /// Parses the header of a whole file held in `bytes` and checks the entries against the data.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Header> {
-        let header_len = read_header_len(bytes)?;
-        if bytes.len() as u64 - (LEN_BYTES as u64) < header_len {
+        Self::parse_head(bytes, bytes.len())
+    }
+
+    /// Parses the header from `head`, the start of a file of `file_len` bytes, and checks the
+    /// entries against the data. `head` holds the length prefix and the header, or is the whole
+    /// file if that is shorter: [`data_start`] tells how much to read.
+    pub(crate) fn parse_head(head: &[u8], file_len: usize) -> Result<Header> {
+        let data_start = data_start(head)?;
+        if head.len() < data_start {
             return Err(Error::Truncated {
                 what: "the header",
-                needed: LEN_BYTES as u64 + header_len,
-                found: bytes.len() as u64,
+                needed: data_start as u64,
+                found: head.len() as u64,
             });
         }
-        // The header lies within `bytes`, so its end fits a usize.
-        let data_start = LEN_BYTES + header_len as usize;
-        let mut header = Self::parse_json(&bytes[LEN_BYTES..data_start])?;
-        header.check_coverage(bytes.len() - data_start)?;
+        let mut header = Self::parse_json(&head[LEN_BYTES..data_start])?;
+        header.check_coverage(file_len - data_start)?;
         // From here on, offsets are within the whole file.
         for entry in &mut header.entries {
             entry.start += data_start;
@@ -147,6 +152,12 @@ impl Header {
             }),
         }
     }
+}
+
+/// Where the data starts in a file that starts with `prefix` (at least its 8 length bytes).
+pub(crate) fn data_start(prefix: &[u8]) -> Result<usize> {
+    // The length is capped at MAX_HEADER_LEN, so the cast and the sum cannot overflow.
+    Ok(LEN_BYTES + read_header_len(prefix)? as usize)
 }
 
 /// Reads and caps the header length.

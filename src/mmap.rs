@@ -11,18 +11,26 @@ use crate::{Deserializer, Options, Params, Result};
 
 /// A safetensors file mapped into memory.
 ///
-/// [`TensorView`](crate::TensorView) leaves loaded from it borrow the mapping (the file's layout
-/// aligns every tensor for its dtype, and the mapping starts on a page), so a load costs the header
-/// and touches no tensor data; pages are read from disk when, and if, a tensor is read.
+/// [`TensorView`](crate::TensorView) leaves loaded from it borrow the mapping (the reference
+/// layout aligns every tensor for its dtype, and the mapping starts on a page), so a load costs the
+/// header and touches no tensor data; pages are read from disk when, and if, a tensor is read. (A
+/// tensor that a file does not align is copied instead; [`TensorView::is_borrowed`](crate::TensorView::is_borrowed)
+/// tells.) Owned [`Tensor`](crate::Tensor) leaves copy their data out of the mapping as they load.
 ///
 /// # Soundness
 ///
-/// A mapping shows the file as it is *now*: if another process writes to the file, or truncates
-/// it, while the mapping lives, the views change under the program or reading them faults
-/// (`SIGBUS`). Rust cannot rule that out, so [`MappedFile::open`] is `unsafe`: its caller promises
-/// that the file is not modified while the `MappedFile` lives. Files written by this crate are
-/// never modified in place (a new file is renamed over the old one, which leaves existing
-/// mappings of the old file intact), so mapping checkpoints that only this crate writes is sound.
+/// What the compiler checks: views borrow the `MappedFile`, so it cannot be dropped (unmapped)
+/// while any view lives.
+///
+/// What it cannot check: a mapping shows the file as it is *now*. If the file is written to or
+/// truncated while mapped, by this process or another, the views' contents change under the
+/// program (for Rust, undefined behaviour: `&[T]` promises that its contents do not change), or
+/// reading them faults (`SIGBUS`, also the fate of a read error on a mapped page). So
+/// [`MappedFile::open`] is `unsafe`, and its caller promises that the file is not modified while
+/// the `MappedFile` lives. Files written by this crate are never modified in place: `to_file`
+/// writes a new file and renames it over the old one, which leaves existing mappings of the old
+/// file intact. Mapping checkpoints that only this crate writes is therefore sound; where other
+/// programs may rewrite a file in place, use [`from_file`](crate::from_file), which reads it.
 ///
 /// ```
 /// # use safejax::{MappedFile, Params, TensorView};

@@ -98,9 +98,10 @@ impl Options {
         Deserializer::with_options(bytes, self.clone())?.deserialize()
     }
 
-    /// Reads params from the file at `path`.
+    /// Reads params from the file at `path`: the header, then each tensor when its leaf is built,
+    /// in chunks copied straight into the leaf, so that memory never holds the file besides the
+    /// params. (Loading views instead, from a [`MappedFile`](crate::MappedFile), reads nothing.)
     pub fn from_file<T: DeserializeOwned + Params>(&self, path: impl AsRef<Path>) -> Result<T> {
-        let bytes = std::fs::read(path)?;
-        self.from_bytes(&bytes)
+        Deserializer::from_file(std::fs::File::open(path)?, self.clone())?.deserialize()
     }
 }

@@ -12,7 +12,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::element::{slice_from_le_bytes, to_le_bytes, vec_from_le_bytes, DecodeError, Element};
+use crate::element::{slice_from_le_bytes, to_le_bytes, vec_from_le_bytes, DecodeError, Element, Pieces};
 use crate::schema::{LeafSchema, Schema};
 use crate::{bf16, f16, Dtype, Error, Params, Result};
 
@@ -267,6 +267,11 @@ pub(crate) trait LeafData<'de>: Sized {
     fn borrowed(bytes: &'de [u8]) -> Result<Self::Data, DecodeError>;
     /// Bytes lent only for the call.
     fn transient(bytes: &[u8]) -> Result<Self::Data, DecodeError>;
+    /// Gathers bytes that arrive in pieces (`len` in all, when known) into data.
+    type Pieces;
+    fn pieces(len: Option<usize>) -> Self::Pieces;
+    fn push(pieces: &mut Self::Pieces, bytes: &[u8]);
+    fn finish(pieces: Self::Pieces) -> Result<Self::Data, DecodeError>;
     /// Whether `data` is what a tensor of `dtype` and `shape` holds.
     fn check(dtype: Dtype, shape: &[usize], data: &Self::Data) -> Result<(), String>;
     /// What the leaf is, for messages.
@@ -293,6 +298,16 @@ impl<'de, T: Element> LeafData<'de> for Owned<T> {
     fn transient(bytes: &[u8]) -> Result<Vec<T>, DecodeError> {
         vec_from_le_bytes(bytes)
     }
+    type Pieces = Pieces<T>;
+    fn pieces(len: Option<usize>) -> Pieces<T> {
+        Pieces::new(len)
+    }
+    fn push(pieces: &mut Pieces<T>, bytes: &[u8]) {
+        pieces.push(bytes)
+    }
+    fn finish(pieces: Pieces<T>) -> Result<Vec<T>, DecodeError> {
+        pieces.finish()
+    }
     fn check(dtype: Dtype, shape: &[usize], data: &Vec<T>) -> Result<(), String> {
         check_typed::<T>(dtype, shape, data.len())
     }
@@ -309,6 +324,16 @@ impl<'de, T: Element> LeafData<'de> for Borrowed<T> {
     fn transient(bytes: &[u8]) -> Result<Cow<'de, [T]>, DecodeError> {
         vec_from_le_bytes(bytes).map(Cow::Owned)
     }
+    type Pieces = Pieces<T>;
+    fn pieces(len: Option<usize>) -> Pieces<T> {
+        Pieces::new(len)
+    }
+    fn push(pieces: &mut Pieces<T>, bytes: &[u8]) {
+        pieces.push(bytes)
+    }
+    fn finish(pieces: Pieces<T>) -> Result<Cow<'de, [T]>, DecodeError> {
+        pieces.finish().map(Cow::Owned)
+    }
     fn check(dtype: Dtype, shape: &[usize], data: &Cow<'de, [T]>) -> Result<(), String> {
         check_typed::<T>(dtype, shape, data.len())
     }
@@ -324,9 +349,13 @@ fn decode_error<E: de::Error>(err: DecodeError) -> E {
     }
 }
 
-/// Deserializes the `data` field: bytes in one piece, or (from self-describing formats that write
-/// bytes as a list) a sequence of bytes.
-struct DataSeed<L>(PhantomData<L>);
+/// Deserializes the `data` field: bytes in one piece, or a sequence of pieces, each bytes (a file
+/// read in chunks) or one byte (self-describing formats that write bytes as a list). `len` is the
+/// data's size, when the dtype and shape came first.
+struct DataSeed<L> {
+    len: Option<usize>,
+    leaf: PhantomData<L>,
+}
 
 impl<'de, L: LeafData<'de>> DeserializeSeed<'de> for DataSeed<L> {
     type Value = L::Data;
@@ -347,11 +376,41 @@ impl<'de, L: LeafData<'de>> Visitor<'de> for DataSeed<L> {
         L::transient(v).map_err(decode_error)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<L::Data, A::Error> {
-        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
-        while let Some(b) = seq.next_element::<u8>()? {
-            bytes.push(b);
-        }
-        L::transient(&bytes).map_err(decode_error)
+        let mut pieces = L::pieces(self.len);
+        let mut push = |bytes: &[u8]| L::push(&mut pieces, bytes);
+        while seq.next_element_seed(PieceSeed(&mut push))?.is_some() {}
+        L::finish(pieces).map_err(decode_error)
+    }
+}
+
+/// One piece of the `data` field, handed to the closure: bytes, or one byte as a number.
+struct PieceSeed<'p, F>(&'p mut F);
+
+impl<'de, F: FnMut(&[u8])> DeserializeSeed<'de> for PieceSeed<'_, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_u8(self)
+    }
+}
+
+impl<'de, F: FnMut(&[u8])> Visitor<'de> for PieceSeed<'_, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte or bytes")
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<(), E> {
+        (self.0)(v);
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        let byte = u8::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))?;
+        (self.0)(&[byte]);
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        let byte = u8::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))?;
+        (self.0)(&[byte]);
+        Ok(())
     }
 }
 
@@ -371,7 +430,13 @@ impl<'de, L: LeafData<'de>> Visitor<'de> for LeafVisitor<L> {
             match &*field {
                 FIELD_DTYPE => dtype = Some(map.next_value::<Dtype>()?),
                 FIELD_SHAPE => shape = Some(map.next_value::<Vec<usize>>()?),
-                FIELD_DATA => data = Some(map.next_value_seed(DataSeed::<L>(PhantomData))?),
+                FIELD_DATA => {
+                    let len = match (dtype, &shape) {
+                        (Some(dtype), Some(shape)) => element_count(shape).and_then(|n| dtype.byte_len(n)),
+                        _ => None,
+                    };
+                    data = Some(map.next_value_seed(DataSeed::<L> { len, leaf: PhantomData })?)
+                }
                 other => return Err(de::Error::unknown_field(other, FIELDS)),
             }
         }

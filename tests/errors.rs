@@ -264,3 +264,42 @@ fn truncated_and_malformed_files() {
         "invalid layout: 1 trailing byte after the last tensor"
     );
 }
+
+#[test]
+fn from_file_reads_and_fails_as_from_bytes_does() {
+    let bytes = variables_bf16();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.safetensors");
+    let mut long = bytes.clone();
+    long.push(0);
+    let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let cases: Vec<&[u8]> = vec![
+        &[],
+        &bytes[..3],
+        &bytes[..8],
+        &bytes[..header_end - 1],
+        &bytes[..header_end],
+        &bytes[..bytes.len() - 1],
+        &long,
+    ];
+    for case in cases {
+        std::fs::write(&path, case).unwrap();
+        assert_eq!(
+            message(safejax::from_file::<Variables<bf16>>(&path)),
+            message(safejax::from_bytes::<Variables<bf16>>(case)),
+            "{} bytes",
+            case.len()
+        );
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let from_file: Variables<bf16> = safejax::from_file(&path).unwrap();
+    assert!(safejax::to_bytes(&from_file).unwrap() == bytes);
+    // Converted on the way, and the same errors.
+    let opts = Options::new().convert_dtypes(true);
+    let converted: Variables<f32> = opts.from_file(&path).unwrap();
+    assert_eq!(converted.params.dense_0.kernel.as_slice(), &[1.0, 0.0]);
+    assert_eq!(
+        message(safejax::from_file::<Variables<f32>>(&path)),
+        message(safejax::from_bytes::<Variables<f32>>(&bytes))
+    );
+}

@@ -326,3 +326,61 @@ fn files_and_writers() {
     // Only the target is left in the directory: the temporary file was renamed over it.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+/// `from_file` reads tensors over 1 MiB in chunks, straight into the leaves: the values, the
+/// dtype checks and conversions, and bool validation are those of `from_bytes`.
+#[test]
+fn from_file_reads_large_tensors_in_chunks() {
+    use safejax::{DynTensor, Value};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize, Params)]
+    struct Big {
+        wide: Tensor<f64>,
+        odd: Tensor<u16>,
+        flags: Tensor<bool>,
+        small: Tensor<f32>,
+    }
+    // Sizes that split elements across chunk boundaries only where elements allow it.
+    let n64 = (1 << 18) + 3; // 2 MiB + 24 bytes of f64
+    let n16 = (3 << 19) + 1; // 3 MiB + 2 bytes of u16
+    let big = Big {
+        wide: Tensor::new(vec![n64], (0..n64).map(|i| i as f64 * 0.5).collect()).unwrap(),
+        odd: Tensor::new(vec![n16], (0..n16).map(|i| (i * 7) as u16).collect()).unwrap(),
+        flags: Tensor::new(vec![3 << 19], (0..3 << 19).map(|i| i % 3 == 0).collect()).unwrap(),
+        small: Tensor::new(vec![3], vec![1.0, 2.0, 3.0]).unwrap(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.safetensors");
+    safejax::to_file(&path, &big).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+
+    let back: Big = safejax::from_file(&path).unwrap();
+    assert!(back == big);
+    let value: Value = safejax::from_file(&path).unwrap();
+    assert!(value == safejax::from_bytes::<Value>(&bytes).unwrap());
+    let flat: std::collections::BTreeMap<String, DynTensor> = safejax::from_file(&path).unwrap();
+    assert_eq!(flat["odd"].shape(), &[n16]);
+
+    // A large tensor converted on the way.
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    struct Narrow {
+        wide: Tensor<f32>,
+        odd: Tensor<u16>,
+        flags: Tensor<bool>,
+        small: Tensor<f32>,
+    }
+    let narrow: Narrow = Options::new().convert_dtypes(true).from_file(&path).unwrap();
+    assert_eq!(narrow.wide.as_slice()[n64 - 1], (n64 - 1) as f32 * 0.5);
+
+    // A byte that is not a bool, far into a large tensor, is found as from_bytes finds it.
+    let mut bad = bytes.clone();
+    let header_len = u64::from_le_bytes(bad[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bad[8..8 + header_len]).unwrap();
+    let start = 8 + header_len + header["flags"]["data_offsets"][0].as_u64().unwrap() as usize;
+    bad[start + (3 << 19) - 5] = 7;
+    std::fs::write(&path, &bad).unwrap();
+    let from_file = safejax::from_file::<Big>(&path).unwrap_err().to_string();
+    let from_bytes = safejax::from_bytes::<Big>(&bad).unwrap_err().to_string();
+    assert_eq!(from_file, from_bytes);
+    assert!(from_file.contains("BOOL"), "{from_file}");
+}
