@@ -1,6 +1,7 @@
 //! The serde `Deserializer`: builds a value from a file whose entries were first matched to the
 //! type's schema (see `resolve.rs`). Tensor bytes go to the leaf in one piece, borrowed from the
-//! input where the leaf can borrow them.
+//! input where the leaf can borrow them, or, read from a file (`from_file`), in chunks that the
+//! leaf copies as they come.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -40,7 +41,7 @@ use crate::{Dtype, Error, Options, Params, Result};
 pub struct Deserializer<'de> {
     /// The inputs the entries point into: one file, or the shards of a checkpoint.
     inputs: Vec<&'de [u8]>,
-    /// Or the file that entries are read from, one tensor at a time (`from_file`).
+    /// Or the file that entries are read from, when a leaf needs them (`from_file`).
     file: Option<FileInput>,
     header: Header,
     options: Options,
@@ -264,9 +265,8 @@ impl LeafBytes<'_, '_> {
 impl<'de, 'h> Ctx<'de, 'h> {
     fn leaf(&self, index: usize, schema: &LeafSchema) -> Result<LeafData<'de, 'h>> {
         let entry: &'h Entry = &self.header.entries[index];
-        let raw = match entry.span {
-            Span::Input(_) if self.file.is_some() => {
-                let file = self.file.expect("checked");
+        let raw = match (entry.span, self.file) {
+            (Span::Input(_), Some(file)) => {
                 let convert = schema.dtype.is_some_and(|d| d != entry.dtype);
                 if convert || entry.shape.is_empty() {
                     LeafBytes::Read(file.read_all(entry.start, entry.end)?)
@@ -278,8 +278,8 @@ impl<'de, 'h> Ctx<'de, 'h> {
                     }
                 }
             }
-            Span::Input(n) => LeafBytes::Input(&self.inputs[n][entry.start..entry.end]),
-            Span::Side => LeafBytes::Side(&self.header.side[entry.start..entry.end]),
+            (Span::Input(n), None) => LeafBytes::Input(&self.inputs[n][entry.start..entry.end]),
+            (Span::Side, _) => LeafBytes::Side(&self.header.side[entry.start..entry.end]),
         };
         if let Some(rank) = schema.rank {
             if entry.shape.len() != rank {
