@@ -25,26 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import traceback
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
+from checks import CheckError, ensure, run_checks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FIXTURES = ROOT / "tests" / "fixtures"
 FORMULA_SUFFIX = ".formula.safetensors"
-
-
-class CheckError(Exception):
-    pass
-
-
-def ensure(cond: bool, msg: str) -> None:
-    if not cond:
-        raise CheckError(msg)
 
 
 def describe_diff(got: bytes, want: bytes) -> str:
@@ -183,20 +174,11 @@ def main() -> int:
         print(f"error: no <model>.safetensors or <model>{FORMULA_SUFFIX} files in {args.dir}", file=sys.stderr)
         return 1
 
-    passed = failed = 0
-    for path, model, kind in jobs:
-        try:
-            detail = check_plain(model, path, args.fixtures) if kind == "fixture" else check_formula(model, path)
-            print(f"PASS {path.name} [{model.framework}, {kind}]: {detail}")
-            passed += 1
-        except Exception as e:  # noqa: BLE001 - report every file
-            msg = str(e) if isinstance(e, CheckError) else f"{type(e).__name__}: {e}"
-            print(f"FAIL {path.name} [{model.framework}, {kind}]: {msg}")
-            if args.verbose and not isinstance(e, CheckError):
-                traceback.print_exc()
-            failed += 1
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    def check(path: Path, model, kind: str):
+        return lambda: check_plain(model, path, args.fixtures) if kind == "fixture" else check_formula(model, path)
+
+    labelled = [(f"{path.name} [{model.framework}, {kind}]", check(path, model, kind)) for path, model, kind in jobs]
+    return run_checks(labelled, args.verbose)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import re
 import shutil
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hf_bert  # noqa: E402  (sets HF_HUB_OFFLINE=1 before transformers is imported)
 import models  # noqa: E402
 import msgpack_cases  # noqa: E402
-from check_rust_msgpack import CheckError, check_leaves, ensure  # noqa: E402
+from check_rust_msgpack import check_leaves  # noqa: E402
+from checks import CheckError, ensure, run_checks  # noqa: E402
 
 import flax.serialization  # noqa: E402
 import safetensors.flax  # noqa: E402
@@ -292,21 +292,13 @@ def main() -> int:
         print(f"error: no {'/, '.join(CHECKS)}/ subdirectory in {args.dir}", file=sys.stderr)
         return 1
 
-    passed = failed = 0
-    for sub in jobs:
-        try:
+    def check(sub: Path):
+        def run() -> str:
             ensure((sub / "config.json").is_file(), "no config.json (from_pretrained needs it beside the weights)")
-            detail = CHECKS[sub.name](sub, fx, args.fixtures / sub.name)
-            print(f"PASS {sub.name}/: {detail}")
-            passed += 1
-        except Exception as e:  # noqa: BLE001 - report every directory
-            msg = str(e) if isinstance(e, CheckError) else f"{type(e).__name__}: {e}"
-            print(f"FAIL {sub.name}/: {msg}")
-            if args.verbose and not isinstance(e, CheckError):
-                traceback.print_exc()
-            failed += 1
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+            return CHECKS[sub.name](sub, fx, args.fixtures / sub.name)
+        return run
+
+    return run_checks([(f"{sub.name}/", check(sub)) for sub in jobs], args.verbose)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -30,20 +29,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import msgpack_cases  # noqa: E402
 import models  # noqa: E402
+from checks import CheckError, ensure, run_checks  # noqa: E402
 
 import flax.serialization  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FIXTURES = ROOT / "tests" / "fixtures" / "msgpack"
-
-
-class CheckError(Exception):
-    pass
-
-
-def ensure(cond: bool, msg: str) -> None:
-    if not cond:
-        raise CheckError(msg)
 
 
 def check_leaves(what: str, flat: dict, fx: dict, fx_name: str) -> None:
@@ -145,20 +136,10 @@ def main() -> int:
         print(f"error: no <case>.msgpack files in {args.dir}", file=sys.stderr)
         return 1
 
-    passed = failed = 0
-    for path, case in jobs:
-        try:
-            detail = check_file(case, path, args.fixtures)
-            print(f"PASS {path.name}: {detail}")
-            passed += 1
-        except Exception as e:  # noqa: BLE001 - report every file
-            msg = str(e) if isinstance(e, CheckError) else f"{type(e).__name__}: {e}"
-            print(f"FAIL {path.name}: {msg}")
-            if args.verbose and not isinstance(e, CheckError):
-                traceback.print_exc()
-            failed += 1
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_checks(
+        [(path.name, lambda path=path, case=case: check_file(case, path, args.fixtures)) for path, case in jobs],
+        args.verbose,
+    )
 
 
 if __name__ == "__main__":
