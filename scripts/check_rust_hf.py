@@ -27,7 +27,6 @@ when DIR holds no subdirectory to check.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import re
@@ -43,7 +42,7 @@ import hf_bert  # noqa: E402  (sets HF_HUB_OFFLINE=1 before transformers is impo
 import models  # noqa: E402
 import msgpack_cases  # noqa: E402
 from check_rust_msgpack import check_leaves  # noqa: E402
-from checks import CheckError, ensure, run_checks  # noqa: E402
+from checks import CheckError, ensure, parse_args, run_checks  # noqa: E402
 
 import flax.serialization  # noqa: E402
 import safetensors.flax  # noqa: E402
@@ -270,15 +269,7 @@ assert list(sorted(CHECKS)) == sorted(hf_bert.VARIANTS)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dir", type=Path, help="directory holding the subdirectories the Rust crate wrote")
-    ap.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES,
-                    help=f"fixture directory with expected.json (default {DEFAULT_FIXTURES})")
-    ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
-    args = ap.parse_args()
-    if not args.dir.is_dir():
-        print(f"error: {args.dir} is not a directory", file=sys.stderr)
-        return 2
+    args = parse_args(__doc__, "directory holding the subdirectories the Rust crate wrote", DEFAULT_FIXTURES, "fixture directory with expected.json")
     fx = json.loads((args.fixtures / "expected.json").read_text())
     check_inputs_match(fx)
 

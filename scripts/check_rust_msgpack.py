@@ -19,7 +19,6 @@ holds no file to check.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import msgpack_cases  # noqa: E402
 import models  # noqa: E402
-from checks import CheckError, ensure, run_checks  # noqa: E402
+from checks import CheckError, ensure, parse_args, run_checks  # noqa: E402
 
 import flax.serialization  # noqa: E402
 
@@ -115,15 +114,7 @@ def check_file(case: msgpack_cases.Case, path: Path, fixtures: Path) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dir", type=Path, help="directory holding the <name>.msgpack files the Rust crate wrote")
-    ap.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES,
-                    help=f"fixture directory (default {DEFAULT_FIXTURES})")
-    ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
-    args = ap.parse_args()
-    if not args.dir.is_dir():
-        print(f"error: {args.dir} is not a directory", file=sys.stderr)
-        return 2
+    args = parse_args(__doc__, "directory holding the <name>.msgpack files the Rust crate wrote", DEFAULT_FIXTURES, "fixture directory")
 
     jobs = []
     for path in sorted(args.dir.glob("*.msgpack")):

@@ -3,7 +3,10 @@ file, prints one line each and the closing `N passed, M failed`."""
 
 from __future__ import annotations
 
+import argparse
+import sys
 import traceback
+from pathlib import Path
 from typing import Callable, Iterable
 
 
@@ -32,3 +35,18 @@ def run_checks(jobs: Iterable[tuple[str, Callable[[], str]]], verbose: bool) -> 
             failed += 1
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+def parse_args(doc: str, dir_help: str, default_fixtures: Path, fixtures_help: str) -> argparse.Namespace:
+    """The checkers' common command line: DIR, --fixtures, -v. Exits with status 2 if DIR is not a
+    directory."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dir", type=Path, help=dir_help)
+    ap.add_argument("--fixtures", type=Path, default=default_fixtures,
+                    help=f"{fixtures_help} (default {default_fixtures})")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
+    args = ap.parse_args()
+    if not args.dir.is_dir():
+        print(f"error: {args.dir} is not a directory", file=sys.stderr)
+        sys.exit(2)
+    return args
