@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
-from checks import CheckError, ensure, parse_args, run_checks  # noqa: E402
+from checks import CheckError, ensure, ensure_same_keys, parse_args, run_checks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FIXTURES = ROOT / "tests" / "fixtures"
@@ -72,9 +72,7 @@ def check_same_bytes(what: str, got: bytes, want: bytes) -> None:
 def check_header(data: bytes, want: dict) -> dict:
     """want: {key: (dtype name, shape)}; returns the parsed tensors."""
     meta, tensors = models.read_safetensors(data)
-    missing = sorted(set(want) - set(tensors))
-    extra = sorted(set(tensors) - set(want))
-    ensure(not missing and not extra, f"keys differ: missing {missing}, unexpected {extra}")
+    ensure_same_keys("keys", tensors, want)
     for k, (dt, shape) in want.items():
         fdt, fshape, _ = tensors[k]
         ensure(fdt == dt, f"`{k}`: dtype {fdt}, expected {dt}")
@@ -121,9 +119,7 @@ def check_formula(model: models.Model, path: Path) -> str:
 
     tree = model.load(path)
     lflat = {k: np.asarray(v) for k, v in model.to_flat(tree).items()}
-    missing = sorted(set(fflat) - set(lflat))
-    extra = sorted(set(lflat) - set(fflat))
-    ensure(not missing and not extra, f"loaded tree keys differ: missing {missing}, unexpected {extra}")
+    ensure_same_keys("loaded tree keys", lflat, fflat)
     for k, want in fflat.items():
         got = lflat[k]
         ensure(got.dtype == want.dtype, f"`{k}`: loaded dtype {got.dtype}, formula {want.dtype}")

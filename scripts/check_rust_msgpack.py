@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import msgpack_cases  # noqa: E402
 import models  # noqa: E402
-from checks import CheckError, ensure, parse_args, run_checks  # noqa: E402
+from checks import CheckError, ensure, ensure_same_keys, parse_args, run_checks  # noqa: E402
 
 import flax.serialization  # noqa: E402
 
@@ -39,9 +39,7 @@ DEFAULT_FIXTURES = ROOT / "tests" / "fixtures" / "msgpack"
 def check_leaves(what: str, flat: dict, fx: dict, fx_name: str) -> None:
     """flat: {key: leaf} against the fixture's tensors: keys, dtypes, shapes, values exactly."""
     want = fx["tensors"]
-    missing = sorted(set(want) - set(flat))
-    extra = sorted(set(flat) - set(want))
-    ensure(not missing and not extra, f"{what}: keys differ: missing {missing}, unexpected {extra}")
+    ensure_same_keys(f"{what}: keys", flat, want)
     for k, e in want.items():
         leaf = flat[k]
         ensure(isinstance(leaf, (np.ndarray, np.generic)),
@@ -49,7 +47,10 @@ def check_leaves(what: str, flat: dict, fx: dict, fx_name: str) -> None:
         got = np.asarray(leaf)
         dt = models.st_dtype_name(got.dtype) if got.dtype in models.ST_DTYPES.values() else str(got.dtype)
         ensure(dt == e["dtype"], f"{what}: `{k}`: dtype {dt}, expected {e['dtype']}")
-        ensure(list(got.shape) == e["shape"], f"{what}: `{k}`: shape {list(got.shape)}, expected {e['shape']}")
+        transposed = " (the expected shape reversed: transposed?)" if got.ndim > 1 and \
+            list(got.shape)[::-1] == e["shape"] else ""
+        ensure(list(got.shape) == e["shape"],
+               f"{what}: `{k}`: shape {list(got.shape)}, expected {e['shape']}{transposed}")
         if got.dtype.kind in "iub":
             ref = np.asarray(e["values"], dtype=got.dtype).reshape(e["shape"])
             same = np.array_equal(got, ref)
@@ -59,8 +60,10 @@ def check_leaves(what: str, flat: dict, fx: dict, fx_name: str) -> None:
         if not same:
             bad = np.flatnonzero(got.astype(np.float64).reshape(-1) != ref.astype(np.float64).reshape(-1))
             j = int(bad[0]) if bad.size else 0
+            transposed = got.ndim > 1 and np.array_equal(got.astype(np.float64).T, ref.astype(np.float64))
+            hint = " (it holds the expected tensor transposed)" if transposed else ""
             raise CheckError(f"{what}: `{k}`: value at flat index {j} is {got.reshape(-1)[j]}, {fx_name} has "
-                             f"{ref.reshape(-1)[j]}")
+                             f"{ref.reshape(-1)[j]}{hint}")
 
 
 def encoding_notes(data: bytes, fx: dict, fixture_bytes: bytes | None) -> str:

@@ -19,6 +19,20 @@ def ensure(cond: bool, msg: str) -> None:
         raise CheckError(msg)
 
 
+def few(names: list, shown: int = 5) -> str:
+    """'none', or the count and the first `shown` names."""
+    if not names:
+        return "none"
+    more = f", ... {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} ({', '.join(map(str, names[:shown]))}{more})"
+
+
+def ensure_same_keys(what: str, got, want) -> None:
+    """Fails naming the keys of `want` that `got` lacks and those it has beyond them (counts, the first few)."""
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    ensure(not missing and not extra, f"{what} differ: missing {few(missing)}, unexpected {few(extra)}")
+
+
 def run_checks(jobs: Iterable[tuple[str, Callable[[], str]]], verbose: bool) -> int:
     """Runs each `(label, check)`; `check` returns a detail for the PASS line or raises. Returns the
     exit status: 1 if any check failed."""
