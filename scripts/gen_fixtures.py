@@ -51,14 +51,15 @@ def array_entry(arr: np.ndarray, dtype_name: str | None = None) -> dict:
     return entry
 
 
-def dumps_fixture(doc: dict) -> str:
-    """JSON with one tensor per line (readable diffs, small files)."""
+def dumps_fixture(doc: dict, nested=("tensors",)) -> str:
+    """JSON with one entry of each `nested` top-level object per line (one tensor per line: readable diffs,
+    small files), every other top-level entry on one line."""
     compact = lambda v: json.dumps(v, separators=(", ", ": "))  # noqa: E731
     lines = ["{"]
     items = list(doc.items())
     for i, (k, v) in enumerate(items):
         comma = "," if i + 1 < len(items) else ""
-        if k == "tensors":
+        if k in nested:
             lines.append(f"  {json.dumps(k)}: {{")
             tk = list(v.items())
             for j, (name, entry) in enumerate(tk):

@@ -238,6 +238,26 @@ MODELS: Dict[str, HfModel] = {m.name: m for m in [
 ]}
 
 
+LOADS = "loads: params exact, outputs match"
+
+
+def load_outcome(m: HfModel, directory: Path, params: Arrays, outputs: Arrays) -> str:
+    """What `m.flax_cls.from_pretrained(directory)` does: its error (the directory's path shown as <dir>),
+    or whether its params are exactly `params` and its outputs `outputs` (within TOLERANCE)."""
+    try:
+        loaded = m.flax_cls.from_pretrained(directory)
+    except (OSError, NotImplementedError, ValueError) as e:
+        return f"{type(e).__name__}: {e}".replace(str(directory), "<dir>")
+    got = flat_keys(loaded.params)
+    differ = [k for k, w in params.items()
+              if k not in got or got[k].shape != w.shape or got[k].tobytes() != w.tobytes()]
+    if differ:
+        return f"loads without an error, but {len(differ)} of {len(params)} params are not the file's (random init)"
+    outs = m.run(loaded)
+    ok = all(np.allclose(outs[k], w, rtol=TOLERANCE, atol=TOLERANCE) for k, w in outputs.items())
+    return LOADS if ok else "loads: params exact, but outputs DIFFER"
+
+
 def flat_keys(params, sep: str = ".") -> Arrays:
     """{'embeddings.word_embeddings.embedding': array, ...} in the params tree order."""
     return {k: np.asarray(v) for k, v in flatten_dict(params, sep=sep).items()}
@@ -282,6 +302,6 @@ def save(variant: str, directory: Path, model, max_shard_size: int) -> None:
 
 
 __all__ = [
-    "MODELS", "HfModel", "FLAX_WEIGHTS_NAME", "FLAX_WEIGHTS_INDEX_NAME", "SAFE_WEIGHTS_NAME",
+    "MODELS", "HfModel", "LOADS", "load_outcome", "FLAX_WEIGHTS_NAME", "FLAX_WEIGHTS_INDEX_NAME", "SAFE_WEIGHTS_NAME",
     "SAFE_WEIGHTS_INDEX_NAME",
 ]
