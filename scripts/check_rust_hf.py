@@ -61,8 +61,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hf_models  # noqa: E402  (sets HF_HUB_OFFLINE=1 before transformers is imported)
 import models  # noqa: E402
 import msgpack_cases  # noqa: E402
-from check_rust_msgpack import check_leaves  # noqa: E402
-from checks import CheckError, ensure, ensure_same_keys, parse_args, run_checks  # noqa: E402
+from checks import (  # noqa: E402
+    CheckError, check_leaves, ensure, ensure_close, ensure_same_keys, parse_args, run_checks,
+)
 
 import flax.serialization  # noqa: E402
 import safetensors.flax  # noqa: E402
@@ -128,12 +129,7 @@ def check_model(what: str, m: hf_models.HfModel, model, fx: dict) -> None:
     check_leaves(f"{what} params", hf_models.flat_keys(model.params), fx, "expected.json")
     got = m.run(model)
     for k, e in fx["outputs"].items():
-        want = np.asarray(e["values"], np.float32).reshape(e["shape"])
-        ensure(got[k].shape == want.shape, f"{what}: {k} shape {list(got[k].shape)}, expected {e['shape']}")
-        try:
-            np.testing.assert_allclose(got[k], want, rtol=fx["tolerance"], atol=fx["tolerance"])
-        except AssertionError as err:
-            raise CheckError(f"{what}: {k} differs from expected.json: {err}") from None
+        ensure_close(f"{what}: {k}", got[k], e, fx["tolerance"], "expected.json")
 
 
 def check_inputs_match(m: hf_models.HfModel, fx: dict) -> None:

@@ -72,6 +72,27 @@ def dumps_fixture(doc: dict, nested=("tensors",)) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_names(ap: argparse.ArgumentParser, known: dict, what: str) -> tuple[argparse.Namespace, list]:
+    """Adds the `NAME ...` argument (default: every name of `known`) to `ap`, parses the command line, and
+    refuses names not in `known`. Shared by the fixture generators."""
+    ap.add_argument("names", nargs="*", help=f"{what} to write (default all: {', '.join(known)})")
+    args = ap.parse_args()
+    names = args.names or list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        ap.error(f"unknown {what} {unknown}; known: {list(known)}")
+    return args, names
+
+
+def write_fixture(out: Path, name: str, ext: str, data: bytes, text: str) -> int:
+    """Writes out/<name>.<ext> (the file) and out/<name>.json (its record), says so; returns their size."""
+    path, js = out / f"{name}.{ext}", out / f"{name}.json"
+    path.write_bytes(data)
+    js.write_text(text)
+    print(f"wrote {path.name} ({len(data)} B) and {js.name} ({len(text.encode())} B)")
+    return len(data) + len(text.encode())
+
+
 def build(model: models.Model):
     tree = model.init()
     data = model.save(tree)
@@ -106,22 +127,9 @@ def main() -> int:
     ap.add_argument("--formula", type=Path, metavar="DIR",
                     help="also write DIR/<name>.formula.safetensors: the formula params (see check_rust_files.py) "
                          "as Python safejax writes them")
-    ap.add_argument("names", nargs="*", help=f"models to write (default all: {', '.join(models.MODELS)})")
-    args = ap.parse_args()
-    names = args.names or list(models.MODELS)
-    unknown = [n for n in names if n not in models.MODELS]
-    if unknown:
-        ap.error(f"unknown model(s) {unknown}; known: {list(models.MODELS)}")
+    args, names = parse_names(ap, models.MODELS, "models")
     args.out.mkdir(parents=True, exist_ok=True)
-    total = 0
-    for name in names:
-        data, text = build(models.MODELS[name])
-        st, js = args.out / f"{name}.safetensors", args.out / f"{name}.json"
-        st.write_bytes(data)
-        js.write_text(text)
-        size = len(data) + len(text.encode())
-        total += size
-        print(f"wrote {st.name} ({len(data)} B) and {js.name} ({len(text.encode())} B)")
+    total = sum(write_fixture(args.out, name, "safetensors", *build(models.MODELS[name])) for name in names)
     print(f"{len(names)} fixtures, {total} bytes in all")
     if args.formula:
         args.formula.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hf_models  # noqa: E402  (sets HF_HUB_OFFLINE=1 before transformers is imported)
 import hf_pytorch  # noqa: E402
 import models  # noqa: E402
-from gen_fixtures import array_entry, dumps_fixture  # noqa: E402
+from gen_fixtures import array_entry, dumps_fixture, parse_names  # noqa: E402
 
 import flax.serialization  # noqa: E402
 import safetensors.numpy  # noqa: E402
@@ -223,38 +223,35 @@ def write(path: Path, text: str) -> int:
     return len(text.encode())
 
 
+def write_model(m: hf_models.HfModel, root: Path) -> tuple[dict, int]:
+    """root/hf_<name>/ for one model; returns (its pytorch.json facts, the bytes written)."""
+    out = root / f"hf_{m.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    doc, facts = build(m, out)
+    nested = [k for k, v in doc.items() if isinstance(v, dict) and v and k not in ("versions", "config")]
+    size = write(out / "expected.json", dumps_fixture(doc, nested))
+    size += write(out / "pytorch.json", dumps_readable(facts) + "\n")
+    size += sum(f["size"] for files in doc["files"].values() for f in files.values())
+    params = sum(int(np.prod(t["shape"])) for t in doc["tensors"].values())
+    print(f"wrote hf_{m.name}/ ({m.flax_class}, {params} params): {', '.join(doc['files'])}, expected.json, "
+          f"pytorch.json ({size} B)")
+    probes = {**doc["hf"]["from_pretrained"], **doc["hf"]["from_pretrained_safetensors_metadata"]}
+    for variant, result in probes.items():
+        print(f"  from_pretrained({variant}): {result}")
+    return facts, size
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
                     help=f"directory for hf_<name>/ and {RULES_NAME} (default {DEFAULT_OUT})")
-    ap.add_argument("names", nargs="*", help=f"models to write (default all: {', '.join(hf_models.MODELS)})")
-    args = ap.parse_args()
-    names = args.names or list(hf_models.MODELS)
-    unknown = [n for n in names if n not in hf_models.MODELS]
-    if unknown:
-        ap.error(f"unknown model(s) {unknown}; known: {list(hf_models.MODELS)}")
-    total = 0
-    facts = {}
-    for name in names:
-        m = hf_models.MODELS[name]
-        out = args.out / f"hf_{name}"
-        out.mkdir(parents=True, exist_ok=True)
-        doc, facts[name] = build(m, out)
-        nested = [k for k, v in doc.items() if isinstance(v, dict) and v and k not in ("versions", "config")]
-        size = write(out / "expected.json", dumps_fixture(doc, nested))
-        size += write(out / "pytorch.json", dumps_readable(facts[name]) + "\n")
-        size += sum(f["size"] for files in doc["files"].values() for f in files.values())
-        total += size
-        params = sum(int(np.prod(t["shape"])) for t in doc["tensors"].values())
-        print(f"wrote hf_{name}/ ({m.flax_class}, {params} params): {', '.join(doc['files'])}, expected.json, "
-              f"pytorch.json ({size} B)")
-        for variant, result in {**doc["hf"]["from_pretrained"],
-                                **doc["hf"]["from_pretrained_safetensors_metadata"]}.items():
-            print(f"  from_pretrained({variant}): {result}")
+    args, names = parse_names(ap, hf_models.MODELS, "models")
+    written = {name: write_model(hf_models.MODELS[name], args.out) for name in names}
+    total = sum(size for _, size in written.values())
     if set(names) == set(hf_models.MODELS):
-        size = write(args.out / RULES_NAME, dumps_readable(hf_pytorch.rules_document(facts)) + "\n")
-        total += size
-        print(f"wrote {RULES_NAME} ({size} B)")
+        facts = {name: f for name, (f, _) in written.items()}
+        total += write(args.out / RULES_NAME, dumps_readable(hf_pytorch.rules_document(facts)) + "\n")
+        print(f"wrote {RULES_NAME}")
     print(f"{total} bytes in all")
     return 0
 

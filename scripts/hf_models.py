@@ -26,7 +26,7 @@ and for each:
                             float32 pixel values in NCHW, the layout the Flax models' `__call__` takes: it
                             transposes to NHWC itself);
   - `run(model, params)` -> the recorded outputs as float32 numpy arrays.
-`save(variant, dir, model)` writes one of VARIANTS into dir:
+`save(variant, dir, model, max_shard_size)` writes one of VARIANTS into dir:
   msgpack              model.save_pretrained(dir): config.json + flax_model.msgpack
   safetensors          model.save_pretrained(dir, safe_serialization=True): config.json + model.safetensors
                        (__metadata__ {"format": "flax"}, keys joined with '.')
