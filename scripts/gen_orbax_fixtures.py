@@ -68,7 +68,9 @@ scripts/models.py's flax_cnn tree, the tree of tests/fixtures/flax_cnn.safetenso
     dtype_<name>        StandardCheckpointer().save of {"params": {"bias": f32, "kernel": <name>}} for each
                         dtype that saves but safejax has no name for: int4, int2, float4_e2m1fn, float8_e3m4,
                         float8_e4m3b11fnuz (uint4, uint2 and float8_e4m3 do not save: tensorstore 0.1.86 has
-                        no such dtype)
+                        no such dtype). int4, int2 and float4_e2m1fn are stored one element per byte, in its
+                        low bits, not sign-extended (int4 -1 is 0x0f, -8 is 0x08; float4 -1.0 is 0x0a), so
+                        float4_e2m1fn is not safetensors' F4, which packs two elements in a byte
     value_types         PyTreeCheckpointer().save (StandardCheckpointer refuses strings) of Python int /
                         float / bool, a numpy scalar, numpy arrays, strings, None, an empty dict, a list and a
                         tuple of mixed leaves, and a 2304-byte numpy array (stored out of line)
