@@ -6,9 +6,10 @@
 //!   of its key and index that `scripts/check_rust_files.py` computes again in Python;
 //! - `OUT/msgpack/<name>.msgpack`: the flax msgpack fixtures, loaded and written back by Rust, for
 //!   `scripts/check_rust_msgpack.py`;
-//! - `OUT/hf/{safetensors,safetensors_sharded,msgpack}/`: the tiny `FlaxBertModel` saved by
+//! - `OUT/hf/bert/{safetensors,safetensors_sharded,msgpack}/`: the tiny `FlaxBertModel` saved by
 //!   transformers, loaded by Rust from its sharded msgpack and written back in each layout with its
-//!   `config.json`, for `scripts/check_rust_hf.py` (`FlaxBertModel.from_pretrained`).
+//!   `config.json`, for `scripts/check_rust_hf.py` (`OUT/hf/<model>/<layout>/`,
+//!   `FlaxBertModel.from_pretrained`).
 //!
 //! Usage: `cargo run --example interop_write -- OUT_DIR`
 
@@ -264,7 +265,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     written.push(copy_msgpack::<FlaxCnn>("flax_cnn", &msgpack_out)?);
     written.push(copy_msgpack::<NnxModel>("nnx_model", &msgpack_out)?);
     written.push(copy_msgpack::<safejax::Value>("chunked", &msgpack_out)?);
-    written.extend(write_hf(&root.join("hf"))?);
+    written.extend(write_hf(&root.join("hf/bert"))?);
     for path in &written {
         println!("wrote {}", path.display());
     }

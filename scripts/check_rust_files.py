@@ -30,7 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
-from checks import CheckError, ensure, parse_args, run_checks  # noqa: E402
+from checks import (  # noqa: E402
+    CheckError, check_leaves, ensure, ensure_close, ensure_same_keys, parse_args, run_checks,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FIXTURES = ROOT / "tests" / "fixtures"
@@ -72,9 +74,7 @@ def check_same_bytes(what: str, got: bytes, want: bytes) -> None:
 def check_header(data: bytes, want: dict) -> dict:
     """want: {key: (dtype name, shape)}; returns the parsed tensors."""
     meta, tensors = models.read_safetensors(data)
-    missing = sorted(set(want) - set(tensors))
-    extra = sorted(set(tensors) - set(want))
-    ensure(not missing and not extra, f"keys differ: missing {missing}, unexpected {extra}")
+    ensure_same_keys("keys", tensors, want)
     for k, (dt, shape) in want.items():
         fdt, fshape, _ = tensors[k]
         ensure(fdt == dt, f"`{k}`: dtype {fdt}, expected {dt}")
@@ -90,25 +90,12 @@ def check_plain(model: models.Model, path: Path, fixtures: Path) -> str:
 
     want = {k: (e["dtype"], e["shape"]) for k, e in fx["tensors"].items()}
     tensors = check_header(data, want)
-    for k, e in fx["tensors"].items():
-        got = tensors[k][2]
-        if got.dtype.kind in "iub":
-            ref = np.asarray(e["values"], dtype=got.dtype).reshape(e["shape"])
-            same = np.array_equal(got, ref)
-        else:  # f16 / bf16 / f32 / f64: the JSON holds the exact values as doubles
-            ref = np.asarray(e["values"], dtype=np.float64).reshape(e["shape"])
-            same = np.array_equal(got.astype(np.float64), ref)
-        ensure(same, f"`{k}`: values differ from {fx_path.name}")
+    check_leaves("file", {k: t[2] for k, t in tensors.items()}, fx, fx_path.name)
 
     tree = model.load(path)
     x = np.asarray(fx["input"]["values"], np.float32).reshape(fx["input"]["shape"])
     y = model.apply(tree, x)
-    y_ref = np.asarray(fx["output"]["values"], np.float32).reshape(fx["output"]["shape"])
-    ensure(y.shape == y_ref.shape, f"output shape {y.shape}, expected {y_ref.shape}")
-    try:
-        np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
-    except AssertionError as e:
-        raise CheckError(f"apply output differs from {fx_path.name}: {e}") from None
+    ensure_close("apply output", y, fx["output"], 1e-6, fx_path.name)
 
     check_same_bytes("load + serialize again with Python safejax", model.save(tree), data)
     return f"{len(tensors)} tensors, output {list(y.shape)} matches, bytes round-trip"
@@ -121,9 +108,7 @@ def check_formula(model: models.Model, path: Path) -> str:
 
     tree = model.load(path)
     lflat = {k: np.asarray(v) for k, v in model.to_flat(tree).items()}
-    missing = sorted(set(fflat) - set(lflat))
-    extra = sorted(set(lflat) - set(fflat))
-    ensure(not missing and not extra, f"loaded tree keys differ: missing {missing}, unexpected {extra}")
+    ensure_same_keys("loaded tree keys", lflat, fflat)
     for k, want in fflat.items():
         got = lflat[k]
         ensure(got.dtype == want.dtype, f"`{k}`: loaded dtype {got.dtype}, formula {want.dtype}")

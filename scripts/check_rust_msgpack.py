@@ -27,40 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import msgpack_cases  # noqa: E402
-import models  # noqa: E402
-from checks import CheckError, ensure, parse_args, run_checks  # noqa: E402
+from checks import check_leaves, ensure, ensure_close, parse_args, run_checks  # noqa: E402
 
 import flax.serialization  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FIXTURES = ROOT / "tests" / "fixtures" / "msgpack"
-
-
-def check_leaves(what: str, flat: dict, fx: dict, fx_name: str) -> None:
-    """flat: {key: leaf} against the fixture's tensors: keys, dtypes, shapes, values exactly."""
-    want = fx["tensors"]
-    missing = sorted(set(want) - set(flat))
-    extra = sorted(set(flat) - set(want))
-    ensure(not missing and not extra, f"{what}: keys differ: missing {missing}, unexpected {extra}")
-    for k, e in want.items():
-        leaf = flat[k]
-        ensure(isinstance(leaf, (np.ndarray, np.generic)),
-               f"{what}: `{k}` is a {type(leaf).__name__}, not a numpy array or scalar")
-        got = np.asarray(leaf)
-        dt = models.st_dtype_name(got.dtype) if got.dtype in models.ST_DTYPES.values() else str(got.dtype)
-        ensure(dt == e["dtype"], f"{what}: `{k}`: dtype {dt}, expected {e['dtype']}")
-        ensure(list(got.shape) == e["shape"], f"{what}: `{k}`: shape {list(got.shape)}, expected {e['shape']}")
-        if got.dtype.kind in "iub":
-            ref = np.asarray(e["values"], dtype=got.dtype).reshape(e["shape"])
-            same = np.array_equal(got, ref)
-        else:  # f16 / bf16 / f32 / f64: the JSON holds the exact values as doubles
-            ref = np.asarray(e["values"], dtype=np.float64).reshape(e["shape"])
-            same = np.array_equal(got.astype(np.float64), ref)
-        if not same:
-            bad = np.flatnonzero(got.astype(np.float64).reshape(-1) != ref.astype(np.float64).reshape(-1))
-            j = int(bad[0]) if bad.size else 0
-            raise CheckError(f"{what}: `{k}`: value at flat index {j} is {got.reshape(-1)[j]}, {fx_name} has "
-                             f"{ref.reshape(-1)[j]}")
 
 
 def encoding_notes(data: bytes, fx: dict, fixture_bytes: bytes | None) -> str:
@@ -101,12 +73,7 @@ def check_file(case: msgpack_cases.Case, path: Path, fixtures: Path) -> str:
     if case.model is not None:
         x = np.asarray(fx["input"]["values"], np.float32).reshape(fx["input"]["shape"])
         y = case.model.apply(tree, x)
-        y_ref = np.asarray(fx["output"]["values"], np.float32).reshape(fx["output"]["shape"])
-        ensure(y.shape == y_ref.shape, f"output shape {y.shape}, expected {y_ref.shape}")
-        try:
-            np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
-        except AssertionError as e:
-            raise CheckError(f"apply output differs from {fx_path.name}: {e}") from None
+        ensure_close("apply output", y, fx["output"], 1e-6, fx_path.name)
         detail += f", output {list(y.shape)} matches"
     fixture_file = fixtures / f"{case.name}.msgpack"
     notes = encoding_notes(data, fx, fixture_file.read_bytes() if fixture_file.is_file() else None)

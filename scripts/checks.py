@@ -1,5 +1,6 @@
-"""What the checkers of Rust-written files share: the failure type, and the loop that checks every
-file, prints one line each and the closing `N passed, M failed`."""
+"""What the checkers of Rust-written files share: the failure type, the comparison of tensors with a
+fixture's record, and the loop that checks every file, prints one line each and the closing
+`N passed, M failed`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import traceback
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
+
+import models
+
 
 class CheckError(Exception):
     """A check that failed, with a message that says what differs."""
@@ -17,6 +22,61 @@ class CheckError(Exception):
 def ensure(cond: bool, msg: str) -> None:
     if not cond:
         raise CheckError(msg)
+
+
+def few(names: list, shown: int = 5) -> str:
+    """'none', or the count and the first `shown` names."""
+    if not names:
+        return "none"
+    more = f", ... {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} ({', '.join(map(str, names[:shown]))}{more})"
+
+
+def ensure_same_keys(what: str, got, want) -> None:
+    """Fails naming the keys of `want` that `got` lacks and those it has beyond them (counts, the first few)."""
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    ensure(not missing and not extra, f"{what} differ: missing {few(missing)}, unexpected {few(extra)}")
+
+
+def check_leaves(what: str, flat: dict, fx: dict, fx_name: str) -> None:
+    """flat: {key: leaf} against the fixture's tensors: keys, dtypes, shapes, values exactly."""
+    want = fx["tensors"]
+    ensure_same_keys(f"{what}: keys", flat, want)
+    for k, e in want.items():
+        leaf = flat[k]
+        ensure(isinstance(leaf, (np.ndarray, np.generic)),
+               f"{what}: `{k}` is a {type(leaf).__name__}, not a numpy array or scalar")
+        got = np.asarray(leaf)
+        dt = models.st_dtype_name(got.dtype) if got.dtype in models.ST_DTYPES.values() else str(got.dtype)
+        ensure(dt == e["dtype"], f"{what}: `{k}`: dtype {dt}, expected {e['dtype']}")
+        transposed = " (the expected shape reversed: transposed?)" if got.ndim > 1 and \
+            list(got.shape)[::-1] == e["shape"] else ""
+        ensure(list(got.shape) == e["shape"],
+               f"{what}: `{k}`: shape {list(got.shape)}, expected {e['shape']}{transposed}")
+        if got.dtype.kind in "iub":
+            ref = np.asarray(e["values"], dtype=got.dtype).reshape(e["shape"])
+            same = np.array_equal(got, ref)
+        else:  # f16 / bf16 / f32 / f64: the JSON holds the exact values as doubles
+            ref = np.asarray(e["values"], dtype=np.float64).reshape(e["shape"])
+            same = np.array_equal(got.astype(np.float64), ref)
+        if not same:
+            bad = np.flatnonzero(got.astype(np.float64).reshape(-1) != ref.astype(np.float64).reshape(-1))
+            j = int(bad[0]) if bad.size else 0
+            transposed = got.ndim > 1 and np.array_equal(got.astype(np.float64).T, ref.astype(np.float64))
+            hint = " (it holds the expected tensor transposed)" if transposed else ""
+            raise CheckError(f"{what}: `{k}`: value at flat index {j} is {got.reshape(-1)[j]}, {fx_name} has "
+                             f"{ref.reshape(-1)[j]}{hint}")
+
+
+def ensure_close(what: str, got: np.ndarray, entry: dict, tolerance: float, fx_name: str) -> None:
+    """An output against a fixture's record of it ({"shape", "values"}), within `tolerance` (relative and
+    absolute)."""
+    want = np.asarray(entry["values"], np.float32).reshape(entry["shape"])
+    ensure(got.shape == want.shape, f"{what}: shape {list(got.shape)}, expected {entry['shape']}")
+    try:
+        np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+    except AssertionError as e:
+        raise CheckError(f"{what} differs from {fx_name}: {e}") from None
 
 
 def run_checks(jobs: Iterable[tuple[str, Callable[[], str]]], verbose: bool) -> int:

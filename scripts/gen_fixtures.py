@@ -51,14 +51,15 @@ def array_entry(arr: np.ndarray, dtype_name: str | None = None) -> dict:
     return entry
 
 
-def dumps_fixture(doc: dict) -> str:
-    """JSON with one tensor per line (readable diffs, small files)."""
+def dumps_fixture(doc: dict, nested=("tensors",)) -> str:
+    """JSON with one entry of each `nested` top-level object per line (one tensor per line: readable diffs,
+    small files), every other top-level entry on one line."""
     compact = lambda v: json.dumps(v, separators=(", ", ": "))  # noqa: E731
     lines = ["{"]
     items = list(doc.items())
     for i, (k, v) in enumerate(items):
         comma = "," if i + 1 < len(items) else ""
-        if k == "tensors":
+        if k in nested:
             lines.append(f"  {json.dumps(k)}: {{")
             tk = list(v.items())
             for j, (name, entry) in enumerate(tk):
@@ -69,6 +70,27 @@ def dumps_fixture(doc: dict) -> str:
             lines.append(f"  {json.dumps(k)}: {compact(v)}{comma}")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def parse_names(ap: argparse.ArgumentParser, known: dict, what: str) -> tuple[argparse.Namespace, list]:
+    """Adds the `NAME ...` argument (default: every name of `known`) to `ap`, parses the command line, and
+    refuses names not in `known`. Shared by the fixture generators."""
+    ap.add_argument("names", nargs="*", help=f"{what} to write (default all: {', '.join(known)})")
+    args = ap.parse_args()
+    names = args.names or list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        ap.error(f"unknown {what} {unknown}; known: {list(known)}")
+    return args, names
+
+
+def write_fixture(out: Path, name: str, ext: str, data: bytes, text: str) -> int:
+    """Writes out/<name>.<ext> (the file) and out/<name>.json (its record), says so; returns their size."""
+    path, js = out / f"{name}.{ext}", out / f"{name}.json"
+    path.write_bytes(data)
+    js.write_text(text)
+    print(f"wrote {path.name} ({len(data)} B) and {js.name} ({len(text.encode())} B)")
+    return len(data) + len(text.encode())
 
 
 def build(model: models.Model):
@@ -105,22 +127,9 @@ def main() -> int:
     ap.add_argument("--formula", type=Path, metavar="DIR",
                     help="also write DIR/<name>.formula.safetensors: the formula params (see check_rust_files.py) "
                          "as Python safejax writes them")
-    ap.add_argument("names", nargs="*", help=f"models to write (default all: {', '.join(models.MODELS)})")
-    args = ap.parse_args()
-    names = args.names or list(models.MODELS)
-    unknown = [n for n in names if n not in models.MODELS]
-    if unknown:
-        ap.error(f"unknown model(s) {unknown}; known: {list(models.MODELS)}")
+    args, names = parse_names(ap, models.MODELS, "models")
     args.out.mkdir(parents=True, exist_ok=True)
-    total = 0
-    for name in names:
-        data, text = build(models.MODELS[name])
-        st, js = args.out / f"{name}.safetensors", args.out / f"{name}.json"
-        st.write_bytes(data)
-        js.write_text(text)
-        size = len(data) + len(text.encode())
-        total += size
-        print(f"wrote {st.name} ({len(data)} B) and {js.name} ({len(text.encode())} B)")
+    total = sum(write_fixture(args.out, name, "safetensors", *build(models.MODELS[name])) for name in names)
     print(f"{len(names)} fixtures, {total} bytes in all")
     if args.formula:
         args.formula.mkdir(parents=True, exist_ok=True)

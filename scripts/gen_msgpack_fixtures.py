@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import msgpack_cases  # noqa: E402
 import models  # noqa: E402
-from gen_fixtures import array_entry, dumps_fixture  # noqa: E402
+from gen_fixtures import array_entry, dumps_fixture, parse_names, write_fixture  # noqa: E402
 
 import flax.serialization  # noqa: E402
 
@@ -101,22 +101,9 @@ def build(case: msgpack_cases.Case):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
-    ap.add_argument("names", nargs="*", help=f"cases to write (default all: {', '.join(msgpack_cases.CASES)})")
-    args = ap.parse_args()
-    names = args.names or list(msgpack_cases.CASES)
-    unknown = [n for n in names if n not in msgpack_cases.CASES]
-    if unknown:
-        ap.error(f"unknown case(s) {unknown}; known: {list(msgpack_cases.CASES)}")
+    args, names = parse_names(ap, msgpack_cases.CASES, "cases")
     args.out.mkdir(parents=True, exist_ok=True)
-    total = 0
-    for name in names:
-        data, text = build(msgpack_cases.CASES[name])
-        mp, js = args.out / f"{name}.msgpack", args.out / f"{name}.json"
-        mp.write_bytes(data)
-        js.write_text(text)
-        size = len(data) + len(text.encode())
-        total += size
-        print(f"wrote {mp.name} ({len(data)} B) and {js.name} ({len(text.encode())} B)")
+    total = sum(write_fixture(args.out, name, "msgpack", *build(msgpack_cases.CASES[name])) for name in names)
     print(f"{len(names)} fixtures, {total} bytes in all")
     return 0
 

@@ -2,8 +2,9 @@
 # Rust writes, the real frameworks read: Rust loads every fixture into its typed struct and writes it
 # back, and builds params of its own; Python safejax 0.5.0 and flax / haiku / objax then load each
 # file, run the model, and compare outputs and bytes (scripts/check_rust_files.py); flax reads the
-# msgpack files Rust writes (scripts/check_rust_msgpack.py), and transformers loads the FlaxBertModel
-# checkpoints Rust writes (scripts/check_rust_hf.py).
+# msgpack files Rust writes (scripts/check_rust_msgpack.py), and transformers loads the Hugging Face
+# checkpoints Rust writes (scripts/check_rust_hf.py, itself proven on fixture copies and broken copies
+# by scripts/test_check_rust_hf.py).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -13,4 +14,5 @@ trap 'rm -rf "$out"' EXIT
 cargo run --quiet --example interop_write -- "$out"
 .venv/bin/python scripts/check_rust_files.py "$out/safetensors"
 .venv/bin/python scripts/check_rust_msgpack.py "$out/msgpack"
+.venv/bin/python scripts/test_check_rust_hf.py
 .venv/bin/python scripts/check_rust_hf.py "$out/hf"
