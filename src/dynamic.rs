@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::convert::convert;
 use crate::element::{vec_from_le_bytes, DecodeError, Element};
-use crate::schema::{LeafSchema, MapKey, MapSchema, Schema};
+use crate::schema::{LeafSchema, MapKey, MapSchema, Schema, SchemaRef};
 use crate::tensor::{deserialize_leaf, element_count, serialize_raw, LeafData};
 use crate::{Dtype, Error, Params, Result, Tensor};
 
@@ -305,7 +305,7 @@ const VARIANTS: &[&str] = &[VALUE_TENSOR, VALUE_DICT];
 
 /// A dict of values, the shape of a [`Value::Dict`].
 pub(crate) const ANY_DICT: Schema = Schema::Map(MapSchema {
-    value: <Value as Params>::schema,
+    value: SchemaRef::new(<Value as Params>::schema),
     key: MapKey::Name,
 });
 

@@ -225,7 +225,7 @@ mod tests {
     const fn field(name: &'static str) -> FieldSchema {
         FieldSchema {
             name,
-            schema: leaf,
+            schema: crate::schema::SchemaRef::new(leaf),
             optional: false,
             join: None,
             var: None,

@@ -19,7 +19,7 @@ mod params;
 #[cfg(feature = "object-store")]
 pub mod remote;
 mod resolve;
-pub mod schema;
+mod schema;
 mod ser;
 mod shard;
 mod tensor;
@@ -43,6 +43,15 @@ pub use options::Options;
 pub use params::{Params, ParamsMapKey};
 pub use ser::{LeafRef, Serializer};
 pub use tensor::{Tensor, TensorView};
+
+/// What `#[derive(Params)]` emits code against, and the key grammar the `safejax` CLI calls: not
+/// part of the documented API, so that it may change in any release (as thiserror's `__private`).
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::schema::{
+        FieldSchema, Join, LeafSchema, MapKey, MapSchema, ObjaxVar, Schema, SchemaRef, SeqSchema, StructSchema, Style,
+    };
+}
 
 /// `#[derive(Params)]`: describes a param struct's keys. See the crate documentation.
 #[cfg(feature = "derive")]

@@ -3,14 +3,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
-use crate::schema::{MapKey, MapSchema, Schema, SeqSchema};
+use crate::schema::{MapKey, MapSchema, Schema, SchemaRef, SeqSchema};
 
 /// A type that can stand in a param tree: a struct with `#[derive(Params)]`, a leaf (a tensor or a
 /// scalar), or a container of params (`Vec`, `Option`, `Box`, arrays, maps keyed by `String` or by
 /// list index).
 ///
 /// Implement it with `#[derive(Params)]`; the derive describes the struct's fields, names, style and
-/// marks in [`Params::SCHEMA`], which the serializer and the deserializer follow.
+/// marks in a schema (doc-hidden: its form may change in any release), which the serializer and
+/// the deserializer follow.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a safejax param type",
     label = "`{Self}` is not a param type",
@@ -19,6 +20,7 @@ use crate::schema::{MapKey, MapSchema, Schema, SeqSchema};
 )]
 pub trait Params {
     /// The description of this type that keys are built from.
+    #[doc(hidden)]
     const SCHEMA: &'static Schema;
 
     /// Whether this type is a leaf or holds leaves without a struct between (for compile-time
@@ -30,7 +32,8 @@ pub trait Params {
     #[doc(hidden)]
     const IS_LIST: bool = false;
 
-    /// [`Params::SCHEMA`] as a function, the form that schemas use to refer to children.
+    /// `SCHEMA` as a function, the form that schemas use to refer to children.
+    #[doc(hidden)]
     fn schema() -> &'static Schema {
         Self::SCHEMA
     }
@@ -43,14 +46,14 @@ impl<T: Params + ?Sized> Params for Box<T> {
 }
 
 impl<T: Params> Params for Option<T> {
-    const SCHEMA: &'static Schema = &Schema::Option(T::schema);
+    const SCHEMA: &'static Schema = &Schema::Option(SchemaRef::new(T::schema));
     const IS_LEAFY: bool = T::IS_LEAFY;
     const IS_LIST: bool = T::IS_LIST;
 }
 
 impl<T: Params> Params for Vec<T> {
     const SCHEMA: &'static Schema = &Schema::Seq(SeqSchema {
-        element: T::schema,
+        element: SchemaRef::new(T::schema),
         len: None,
     });
     const IS_LEAFY: bool = T::IS_LEAFY;
@@ -59,7 +62,7 @@ impl<T: Params> Params for Vec<T> {
 
 impl<T: Params, const N: usize> Params for [T; N] {
     const SCHEMA: &'static Schema = &Schema::Seq(SeqSchema {
-        element: T::schema,
+        element: SchemaRef::new(T::schema),
         len: Some(N),
     });
     const IS_LEAFY: bool = T::IS_LEAFY;
@@ -91,7 +94,7 @@ impl ParamsMapKey for u64 {
 
 impl<K: ParamsMapKey, T: Params> Params for BTreeMap<K, T> {
     const SCHEMA: &'static Schema = &Schema::Map(MapSchema {
-        value: T::schema,
+        value: SchemaRef::new(T::schema),
         key: K::KIND,
     });
     const IS_LEAFY: bool = T::IS_LEAFY;
@@ -100,7 +103,7 @@ impl<K: ParamsMapKey, T: Params> Params for BTreeMap<K, T> {
 
 impl<K: ParamsMapKey, T: Params, S: BuildHasher> Params for HashMap<K, T, S> {
     const SCHEMA: &'static Schema = &Schema::Map(MapSchema {
-        value: T::schema,
+        value: SchemaRef::new(T::schema),
         key: K::KIND,
     });
     const IS_LEAFY: bool = T::IS_LEAFY;

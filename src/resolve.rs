@@ -120,7 +120,7 @@ impl<'h> Resolver<'h> {
             // An absent option is not walked: a recursive `Option<Box<Self>>` would never end.
             Schema::Option(_) if !self.any_key_under(cursor.key()) => Resolved::None,
             Schema::Option(inner) => {
-                let (found, resolved, missing) = self.probe(|r| r.node(inner(), cursor));
+                let (found, resolved, missing) = self.probe(|r| r.node(inner.get(), cursor));
                 match (found, missing.is_empty()) {
                     (0, _) => Resolved::None,
                     (_, true) => Resolved::Some(Box::new(resolved)),
@@ -146,7 +146,7 @@ impl<'h> Resolver<'h> {
                 }
             }
             Schema::Map(map) => {
-                let value = (map.value)();
+                let value = map.value.get();
                 match map.key {
                     MapKey::Name => self.named_map(value, cursor),
                     MapKey::Index => {
@@ -194,7 +194,7 @@ impl<'h> Resolver<'h> {
         let inside = cursor.enter_struct(schema);
         let mut fields = Vec::with_capacity(schema.fields.len());
         for field in schema.fields {
-            let child = (field.schema)();
+            let child = field.schema.get();
             let child_cursor = inside.field(field, child.is_leafy());
             if field.optional {
                 // `#[serde(default)]`: absent is fine; partly present is not.
@@ -217,7 +217,7 @@ impl<'h> Resolver<'h> {
     }
 
     fn seq(&mut self, seq: &'static SeqSchema, cursor: &Cursor) -> Resolved {
-        let element = (seq.element)();
+        let element = seq.element.get();
         let list = cursor.enter_list();
         let len = match seq.len {
             Some(n) => n,

@@ -5,14 +5,42 @@
 //! constant, and the serializer and the deserializer walk that description in step with serde.
 //! The same description lists the keys a type expects without any file at hand.
 //!
-//! These types are built by generated code; their fields are public so that the derive can write
-//! them as constants, but new fields may be added in minor releases.
+//! These types are built by generated code, which reaches them through the doc-hidden
+//! `safejax::__private`: they are not part of the documented API and may change in any release.
 
 use crate::Dtype;
 
-/// A function returning a type's schema. Children are referred to through functions so that a
-/// recursive type (a `Box<Self>` field) does not make its constant infinite.
-pub type SchemaFn = fn() -> &'static Schema;
+/// A child's schema. The derive refers to children through functions, so that a recursive type (a
+/// `Box<Self>` field) does not make its constant infinite; a schema built at run time (the CLI
+/// checks the structs it generates with one) refers to them directly.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaRef(SchemaRefInner);
+
+#[derive(Debug, Clone, Copy)]
+enum SchemaRefInner {
+    Fn(fn() -> &'static Schema),
+    Static(&'static Schema),
+}
+
+impl SchemaRef {
+    /// The schema that `schema` returns (`<T as Params>::schema`).
+    pub const fn new(schema: fn() -> &'static Schema) -> Self {
+        SchemaRef(SchemaRefInner::Fn(schema))
+    }
+
+    /// A schema at hand.
+    pub const fn from_static(schema: &'static Schema) -> Self {
+        SchemaRef(SchemaRefInner::Static(schema))
+    }
+
+    /// The schema referred to.
+    pub fn get(self) -> &'static Schema {
+        match self.0 {
+            SchemaRefInner::Fn(f) => f(),
+            SchemaRefInner::Static(schema) => schema,
+        }
+    }
+}
 
 /// The shape of a param type.
 #[derive(Debug)]
@@ -22,7 +50,7 @@ pub enum Schema {
     /// A struct with `#[derive(Params)]`.
     Struct(StructSchema),
     /// `Option<T>`: the whole subtree present, or absent.
-    Option(SchemaFn),
+    Option(SchemaRef),
     /// `Vec<T>` (`len: None`) or `[T; N]` (`len: Some(N)`).
     Seq(SeqSchema),
     /// `BTreeMap<K, T>` or `HashMap<K, T>`.
@@ -59,7 +87,7 @@ pub struct FieldSchema {
     /// The serde name of the field.
     pub name: &'static str,
     /// The field's type.
-    pub schema: SchemaFn,
+    pub schema: SchemaRef,
     /// `#[serde(default)]`: the field may be absent from a file.
     pub optional: bool,
     /// `#[safejax(join = "/")]`: how a haiku submodule joins its parent.
@@ -74,7 +102,7 @@ pub struct FieldSchema {
 #[derive(Debug)]
 pub struct SeqSchema {
     /// The element type.
-    pub element: SchemaFn,
+    pub element: SchemaRef,
     /// `Some(N)` for a fixed-size array.
     pub len: Option<usize>,
 }
@@ -83,7 +111,7 @@ pub struct SeqSchema {
 #[derive(Debug)]
 pub struct MapSchema {
     /// The value type.
-    pub value: SchemaFn,
+    pub value: SchemaRef,
     /// How keys read: names, or list indices (a list with gaps).
     pub key: MapKey,
 }
@@ -111,15 +139,68 @@ pub enum Style {
 }
 
 impl Style {
+    /// Every style with the name that `#[safejax(style = "...")]` and the CLI's `--style` use: the
+    /// one table of style names (the derive keeps only the names, to point at a typo).
+    pub const ALL: [(&'static str, Style); 4] = [
+        ("flax", Style::Flax),
+        ("nnx", Style::Nnx),
+        ("haiku", Style::Haiku),
+        ("objax", Style::Objax),
+    ];
+
     /// The name used in `#[safejax(style = "...")]`.
     pub const fn name(self) -> &'static str {
-        match self {
-            Style::Flax => "flax",
-            Style::Nnx => "nnx",
-            Style::Haiku => "haiku",
-            Style::Objax => "objax",
+        let mut i = 0;
+        while i < Style::ALL.len() {
+            if Style::ALL[i].1 as u8 == self as u8 {
+                return Style::ALL[i].0;
+            }
+            i += 1;
+        }
+        unreachable!()
+    }
+
+    /// The style called `name`, if any.
+    pub const fn parse(name: &str) -> Option<Style> {
+        let mut i = 0;
+        while i < Style::ALL.len() {
+            if str_eq(Style::ALL[i].0, name) {
+                return Some(Style::ALL[i].1);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The style called `name`, which the derive has checked is one.
+    pub const fn from_name(name: &str) -> Style {
+        match Style::parse(name) {
+            Some(style) => style,
+            None => panic!("not a safejax key style"),
         }
     }
+}
+
+impl std::fmt::Display for Style {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `a == b`, in a `const fn`.
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// How a haiku submodule joins its parent module.
@@ -139,6 +220,18 @@ impl Join {
             Join::Slash => "/",
         }
     }
+
+    /// The join written `separator` in `#[safejax(join = "...")]`, which the derive has checked is
+    /// one.
+    pub const fn from_separator(separator: &str) -> Join {
+        if str_eq(separator, Join::Tilde.separator()) {
+            Join::Tilde
+        } else if str_eq(separator, Join::Slash.separator()) {
+            Join::Slash
+        } else {
+            panic!("not a haiku join")
+        }
+    }
 }
 
 /// The objax variable type, written after `::` in keys.
@@ -153,12 +246,35 @@ pub enum ObjaxVar {
 }
 
 impl ObjaxVar {
+    /// Every variable type.
+    pub const ALL: [ObjaxVar; 3] = [ObjaxVar::TrainVar, ObjaxVar::StateVar, ObjaxVar::RandomState];
+
     /// The class name written after `::`.
     pub const fn name(self) -> &'static str {
         match self {
             ObjaxVar::TrainVar => "TrainVar",
             ObjaxVar::StateVar => "StateVar",
             ObjaxVar::RandomState => "RandomState",
+        }
+    }
+
+    /// The variable type called `name`, if any.
+    pub const fn parse(name: &str) -> Option<ObjaxVar> {
+        let mut i = 0;
+        while i < ObjaxVar::ALL.len() {
+            if str_eq(ObjaxVar::ALL[i].name(), name) {
+                return Some(ObjaxVar::ALL[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The variable type called `name`, which the derive has checked is one.
+    pub const fn from_name(name: &str) -> ObjaxVar {
+        match ObjaxVar::parse(name) {
+            Some(var) => var,
+            None => panic!("not an objax variable type"),
         }
     }
 }
@@ -168,7 +284,7 @@ impl Schema {
     pub fn is_leaf(&self) -> bool {
         match self {
             Schema::Leaf(_) => true,
-            Schema::Option(inner) => inner().is_leaf(),
+            Schema::Option(inner) => inner.get().is_leaf(),
             Schema::Struct(_) | Schema::Seq(_) | Schema::Map(_) | Schema::Any => false,
         }
     }
@@ -180,9 +296,9 @@ impl Schema {
             // A dict joins its names with `.`, as leaves join, in every style.
             Schema::Leaf(_) | Schema::Any => true,
             Schema::Struct(_) => false,
-            Schema::Option(inner) => inner().is_leafy(),
-            Schema::Seq(seq) => (seq.element)().is_leafy(),
-            Schema::Map(map) => (map.value)().is_leafy(),
+            Schema::Option(inner) => inner.get().is_leafy(),
+            Schema::Seq(seq) => seq.element.get().is_leafy(),
+            Schema::Map(map) => map.value.get().is_leafy(),
         }
     }
 }

@@ -262,7 +262,7 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
         match self.schema {
             Schema::Option(inner) => {
                 let cursor = self.cursor.clone();
-                value.serialize(self.child(inner(), cursor))
+                value.serialize(self.child(inner.get(), cursor))
             }
             _ => Err(self.mismatch("`Some`")),
         }
@@ -303,7 +303,7 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
                 }
                 Ok(ListSerializer {
                     cursor: self.cursor.enter_list(),
-                    element: (seq.element)(),
+                    element: seq.element.get(),
                     index: 0,
                     sink: self.sink,
                 })
@@ -333,7 +333,7 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
     fn serialize_map(self, _len: Option<usize>) -> Result<MapSerializer<'s>> {
         match self.schema {
             Schema::Map(map) => {
-                let value = (map.value)();
+                let value = map.value.get();
                 let cursor = match map.key {
                     MapKey::Name => self.cursor,
                     MapKey::Index => self.cursor.enter_list(),
@@ -539,7 +539,7 @@ impl ser::SerializeStruct for StructSerializer<'_> {
                     })?;
                 *next_field = index + 1;
                 let field = &fields[index];
-                let child = (field.schema)();
+                let child = field.schema.get();
                 let cursor = cursor.field(field, child.is_leafy());
                 value.serialize(NodeSerializer {
                     sink: &mut **sink,

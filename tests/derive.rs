@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use safejax::schema::{FieldSchema, Join, ObjaxVar, Schema, StructSchema, Style};
+use safejax::__private::{FieldSchema, Join, ObjaxVar, Schema, StructSchema, Style};
 use safejax::{Params, Tensor, TensorView};
 use serde::{Deserialize, Serialize};
 
@@ -72,7 +72,7 @@ fn plain_struct() {
     assert_eq!(field_names(schema), ["w", "b"]);
     for field in schema.fields {
         assert!(plain(field), "{field:?}");
-        assert!(is_leaf((field.schema)()));
+        assert!(is_leaf(field.schema.get()));
     }
     assert!(!is_leafy::<Linear>());
     assert!(!is_list::<Linear>());
@@ -97,7 +97,7 @@ fn renames() {
     assert_eq!(field_names(schema), ["kernel", "bias", "type", "scale"]);
     assert!(!field(schema, "kernel").optional);
     assert!(field(schema, "scale").optional);
-    assert!(matches!((field(schema, "scale").schema)(), Schema::Option(_)));
+    assert!(matches!(field(schema, "scale").schema.get(), Schema::Option(_)));
 }
 
 /// One struct per `rename_all` rule, compared with the names serde_json writes: the derive must
@@ -268,20 +268,20 @@ fn generics() {
     let schema = struct_schema::<Wrap<Linear>>();
     assert_eq!(schema.name, "Wrap");
     assert_eq!(field_names(schema), ["inner", "list", "named"]);
-    assert_eq!(struct_name((field(schema, "inner").schema)()), "Linear");
-    match (field(schema, "list").schema)() {
+    assert_eq!(struct_name(field(schema, "inner").schema.get()), "Linear");
+    match field(schema, "list").schema.get() {
         Schema::Seq(seq) => {
             assert_eq!(seq.len, None);
-            assert_eq!(struct_name((seq.element)()), "Linear");
+            assert_eq!(struct_name(seq.element.get()), "Linear");
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!((field(schema, "named").schema)(), Schema::Map(_)));
+    assert!(matches!(field(schema, "named").schema.get(), Schema::Map(_)));
 
     let leafy = struct_schema::<Wrap<Tensor<f32>>>();
-    assert!(is_leaf((field(leafy, "inner").schema)()));
+    assert!(is_leaf(field(leafy, "inner").schema.get()));
 
-    match (field(struct_schema::<Stack<3>>(), "layers").schema)() {
+    match field(struct_schema::<Stack<3>>(), "layers").schema.get() {
         Schema::Seq(seq) => assert_eq!(seq.len, Some(3)),
         other => panic!("{other:?}"),
     }
@@ -312,7 +312,7 @@ struct Block<'a> {
 fn lifetimes() {
     let schema = struct_schema::<Layer<'static>>();
     assert_eq!(field_names(schema), ["w", "mean", "blocks"]);
-    assert!(is_leaf((field(schema, "w").schema)()));
+    assert!(is_leaf(field(schema, "w").schema.get()));
     assert_eq!(field(schema, "mean").var, Some(ObjaxVar::StateVar));
     assert_eq!(field(schema, "blocks").class, Some("ModuleList"));
 }
@@ -480,8 +480,8 @@ fn deserialize_tensor<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Tensor<f
 fn tolerant_serde_parsing_and_recursion() {
     let schema = struct_schema::<Tolerant>();
     assert_eq!(field_names(schema), ["w", "children"]);
-    match (field(schema, "children").schema)() {
-        Schema::Seq(seq) => assert_eq!(struct_name((seq.element)()), "Tolerant"),
+    match field(schema, "children").schema.get() {
+        Schema::Seq(seq) => assert_eq!(struct_name(seq.element.get()), "Tolerant"),
         other => panic!("{other:?}"),
     }
 }

@@ -74,77 +74,14 @@ impl<'c, T> Attr<'c, T> {
     }
 }
 
-/// A key style, as named in `#[safejax(style = "...")]`; mirrors `safejax::schema::Style`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Style {
-    Flax,
-    Nnx,
-    Haiku,
-    Objax,
-}
-
-impl Style {
-    const ALL: [(&'static str, Style); 4] = [
-        ("flax", Style::Flax),
-        ("nnx", Style::Nnx),
-        ("haiku", Style::Haiku),
-        ("objax", Style::Objax),
-    ];
-
-    pub fn name(self) -> &'static str {
-        Style::ALL.iter().find(|(_, s)| *s == self).unwrap().0
-    }
-
-    /// The variant's name in `safejax::schema::Style`.
-    pub fn variant(self) -> &'static str {
-        match self {
-            Style::Flax => "Flax",
-            Style::Nnx => "Nnx",
-            Style::Haiku => "Haiku",
-            Style::Objax => "Objax",
-        }
-    }
-}
-
-/// A haiku join, as in `#[safejax(join = "...")]`; mirrors `safejax::schema::Join`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Join {
-    Tilde,
-    Slash,
-}
-
-impl Join {
-    const ALL: [(&'static str, Join); 2] = [("/", Join::Slash), ("/~/", Join::Tilde)];
-
-    /// The variant's name in `safejax::schema::Join`.
-    pub fn variant(self) -> &'static str {
-        match self {
-            Join::Tilde => "Tilde",
-            Join::Slash => "Slash",
-        }
-    }
-}
-
-/// An objax variable type, as in `#[safejax(var = "...")]`; mirrors `safejax::schema::ObjaxVar`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum ObjaxVar {
-    TrainVar,
-    StateVar,
-    RandomState,
-}
-
-impl ObjaxVar {
-    const ALL: [(&'static str, ObjaxVar); 3] = [
-        ("TrainVar", ObjaxVar::TrainVar),
-        ("StateVar", ObjaxVar::StateVar),
-        ("RandomState", ObjaxVar::RandomState),
-    ];
-
-    /// The variant's name in `safejax::schema::ObjaxVar` (the same as the attribute value).
-    pub fn variant(self) -> &'static str {
-        ObjaxVar::ALL.iter().find(|(_, v)| *v == self).unwrap().0
-    }
-}
+/// The values `#[safejax(style = "...")]`, `join` and `var` accept. Only the names live here, to
+/// report a typo on its token: the generated code hands the name to the library
+/// (`safejax::__private::Style::from_name` and the like), which owns what each one means.
+pub const STYLES: [&str; 4] = ["flax", "nnx", "haiku", "objax"];
+/// See [`STYLES`].
+pub const JOINS: [&str; 2] = ["/", "/~/"];
+/// See [`STYLES`].
+pub const VARS: [&str; 3] = ["TrainVar", "StateVar", "RandomState"];
 
 /// A struct's attributes.
 pub struct Container {
@@ -157,7 +94,7 @@ pub struct Container {
     /// `#[serde(default)]`: every field may be absent.
     pub default: bool,
     /// `#[safejax(style)]`.
-    pub style: Option<Keyed<Style>>,
+    pub style: Option<Keyed<&'static str>>,
     /// `#[safejax(class)]`.
     pub class: Option<Keyed<String>>,
     /// `#[safejax(crate)]`.
@@ -175,9 +112,9 @@ pub struct Field {
     /// `#[serde(default)]`.
     pub default: bool,
     /// `#[safejax(join)]`.
-    pub join: Option<Keyed<Join>>,
+    pub join: Option<Keyed<&'static str>>,
     /// `#[safejax(var)]`.
-    pub var: Option<Keyed<ObjaxVar>>,
+    pub var: Option<Keyed<&'static str>>,
     /// `#[safejax(class)]`.
     pub class: Option<Keyed<String>>,
 }
@@ -242,7 +179,7 @@ impl Container {
                     if meta.path.is_ident("style") {
                         style.seen(&meta.path);
                         if let Some(lit) = get_str(cx, "style", &meta)? {
-                            if let Some(value) = lookup(cx, &lit, "style", &Style::ALL) {
+                            if let Some(value) = lookup(cx, &lit, "style", &STYLES) {
                                 style.set(&meta.path, value);
                             }
                         }
@@ -339,14 +276,14 @@ impl Field {
                     if meta.path.is_ident("join") {
                         join.seen(&meta.path);
                         if let Some(lit) = get_str(cx, "join", &meta)? {
-                            if let Some(value) = lookup(cx, &lit, "join", &Join::ALL) {
+                            if let Some(value) = lookup(cx, &lit, "join", &JOINS) {
                                 join.set(&meta.path, value);
                             }
                         }
                     } else if meta.path.is_ident("var") {
                         var.seen(&meta.path);
                         if let Some(lit) = get_str(cx, "var", &meta)? {
-                            if let Some(value) = lookup(cx, &lit, "var", &ObjaxVar::ALL) {
+                            if let Some(value) = lookup(cx, &lit, "var", &VARS) {
                                 var.set(&meta.path, value);
                             }
                         }
@@ -580,16 +517,12 @@ fn get_str(cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<Option<L
 }
 
 /// The value named by `lit` in `table`; `None` (with an error listing the names) otherwise.
-fn lookup<T: Copy>(cx: &Ctxt, lit: &LitStr, key: &str, table: &[(&str, T)]) -> Option<T> {
+fn lookup(cx: &Ctxt, lit: &LitStr, key: &str, names: &[&'static str]) -> Option<&'static str> {
     let name = lit.value();
-    if let Some((_, value)) = table.iter().find(|(n, _)| *n == name) {
-        return Some(*value);
+    if let Some(found) = names.iter().find(|n| **n == name) {
+        return Some(found);
     }
-    let expected = table
-        .iter()
-        .map(|(n, _)| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let expected = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
     cx.error_spanned_by(lit, format_args!("unknown {key} `{name}`, expected one of {expected}"));
     None
 }

@@ -7,7 +7,6 @@
 //! code instead, see `expand`.
 
 use crate::ast::{Body, Input};
-use crate::attr::Style;
 use crate::ctxt::Ctxt;
 
 pub fn check(cx: &Ctxt, input: &Input) {
@@ -41,20 +40,19 @@ pub fn check(cx: &Ctxt, input: &Input) {
         }
         Body::Struct(fields) => {
             let style = input.attrs.style.as_ref().map(|s| s.value);
-            let only_for = |key: &str, wanted: Style, span| {
+            let only_for = |key: &str, wanted: &str, span| {
                 if let Some(style) = style.filter(|style| *style != wanted) {
                     cx.error_at(
                         span,
                         format_args!(
                             "`{key}` is only used by {} keys, but `{struct_name}` has style `{}`",
-                            wanted.name(),
-                            style.name()
+                            wanted, style
                         ),
                     );
                 }
             };
             if let Some(class) = &input.attrs.class {
-                only_for("class", Style::Objax, class.span());
+                only_for("class", "objax", class.span());
             }
             for field in fields {
                 let attrs = &field.attrs;
@@ -68,13 +66,13 @@ pub fn check(cx: &Ctxt, input: &Input) {
                     continue;
                 }
                 if let Some(join) = &attrs.join {
-                    only_for("join", Style::Haiku, join.span());
+                    only_for("join", "haiku", join.span());
                 }
                 if let Some(var) = &attrs.var {
-                    only_for("var", Style::Objax, var.span());
+                    only_for("var", "objax", var.span());
                 }
                 if let Some(class) = &attrs.class {
-                    only_for("class", Style::Objax, class.span());
+                    only_for("class", "objax", class.span());
                 }
                 // With an explicit style, the checks above already reject one of the two.
                 if style.is_none() {

@@ -1,7 +1,7 @@
 //! Code generation: the `Params` impl and the compile-time checks of field marks.
 
 use proc_macro2::{Group, Ident, TokenStream, TokenTree};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
 use crate::ast::{Body, Field, Input};
@@ -53,7 +53,7 @@ fn generate(input: &Input) -> TokenStream {
         Body::Transparent(field, _) => {
             let ty = field.ty;
             let items = quote_spanned! {ty.span()=>
-                const SCHEMA: &'static #krate::schema::Schema = <#ty as #krate::Params>::SCHEMA;
+                const SCHEMA: &'static #krate::__private::Schema = <#ty as #krate::Params>::SCHEMA;
                 const IS_LEAFY: bool = <#ty as #krate::Params>::IS_LEAFY;
                 const IS_LIST: bool = <#ty as #krate::Params>::IS_LIST;
             };
@@ -62,8 +62,8 @@ fn generate(input: &Input) -> TokenStream {
         Body::Struct(fields) => {
             let name = &input.attrs.name;
             let style = option(input.attrs.style.as_ref().map(|style| {
-                let variant = format_ident!("{}", style.value.variant());
-                quote!(#krate::schema::Style::#variant)
+                let name = style.value;
+                quote!(#krate::__private::Style::from_name(#name))
             }));
             let class = option(input.attrs.class.as_ref().map(|class| {
                 let class = &class.value;
@@ -73,8 +73,8 @@ fn generate(input: &Input) -> TokenStream {
             let kept: Vec<&Field> = fields.iter().filter(|f| !f.attrs.skip).collect();
             let field_schemas = kept.iter().map(|field| field_schema(&krate, field, default));
             let items = quote! {
-                const SCHEMA: &'static #krate::schema::Schema =
-                    &#krate::schema::Schema::Struct(#krate::schema::StructSchema {
+                const SCHEMA: &'static #krate::__private::Schema =
+                    &#krate::__private::Schema::Struct(#krate::__private::StructSchema {
                         name: #name,
                         style: #style,
                         class: #class,
@@ -114,22 +114,22 @@ fn field_schema(krate: &TokenStream, field: &Field, container_default: bool) -> 
     let ty = field.ty;
     // Spanned on the field's type: a type that is not `Params` is reported there, with the
     // trait's `on_unimplemented` message.
-    let schema = quote_spanned!(ty.span()=> <#ty as #krate::Params>::schema);
+    let schema = quote_spanned!(ty.span()=> #krate::__private::SchemaRef::new(<#ty as #krate::Params>::schema));
     let optional = container_default || attrs.default;
     let join = option(attrs.join.as_ref().map(|join| {
-        let variant = format_ident!("{}", join.value.variant());
-        quote!(#krate::schema::Join::#variant)
+        let separator = join.value;
+        quote!(#krate::__private::Join::from_separator(#separator))
     }));
     let var = option(attrs.var.as_ref().map(|var| {
-        let variant = format_ident!("{}", var.value.variant());
-        quote!(#krate::schema::ObjaxVar::#variant)
+        let name = var.value;
+        quote!(#krate::__private::ObjaxVar::from_name(#name))
     }));
     let class = option(attrs.class.as_ref().map(|class| {
         let class = &class.value;
         quote!(#class)
     }));
     quote! {
-        #krate::schema::FieldSchema {
+        #krate::__private::FieldSchema {
             name: #name,
             schema: #schema,
             optional: #optional,
