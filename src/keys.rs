@@ -14,6 +14,12 @@
 
 use crate::schema::{FieldSchema, Join, ObjaxVar, StructSchema, Style};
 
+pub(crate) mod parse;
+pub(crate) mod tree;
+
+/// The objax list class of a list field without `#[safejax(class = "...")]`.
+pub const DEFAULT_LIST_CLASS: &str = "Sequential";
+
 /// The position of a node in the tree, and what its key is so far.
 #[derive(Debug, Clone)]
 pub(crate) struct Cursor {
@@ -129,7 +135,7 @@ impl Cursor {
     pub(crate) fn enter_list(&self) -> Cursor {
         let mut list = self.clone();
         if self.style == Style::Objax {
-            list.key = format!("{}({})", self.key, self.list_class.unwrap_or("Sequential"));
+            list.key = format!("{}({})", self.key, self.list_class.unwrap_or(DEFAULT_LIST_CLASS));
         }
         list
     }

@@ -51,6 +51,15 @@ pub mod __private {
     pub use crate::schema::{
         FieldSchema, Join, LeafSchema, MapKey, MapSchema, ObjaxVar, Schema, SchemaRef, SeqSchema, StructSchema, Style,
     };
+
+    /// The key grammar, for the CLI: reading keys back into a tree, and checking a schema against
+    /// a file's keys.
+    pub mod keys {
+        pub use crate::keys::parse::{detect, steps};
+        pub use crate::keys::tree::{build, Child, Join, Leaf, List, Module, Node};
+        pub use crate::keys::DEFAULT_LIST_CLASS;
+        pub use crate::resolve::check_keys;
+    }
 }
 
 /// `#[derive(Params)]`: describes a param struct's keys. See the crate documentation.

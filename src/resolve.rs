@@ -50,7 +50,8 @@ impl Resolved {
 
 /// The walk's state: which entries are taken, which keys are missing.
 struct Resolver<'h> {
-    header: &'h Header,
+    /// The file's keys, by entry index.
+    keys: Vec<&'h str>,
     /// Key → entry index, sorted, for exact look-ups and prefix scans.
     index: BTreeMap<&'h str, usize>,
     claimed: Vec<bool>,
@@ -61,6 +62,9 @@ struct Resolver<'h> {
     depth: usize,
     /// The first key at which nesting went past [`MAX_DEPTH`].
     too_deep: Option<String>,
+    /// Entries found under another spelling than the one written back (objax keys without their
+    /// variable type), with the written key.
+    respelled: Vec<(usize, String)>,
 }
 
 /// The deepest nesting of schema nodes resolved. Only a recursive type (`Vec<Self>`,
@@ -71,25 +75,41 @@ pub(crate) const MAX_DEPTH: usize = 256;
 /// Matches `schema` against `header`. Unless `allow_unknown`, entries the type does not take are an
 /// error.
 pub(crate) fn resolve(schema: &'static Schema, header: &Header, allow_unknown: bool) -> Result<Resolved> {
-    let index = header
-        .entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.key.as_str(), i))
-        .collect();
+    let keys = header.entries.iter().map(|e| e.key.as_str()).collect();
+    let (tree, _) = resolve_keys(schema, keys, allow_unknown)?;
+    Ok(tree)
+}
+
+/// Reads `keys` (a file's, in any order) with `schema`, as loading that file would, without any
+/// tensor: `Ok` with the keys that writing the params back spells otherwise (an objax key without
+/// its `::VarType`, by index into `keys`, and as written), or the error the load would give.
+/// The CLI checks the structs it generates with it.
+pub fn check_keys(schema: &'static Schema, keys: &[&str]) -> Result<Vec<(usize, String)>> {
+    let (_, respelled) = resolve_keys(schema, keys.to_vec(), false)?;
+    Ok(respelled)
+}
+
+fn resolve_keys<'h>(
+    schema: &'static Schema,
+    keys: Vec<&'h str>,
+    allow_unknown: bool,
+) -> Result<(Resolved, Vec<(usize, String)>)> {
+    let index = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
     let mut resolver = Resolver {
-        header,
         index,
-        claimed: vec![false; header.entries.len()],
+        claimed: vec![false; keys.len()],
+        keys,
         found: 0,
         missing: Vec::new(),
         partly_present: Vec::new(),
         depth: 0,
         too_deep: None,
+        respelled: Vec::new(),
     };
     let tree = resolver.node(schema, &Cursor::root());
+    let respelled = std::mem::take(&mut resolver.respelled);
     resolver.finish(allow_unknown)?;
-    Ok(tree)
+    Ok((tree, respelled))
 }
 
 impl<'h> Resolver<'h> {
@@ -168,14 +188,17 @@ impl<'h> Resolver<'h> {
 
     fn leaf(&mut self, schema: &'static LeafSchema, cursor: &Cursor) -> Resolved {
         let key = cursor.leaf_key();
-        let entry = self
-            .index
-            .get(key.as_str())
-            .or_else(|| cursor.leaf_key_fallback().and_then(|k| self.index.get(k)));
+        let (entry, respelled) = match self.index.get(key.as_str()) {
+            Some(entry) => (Some(entry), false),
+            None => (cursor.leaf_key_fallback().and_then(|k| self.index.get(k)), true),
+        };
         match entry {
             Some(&entry) if !self.claimed[entry] => {
                 self.claimed[entry] = true;
                 self.found += 1;
+                if respelled {
+                    self.respelled.push((entry, key));
+                }
                 Resolved::Leaf { entry, schema }
             }
             Some(_) => {
@@ -244,7 +267,7 @@ impl<'h> Resolver<'h> {
                 continue;
             }
             if let Ok(i) = rest[..digits].parse::<usize>() {
-                if i < self.header.entries.len() && found.last() != Some(&i) {
+                if i < self.keys.len() && found.last() != Some(&i) {
                     found.push(i);
                 }
             }
@@ -312,14 +335,16 @@ impl<'h> Resolver<'h> {
         if let Some((key, missing)) = self.partly_present.into_iter().next() {
             return Err(Error::PartlyPresent { key, missing });
         }
-        let unknown: Vec<&str> = self
-            .header
-            .entries
-            .iter()
-            .zip(&self.claimed)
-            .filter(|(_, &claimed)| !claimed)
-            .map(|(e, _)| e.key.as_str())
-            .collect();
+        let taken = |wanted: bool| -> Vec<&str> {
+            let claimed = self.claimed.iter();
+            self.keys
+                .iter()
+                .zip(claimed)
+                .filter(|(_, &c)| c == wanted)
+                .map(|(k, _)| *k)
+                .collect()
+        };
+        let unknown = taken(false);
         if !self.missing.is_empty() {
             let mut budget = HINT_BUDGET;
             let hints = self
@@ -333,14 +358,7 @@ impl<'h> Resolver<'h> {
             });
         }
         if !unknown.is_empty() && !allow_unknown {
-            let expected: Vec<&str> = self
-                .header
-                .entries
-                .iter()
-                .zip(&self.claimed)
-                .filter(|(_, &claimed)| claimed)
-                .map(|(e, _)| e.key.as_str())
-                .collect();
+            let expected = taken(true);
             let mut budget = HINT_BUDGET;
             let hints = unknown
                 .iter()

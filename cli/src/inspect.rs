@@ -10,7 +10,7 @@ use serde_json::{json, Value as Json};
 
 use crate::fmt;
 use crate::source::{Checkpoint, Contents};
-use crate::style::{self, Style};
+use safejax::__private::{keys, Style};
 
 /// What `inspect` prints.
 pub struct Options {
@@ -63,7 +63,7 @@ fn tree(contents: &Contents<'_>, style: Style) -> Node {
         let bytes = entry.tensor.as_bytes().len() as u64;
         let mut at = &mut root;
         let mut key = String::new();
-        for step in style::steps(style, &entry.key) {
+        for step in keys::steps(style, &entry.key) {
             if !key.is_empty() && !step.starts_with(['/', '[']) {
                 key.push('.');
             }
@@ -136,7 +136,7 @@ fn by_dtype(contents: &Contents<'_>) -> BTreeMap<Dtype, (u64, u64, u64)> {
 /// Runs `inspect` on an opened checkpoint and returns what to print.
 pub fn run(ckpt: &Checkpoint, options: &Options) -> Result<String> {
     let contents = ckpt.contents()?;
-    let style = options.style.unwrap_or_else(|| style::detect(contents.keys()));
+    let style = options.style.unwrap_or_else(|| keys::detect(contents.keys()));
     let root = tree(&contents, style);
     if options.json {
         let mut text = serde_json::to_string_pretty(&to_json(ckpt, &contents, style, &root))?;

@@ -7,7 +7,6 @@ mod diff;
 mod fmt;
 mod inspect;
 mod source;
-mod style;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,8 +14,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use safejax::__private::Style;
+
 use crate::source::Checkpoint;
-use crate::style::Style;
 
 /// Inspect, diff, convert JAX checkpoints (flax, NNX, haiku, objax) and generate typed Rust
 /// structs that load them.
@@ -40,7 +40,7 @@ enum Command {
         /// The checkpoint.
         checkpoint: PathBuf,
         /// Cut keys into modules by this style (detected from the keys by default).
-        #[arg(long, value_enum, default_value = "auto")]
+        #[arg(long, default_value = "auto", value_parser = style_arg())]
         style: StyleArg,
         /// Show this many levels of the tree (all by default).
         #[arg(long, value_name = "N")]
@@ -104,7 +104,7 @@ enum Command {
         /// The checkpoint.
         checkpoint: PathBuf,
         /// The key style (detected from the keys by default).
-        #[arg(long, value_enum, default_value = "auto")]
+        #[arg(long, default_value = "auto", value_parser = style_arg())]
         style: StyleArg,
         /// Tensors as `TensorView<'a, T>`, borrowing the file's bytes, instead of `Tensor<T>`.
         #[arg(long)]
@@ -115,26 +115,21 @@ enum Command {
     },
 }
 
-/// `--style`: a style, or `auto` to detect it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum StyleArg {
-    Auto,
-    Flax,
-    Nnx,
-    Haiku,
-    Objax,
-}
+/// `--style`: a style, or `auto` (`None`) to detect it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StyleArg(Option<Style>);
 
 impl StyleArg {
     fn style(self) -> Option<Style> {
-        match self {
-            StyleArg::Auto => None,
-            StyleArg::Flax => Some(Style::Flax),
-            StyleArg::Nnx => Some(Style::Nnx),
-            StyleArg::Haiku => Some(Style::Haiku),
-            StyleArg::Objax => Some(Style::Objax),
-        }
+        self.0
     }
+}
+
+/// `auto` or one of the library's style names.
+fn style_arg() -> impl clap::builder::TypedValueParser<Value = StyleArg> {
+    use clap::builder::TypedValueParser;
+    let names = std::iter::once("auto").chain(Style::ALL.iter().map(|(name, _)| *name));
+    clap::builder::PossibleValuesParser::new(names).map(|name: String| StyleArg(Style::parse(&name)))
 }
 
 /// `--tolerance`: a number, at least 0.

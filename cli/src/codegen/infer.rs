@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use safejax::__private::keys::{self, Join, Leaf, List, Module, Node};
+use safejax::__private::{ObjaxVar, Style};
 use safejax::Dtype;
 
 use super::names::{is_index, split_index};
-use super::tree::{Join, Leaf, List, Module, Node};
-use crate::style::Style;
 
 /// A tensor leaf: its dtype (`None`: any, a `DynTensor`) and whether it is a 0-d scalar.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,9 +75,6 @@ pub struct FieldTy {
     pub singleton: bool,
 }
 
-/// The objax variable types that `#[safejax(var = "...")]` knows.
-const OBJAX_VARS: [&str; 3] = ["TrainVar", "StateVar", "RandomState"];
-
 /// The element types that `Tensor<T>` holds.
 pub fn supported(dtype: Dtype) -> Option<Dtype> {
     matches!(
@@ -133,11 +130,12 @@ fn node_ty(ctx: &Ctx, node: &Node, parent: Role) -> Result<Typed, String> {
     match node {
         Node::Leaf(leaf) => {
             if let Some(var) = &leaf.var {
-                if !OBJAX_VARS.contains(&var.as_str()) {
+                if ObjaxVar::parse(var).is_none() {
+                    let known: Vec<&str> = ObjaxVar::ALL.iter().map(|v| v.name()).collect();
                     return Err(format!(
                         "`{}`: objax variable type `{var}` is not one of {}",
                         leaf.key,
-                        OBJAX_VARS.join(", ")
+                        known.join(", ")
                     ));
                 }
             }
@@ -153,7 +151,7 @@ fn node_ty(ctx: &Ctx, node: &Node, parent: Role) -> Result<Typed, String> {
         }
         Node::List(list) => {
             let (ty, var) = objax_list(ctx, list)?;
-            let class = (list.class != "Sequential").then(|| list.class.clone());
+            let class = (list.class != keys::DEFAULT_LIST_CLASS).then(|| list.class.clone());
             Ok((ty, var, class))
         }
         Node::Module(m) => {

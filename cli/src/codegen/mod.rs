@@ -1,7 +1,7 @@
 //! `safejax codegen`: Rust structs with `#[derive(Serialize, Deserialize, Params)]` that load a
 //! checkpoint.
 //!
-//! The keys are read as a tree by the rules of their style (`tree`), typed (`infer`: structs,
+//! The keys are read as a tree by the rules of their style (by the library, which builds them), typed (`infer`: structs,
 //! `Vec` for runs of list elements, `Option` for parts that list elements lack), planned (`plan`:
 //! one struct per shape, names, attributes), and checked against the file by the rules `safejax`
 //! reads with (`check`) before they are printed (`emit`). Keys that structs cannot express fall
@@ -13,13 +13,12 @@ mod emit;
 mod infer;
 mod names;
 mod plan;
-mod tree;
 
 use anyhow::{bail, Result};
+use safejax::__private::{keys, Style};
 use safejax::Dtype;
 
 use crate::source::{Checkpoint, Format};
-use crate::style::{self, Style};
 
 /// What `codegen` generates.
 pub struct Options {
@@ -43,7 +42,7 @@ fn structs(
     leaves: &[(String, Dtype, Vec<usize>)],
     root: &str,
 ) -> Result<(plan::Plan, Vec<String>), String> {
-    let tree = tree::build(style, leaves)?;
+    let tree = keys::build(style, leaves)?;
     let root_ty = infer::infer(style, &tree, leaves.len())?;
     let plan = plan::plan(&root_ty, root);
     let keys: Vec<&str> = leaves.iter().map(|(k, _, _)| k.as_str()).collect();
@@ -95,7 +94,7 @@ pub fn run(ckpt: &Checkpoint, options: &Options) -> Result<Generated> {
     if ckpt.format == Format::Safetensors {
         leaves.sort_by(|a, b| crate::fmt::natural(&a.0, &b.0));
     }
-    let style = options.style.unwrap_or_else(|| style::detect(contents.keys()));
+    let style = options.style.unwrap_or_else(|| keys::detect(contents.keys()));
     let root = &options.root;
 
     let (body, mut notes) = match structs(style, &leaves, root) {

@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use safejax::__private::keys::Join;
+use safejax::__private::{ObjaxVar, Style};
 use safejax::Dtype;
 
 use super::infer::{LeafTy, Role, StructTy, Ty};
 use super::names::{camel, field_ident, is_index, is_reserved_type, singular, strip_index, words};
-use super::tree::Join;
-use crate::style::Style;
 
 /// A field's type, with structs by index into [`Plan::structs`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,15 +22,6 @@ pub enum PTy {
 }
 
 impl PTy {
-    /// Whether the type holds tensors with no struct between (key styles join those with `.`).
-    pub fn is_leafy(&self) -> bool {
-        match self {
-            PTy::Leaf(_) | PTy::Map(_) => true,
-            PTy::Struct(_) => false,
-            PTy::Vec(t) | PTy::Option(t) => t.is_leafy(),
-        }
-    }
-
     /// The struct inside, if any, and whether it is inside a list.
     fn inner_struct(&self) -> Option<(usize, bool)> {
         match self {
@@ -114,7 +105,7 @@ impl Interner {
                 name: f.name.clone(),
                 ty: self.ty(&f.ty),
                 slash: f.join == Join::Slash,
-                var: f.var.clone().filter(|v| v != "TrainVar"),
+                var: f.var.clone().filter(|v| v != ObjaxVar::TrainVar.name()),
                 list_class: f.list_class.clone(),
             })
             .collect();

@@ -1,38 +1,7 @@
-//! Which framework's key style a checkpoint's keys follow, and how a key cuts into the steps of its
-//! module tree for display.
+//! Reading keys back: which style a file's keys follow, and how a key cuts into the steps of its
+//! module tree. The inverse of [`Cursor`](super::Cursor); [`tree`](super::tree) builds on it.
 
-use std::fmt;
-
-/// A key style (see the crate's `key-styles` documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum Style {
-    /// flax linen: `params.Dense_0.kernel`, lists `layers_0`.
-    Flax,
-    /// flax NNX: `layers.0.kernel`.
-    Nnx,
-    /// haiku: `mlp/~/linear_0.w`.
-    Haiku,
-    /// objax: `(MLP).l1(Linear).w::TrainVar`.
-    Objax,
-}
-
-impl Style {
-    /// The name used in `#[safejax(style = "...")]`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Style::Flax => "flax",
-            Style::Nnx => "nnx",
-            Style::Haiku => "haiku",
-            Style::Objax => "objax",
-        }
-    }
-}
-
-impl fmt::Display for Style {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use crate::schema::Style;
 
 /// Guesses the style from the keys: objax shows classes in parentheses (`(MLP).w`), haiku joins
 /// modules with `/~/` or `/`, NNX keeps list indices as path parts (`layers.0.kernel`); anything
@@ -98,7 +67,7 @@ pub fn steps(style: Style, key: &str) -> Vec<String> {
 
 /// A haiku module path cut at its joins: `mlp/~/linear_0/gate` is `("", "mlp")`,
 /// `("/~/", "linear_0")`, `("/", "gate")`.
-pub fn haiku_modules(path: &str) -> Vec<(&'static str, &str)> {
+pub(crate) fn haiku_modules(path: &str) -> Vec<(&'static str, &str)> {
     let mut out = Vec::new();
     let mut sep = "";
     let mut rest = path;

@@ -1,5 +1,5 @@
 //! Keys, read by the rules of a style, as a tree of modules, lists and tensors: the inverse of how
-//! `safejax` builds keys (its `keys.rs`).
+//! [`Cursor`](super::Cursor) builds them. `safejax codegen` types this tree into structs.
 //!
 //! - flax, NNX: every `.` is a dict level.
 //! - haiku: `wrapper.wrapper.module/~/sub/call.param`: the part before the last `.` is a module
@@ -13,9 +13,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use safejax::Dtype;
-
-use crate::style::{haiku_modules, Style};
+use super::parse::haiku_modules;
+use crate::schema::Style;
+use crate::Dtype;
 
 /// How a child's name joins its parent's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,7 +33,9 @@ pub enum Join {
 pub struct Leaf {
     /// The full key.
     pub key: String,
+    /// Its dtype in the file.
     pub dtype: Dtype,
+    /// Its shape in the file.
     pub shape: Vec<usize>,
     /// The objax variable type after `::`, if the key has one.
     pub var: Option<String>,
@@ -42,7 +44,9 @@ pub struct Leaf {
 /// A node of the tree.
 #[derive(Debug)]
 pub enum Node {
+    /// A tensor.
     Leaf(Leaf),
+    /// A dict level.
     Module(Module),
     /// An objax list: `seq(Sequential)[0]...`.
     List(List),
@@ -65,15 +69,20 @@ pub struct Module {
 /// A named child of a module.
 #[derive(Debug)]
 pub struct Child {
+    /// Its name in keys.
     pub name: String,
+    /// How the name joins the parent's key.
     pub join: Join,
+    /// What it is.
     pub node: Node,
 }
 
 /// An objax list, possibly with gaps.
 #[derive(Debug)]
 pub struct List {
+    /// The list's class (`Sequential`, `ModuleList`).
     pub class: String,
+    /// The elements the keys show, by index.
     pub elems: BTreeMap<usize, Node>,
 }
 
