@@ -1,9 +1,13 @@
 //! Overwrites a checkpoint with one of two param sets, alternately, until it is killed: the writer
 //! that `tests/crash_safe_write.rs` kills at random points to check that `to_file` never leaves a
-//! partial file.
+//! partial file. With `--dir` (`--msgpack-dir`), it overwrites a checkpoint directory instead,
+//! cycling through [`dir_sets`] (different shard counts, keys in other shards, one file), to check
+//! the same of `to_dir` (`msgpack::to_dir`).
 //!
-//! Run with `cargo run --example overwrite_loop -- PATH [COUNT]` (COUNT writes, default: forever);
-//! it prints `wrote N` after each write.
+//! Run with `cargo run --example overwrite_loop -- [--dir | --msgpack-dir] PATH [COUNT]` (COUNT writes, default:
+//! forever); it prints `wrote N` after each write.
+
+use std::collections::BTreeMap;
 
 use safejax::{Params, Tensor};
 use serde::{Deserialize, Serialize};
@@ -32,15 +36,79 @@ pub fn params(which: u8) -> Checkpoint {
     }
 }
 
+/// The params of a checkpoint directory: eight layers.
+pub type Layers = BTreeMap<String, Tensor<f32>>;
+
+/// How a directory set is saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Save {
+    /// `to_dir` with this largest shard.
+    Safetensors(u64),
+    /// `msgpack::to_dir` with this largest shard.
+    Msgpack(u64),
+}
+
+/// The directory sets, each with how it is saved: 4 shards of two layers; 3 shards of three
+/// layers (so most keys move to another shard); one file. In safetensors, or (`msgpack`) in flax
+/// msgpack. Layer sizes and contents differ between sets, so that any mix is told apart from each.
+pub fn dir_sets(msgpack: bool) -> Vec<(Layers, Save)> {
+    let save = |max| {
+        if msgpack {
+            Save::Msgpack(max)
+        } else {
+            Save::Safetensors(max)
+        }
+    };
+    let set = |which: usize, elements: usize| -> Layers {
+        (0..8)
+            .map(|layer| {
+                let mut data = vec![which as f32 + layer as f32 / 8.0; elements];
+                for (i, value) in data.iter_mut().enumerate().step_by(4099) {
+                    *value = (i + which) as f32;
+                }
+                (
+                    format!("layer_{layer:02}.kernel"),
+                    Tensor::new(vec![elements], data).unwrap(),
+                )
+            })
+            .collect()
+    };
+    vec![
+        (set(0, 128 << 10), save(1 << 20)),
+        (set(1, 192 << 10), save(2_500_000)),
+        (set(2, 160 << 10), save(u64::MAX)),
+    ]
+}
+
+/// Saves directory set `set` into `dir`.
+pub fn save_dir(dir: &str, set: &(Layers, Save)) -> safejax::Result<()> {
+    match set.1 {
+        Save::Safetensors(max) => safejax::to_dir(dir, &set.0, max),
+        Save::Msgpack(max) => safejax::msgpack::to_dir(dir, &set.0, max),
+    }
+}
+
 #[allow(dead_code)] // the test includes this file for `params`, not for `main`
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let path = args.next().expect("usage: overwrite_loop PATH [COUNT]");
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let dir_mode = args.first().is_some_and(|a| a == "--dir" || a == "--msgpack-dir");
+    let msgpack = args.first().is_some_and(|a| a == "--msgpack-dir");
+    if dir_mode {
+        args.remove(0);
+    }
+    let mut args = args.into_iter();
+    let path = args
+        .next()
+        .expect("usage: overwrite_loop [--dir | --msgpack-dir] PATH [COUNT]");
     let count: u64 = args.next().map_or(u64::MAX, |c| c.parse().expect("a count"));
     let sets = [params(0), params(1)];
+    let dir_sets = dir_sets(msgpack);
     for i in 0..count {
-        let set = &sets[(i % 2 + 1) as usize % 2];
-        safejax::to_file(&path, set).expect("write");
+        if dir_mode {
+            save_dir(&path, &dir_sets[i as usize % dir_sets.len()]).expect("write");
+        } else {
+            safejax::to_file(&path, &sets[(i % 2 + 1) as usize % 2]).expect("write");
+        }
         // Tells a watching parent how far it got (stdout flushes at each line).
         println!("wrote {i}");
     }

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod checkpoint;
 mod convert;
 mod de;
 mod dtype;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::checkpoint::store::write_atomic_with;
 use crate::header::{Layout, Planned, MAX_RANK, METADATA_KEY};
 use crate::{Error, Options, Params, Result, Serializer};
 
@@ -88,14 +89,14 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
     // (see `pages.rs`).
     let mut bytes = crate::pages::buffer(layout.file_len());
     bytes.extend_from_slice(&layout.head);
-    stream(params, &planned, &layout, &mut bytes, REORDER_BUDGET)?;
+    stream(params, &planned, &all(&planned), &layout, &mut bytes, REORDER_BUDGET)?;
     debug_assert_eq!(bytes.len(), layout.file_len());
     Ok(bytes)
 }
 
 /// How many bytes of tensors that arrive before their turn `to_writer` may hold; the rest wait for
 /// another walk of the params.
-const REORDER_BUDGET: usize = 64 << 20;
+pub(crate) const REORDER_BUDGET: usize = 64 << 20;
 
 /// The largest tensor held whenever it arrives early. Holding copies a tensor once more, into
 /// fresh memory; waiting for another walk only visits the leaves again (a few hundred ns each).
@@ -118,7 +119,7 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
     let planned = plan(params)?;
     let layout = Layout::new(&planned, options.metadata_map())?;
     writer.write_all(&layout.head)?;
-    stream(params, &planned, &layout, &mut writer, REORDER_BUDGET)?;
+    stream(params, &planned, &all(&planned), &layout, &mut writer, REORDER_BUDGET)?;
     writer.flush()?;
     Ok(())
 }
@@ -131,28 +132,34 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
 /// visits ([`WAIT_BYTES_PER_VISIT`]): from then on large ones are held too. Each walk writes at
 /// least the leaf whose turn it is, so memory stays within the budget and walks are few (one, when
 /// the tree is visited in file order). Returns the number of walks.
-fn stream<W: Write, T: Serialize + Params + ?Sized>(
+///
+/// `layout` lays out the planned leaves `members` (indices into `planned`, all of them for one
+/// file, a shard's for a shard); the other leaves are walked past.
+pub(crate) fn stream<W: Write + ?Sized, T: Serialize + Params + ?Sized>(
     params: &T,
     planned: &[Planned],
+    members: &[usize],
     layout: &Layout,
     writer: &mut W,
     budget: usize,
 ) -> Result<usize> {
-    let mut rank = vec![0; planned.len()];
-    for (r, &i) in layout.order.iter().enumerate() {
-        rank[i] = r;
+    // Each member leaf's turn in the file; leaves of other files (shards) have none.
+    let mut rank = vec![None; planned.len()];
+    for (r, &j) in layout.order.iter().enumerate() {
+        rank[members[j]] = Some(r);
     }
+    let count = members.len();
     let mut next = 0;
     let mut held: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
     let mut held_bytes = 0;
     let patience = 2 * planned.len() + layout.data_len / WAIT_BYTES_PER_VISIT;
     let mut hold_max = HOLD_SMALL;
     let mut walks = 0;
-    while next < planned.len() {
+    while next < count {
         walks += 1;
         let before = next;
         walk_planned(params, planned, |i, data| {
-            let r = rank[i];
+            let Some(r) = rank[i] else { return Ok(()) };
             if r == next {
                 writer.write_all(data)?;
                 next += 1;
@@ -178,16 +185,21 @@ fn stream<W: Write, T: Serialize + Params + ?Sized>(
     Ok(walks)
 }
 
+/// Every planned leaf: the members of a one-file layout.
+fn all(planned: &[Planned]) -> Vec<usize> {
+    (0..planned.len()).collect()
+}
+
 /// Writes `params` to the file at `path`, atomically, each tensor copied once from the params to
 /// its place in the file.
 pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, options: &Options) -> Result<()> {
     let planned = plan(params)?;
     let layout = Layout::new(&planned, options.metadata_map())?;
-    with_temp_file(path, |file| {
+    write_atomic_with(path, |file| {
         // Small tensors gather in the buffer; large ones go straight through it.
         let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
         writer.write_all(&layout.head)?;
-        stream(params, &planned, &layout, &mut writer, REORDER_BUDGET)?;
+        stream(params, &planned, &all(&planned), &layout, &mut writer, REORDER_BUDGET)?;
         writer.flush()?;
         Ok(())
     })
@@ -195,40 +207,7 @@ pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, o
 
 /// Writes `bytes` to the file at `path`, atomically.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    with_temp_file(path, |file| Ok(file.write_all(bytes)?))
-}
-
-/// Has `write` fill a temporary file next to `path`, then syncs it and renames it over `path`, so
-/// that a reader, or a crash, sees the old file or the new one, never a part. On an error the
-/// temporary file is removed and `path` is untouched.
-fn with_temp_file(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Dropping the temporary file on any error below removes it.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    write(tmp.as_file_mut())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| Error::Io(e.error))?;
-    sync_dir(dir)?;
-    Ok(())
-}
-
-/// Makes the rename durable: on Unix a directory's entries are synced through the directory.
-fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    std::fs::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    write_atomic_with(path, |file| Ok(file.write_all(bytes)?))
 }
 
 #[cfg(test)]
@@ -268,7 +247,7 @@ mod tests {
         let layout = Layout::new(&planned, None).unwrap();
         for budget in [0, 1, 8, 40, usize::MAX] {
             let mut out = layout.head.clone();
-            stream(&params, &planned, &layout, &mut out, budget).unwrap();
+            stream(&params, &planned, &all(&planned), &layout, &mut out, budget).unwrap();
             assert!(out == expected, "budget {budget}");
         }
     }
@@ -292,7 +271,7 @@ mod tests {
         let layout = Layout::new(&planned, None).unwrap();
         let mut out = layout.head.clone();
         // The first walk holds `x1` but not `x0`, and writes `x2`; the second writes `x0`, `x1`.
-        let walks = stream(&params, &planned, &layout, &mut out, usize::MAX).unwrap();
+        let walks = stream(&params, &planned, &all(&planned), &layout, &mut out, usize::MAX).unwrap();
         assert!(out == expected);
         assert_eq!(walks, 2);
     }
@@ -335,12 +314,18 @@ mod tests {
         let expected = to_bytes(&params, &Options::new()).unwrap();
         // Without a budget, each walk writes one leaf: the last it visits.
         let mut out = layout.head.clone();
-        assert_eq!(stream(&params, &planned, &layout, &mut out, 0).unwrap(), n);
+        assert_eq!(
+            stream(&params, &planned, &all(&planned), &layout, &mut out, 0).unwrap(),
+            n
+        );
         assert!(out == expected);
         // With one, large leaves wait until the walks have visited 2n + data/8 KiB leaves (400
         // here, 10 walks), then the next walk holds them all.
         let mut out = layout.head.clone();
-        assert_eq!(stream(&params, &planned, &layout, &mut out, usize::MAX).unwrap(), 11);
+        assert_eq!(
+            stream(&params, &planned, &all(&planned), &layout, &mut out, usize::MAX).unwrap(),
+            11
+        );
         assert!(out == expected);
     }
 

@@ -1,5 +1,6 @@
-//! `to_file` under SIGKILL: a writer process overwriting a good checkpoint is killed at many points;
-//! after each kill the checkpoint loads as the old params or the new, exactly, never a part.
+//! `to_file`, `to_dir` and `msgpack::to_dir` under SIGKILL: a writer process overwriting a good
+//! checkpoint is killed at many points; after each kill the checkpoint loads as the old params or
+//! the new, exactly, never a part or a mix of shards.
 //!
 //! A killed process cannot remove its temporary file: those are left behind, named
 //! `.NAME.<random>.tmp` next to the target, and this test checks that they are, and only they.
@@ -100,4 +101,122 @@ fn a_killed_writer_leaves_the_old_or_the_new_file() {
         "only {left_temporaries} of {kill} kills landed mid-write"
     );
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+}
+
+/// Kills `overwrite_loop MODE DIR` at least `min_kills` times, mid-save as often as not, while it
+/// overwrites a checkpoint directory with the sets of `dir_sets`; after each kill the directory
+/// loads as one set exactly, and the unrelated files in it are untouched. Returns how often each
+/// set was found, and how many kills left files of an unfinished save (temporary files, or shards
+/// the committed index does not list).
+fn kill_directory_saves(mode: &str, msgpack: bool, min_kills: u32) -> (Vec<u32>, u32) {
+    use overwrite_loop::{dir_sets, save_dir, Layers};
+    let writer = writer_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap().to_owned();
+    let sets = dir_sets(msgpack);
+    let unrelated = [("config.json", "{\"model_type\": \"bert\"}"), ("tokenizer.json", "{}")];
+    for (name, text) in unrelated {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    save_dir(&path, &sets[0]).unwrap();
+
+    let mut outcomes = vec![0u32; sets.len()];
+    let mut unfinished = 0;
+    for kill in 1..=min_kills {
+        let mut child = Command::new(&writer)
+            .args([mode, &path])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // One whole cycle of saves first, to time it on this machine, as loaded as it is.
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next_line = || lines.next().unwrap().unwrap();
+        let started = Instant::now();
+        for i in 0..sets.len() {
+            assert_eq!(next_line(), format!("wrote {i}"));
+        }
+        let cycle = started.elapsed();
+        // Then the kill, somewhere in the next cycle and a bit, on an irregular step.
+        let fraction = f64::from(kill) * 0.618_034 % 1.0;
+        std::thread::sleep(cycle.mul_f64(1.2 * fraction));
+        child.kill().unwrap(); // SIGKILL
+        assert!(
+            !child.wait().unwrap().success(),
+            "kill {kill}: the writer ended by itself"
+        );
+
+        let loaded: Layers =
+            safejax::from_dir(&path).unwrap_or_else(|e| panic!("kill {kill}: the checkpoint does not load: {e}"));
+        let which = sets
+            .iter()
+            .position(|(set, _)| *set == loaded)
+            .unwrap_or_else(|| panic!("kill {kill}: the checkpoint is no param set: a mix"));
+        outcomes[which] += 1;
+        for (name, text) in unrelated {
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join(name)).unwrap(),
+                text,
+                "kill {kill}"
+            );
+        }
+        if leftovers(dir.path(), msgpack) > 0 {
+            unfinished += 1;
+        }
+    }
+    // The next save removes what the killed ones left: only its own files and the unrelated ones
+    // remain.
+    save_dir(&path, &sets[1]).unwrap();
+    assert_eq!(leftovers(dir.path(), msgpack), 0);
+    let loaded: Layers = safejax::from_dir(&path).unwrap();
+    assert!(loaded == sets[1].0);
+    (outcomes, unfinished)
+}
+
+/// How many files in `dir` the committed checkpoint does not account for (besides unrelated ones).
+fn leftovers(dir: &std::path::Path, msgpack: bool) -> usize {
+    let (stem, index_file) = if msgpack {
+        ("flax_model", "flax_model.msgpack.index.json")
+    } else {
+        ("model", "model.safetensors.index.json")
+    };
+    let committed: Vec<String> = match std::fs::read(dir.join(index_file)) {
+        Ok(bytes) => {
+            let index: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let mut names: Vec<String> = index["weight_map"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            names.push(index_file.to_owned());
+            names
+        }
+        Err(_) => vec![if msgpack {
+            "flax_model.msgpack"
+        } else {
+            "model.safetensors"
+        }
+        .to_owned()],
+    };
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| (name.starts_with(stem) || name.starts_with(&format!(".{stem}"))) && !committed.contains(name))
+        .count()
+}
+
+#[test]
+fn a_killed_directory_save_leaves_the_old_or_the_new_checkpoint() {
+    let (outcomes, unfinished) = kill_directory_saves("--dir", false, 30);
+    println!("30 kills of to_dir: found the sets {outcomes:?} times; {unfinished} kills left an unfinished save");
+    // Every set, sharded or not, was found after some kill, and kills did land mid-save.
+    assert!(outcomes.iter().all(|&n| n > 0), "{outcomes:?}");
+    assert!(unfinished >= 3, "only {unfinished} kills landed mid-save");
+}
+
+#[test]
+fn a_killed_msgpack_directory_save_leaves_the_old_or_the_new_checkpoint() {
+    let (outcomes, unfinished) = kill_directory_saves("--msgpack-dir", true, 15);
+    println!("15 kills of msgpack::to_dir: found the sets {outcomes:?} times; {unfinished} left an unfinished save");
+    assert!(outcomes.iter().filter(|&&n| n > 0).count() >= 2, "{outcomes:?}");
 }

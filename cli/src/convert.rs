@@ -2,11 +2,10 @@
 //! float tensors cast to another dtype on the way if asked.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use safejax::{Dtype, DynTensor, DynTensorView, Value};
 
@@ -244,7 +243,7 @@ pub fn run(input: &Checkpoint, out: &Path, options: &Options) -> Result<String> 
             path.display().to_string()
         }
         Target::Dir(dir, format, max) => {
-            let files = write_dir(dir, *format, &tensors, &metadata, *max, &progress)?;
+            let files = write_dir(dir, *format, &tensors, &metadata, *max)?;
             let names: Vec<String> = files.iter().map(|f| f.to_string()).collect();
             format!("{} ({})", dir.display(), names.join(", "))
         }
@@ -337,7 +336,8 @@ fn nested(tensors: &BTreeMap<String, DynTensorView<'_>>) -> Result<Value> {
     Ok(Value::Dict(root))
 }
 
-/// Writes one file, atomically: into a temporary file beside it, renamed over it when complete.
+/// Writes one file, atomically (the library's commit: a temporary file beside it, synced and
+/// renamed over it).
 fn write_file(
     path: &Path,
     format: Format,
@@ -345,135 +345,57 @@ fn write_file(
     metadata: &BTreeMap<String, String>,
     progress: &Progress,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+    let msgpack = match format {
+        Format::Msgpack => Some(safejax::msgpack::to_bytes(&nested(tensors)?)?),
+        Format::Safetensors => None,
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> Result<()> {
-        let file = File::create(&tmp).with_context(|| format!("{}: cannot write", path.display()))?;
-        let mut writer = Counting {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            progress,
-        };
-        match format {
-            Format::Safetensors => {
-                let options = metadata
-                    .iter()
-                    .fold(safejax::Options::new(), |o, (k, v)| o.metadata(k, v));
-                options.to_writer(&mut writer, tensors)?;
-            }
-            Format::Msgpack => {
-                let bytes = safejax::msgpack::to_bytes(&nested(tensors)?)?;
+    safejax::checkpoint::write_file(path, |out| {
+        let mut writer = Counting { inner: out, progress };
+        match &msgpack {
+            None => safejax_options(metadata).to_writer(&mut writer, tensors),
+            Some(bytes) => {
                 for chunk in bytes.chunks(8 << 20) {
                     writer.write_all(chunk)?;
                 }
+                Ok(())
             }
         }
-        let file = writer
-            .inner
-            .into_inner()
-            .map_err(|e| anyhow!("{}: {}", tmp.display(), e.error()))?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })
+    .with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// Writes a checkpoint directory in the Hugging Face layout: one `model.safetensors` (or
-/// `flax_model.msgpack`) when every tensor fits in `max` bytes, else shards filled in key order and
-/// an index. Returns the names written.
+fn safejax_options(metadata: &BTreeMap<String, String>) -> safejax::Options {
+    metadata
+        .iter()
+        .fold(safejax::Options::new(), |o, (k, v)| o.metadata(k, v))
+}
+
+/// Writes a checkpoint directory in the Hugging Face layout through the library (`to_dir`,
+/// `msgpack::to_dir`: shards filled in key order, a crash-safe commit, stale files removed).
+/// Returns the names of the checkpoint's files.
 fn write_dir(
     dir: &Path,
     format: Format,
     tensors: &BTreeMap<String, DynTensorView<'_>>,
     metadata: &BTreeMap<String, String>,
     max: u64,
-    progress: &Progress,
 ) -> Result<Vec<String>> {
-    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-    let stem = match format {
-        Format::Safetensors => "model",
-        Format::Msgpack => "flax_model",
-    };
-    let ext = format.extension();
-    // Greedy, in key order, as `safejax::to_dir` and transformers fill shards.
-    let mut shards: Vec<BTreeMap<String, DynTensorView<'_>>> = Vec::new();
-    let mut current = 0u64;
-    for (key, t) in tensors {
-        let len = t.as_bytes().len() as u64;
-        if shards.is_empty() || (current > 0 && current.saturating_add(len) > max) {
-            shards.push(BTreeMap::new());
-            current = 0;
-        }
-        current += len;
-        shards.last_mut().expect("a shard").insert(key.clone(), t.clone());
+    match format {
+        Format::Safetensors => safejax_options(metadata).to_dir(dir, tensors, max)?,
+        Format::Msgpack => safejax::msgpack::to_dir(dir, &nested(tensors)?, max)?,
     }
-    if shards.is_empty() {
-        shards.push(BTreeMap::new());
+    let index = dir.join(format.index());
+    if !index.is_file() {
+        return Ok(vec![format.single().to_owned()]);
     }
-    let n = shards.len();
-    let names: Vec<String> = if n == 1 {
-        vec![format!("{stem}{ext}")]
-    } else {
-        (1..=n).map(|k| format!("{stem}-{k:05}-of-{n:05}{ext}")).collect()
-    };
-    let mut weight_map = serde_json::Map::new();
-    for (shard, name) in shards.iter().zip(&names) {
-        write_file(&dir.join(name), format, shard, metadata, progress)?;
-        for key in shard.keys() {
-            // flax's index names keys by their dict path joined with `/`.
-            let listed = match format {
-                Format::Safetensors => key.clone(),
-                Format::Msgpack => key.replace('.', "/"),
-            };
-            weight_map.insert(listed, serde_json::Value::String(name.clone()));
-        }
-    }
-    let index_name = format!("{stem}{ext}.index.json");
-    let mut written = names.clone();
-    if n > 1 {
-        let total: u64 = tensors.values().map(|t| t.as_bytes().len() as u64).sum();
-        let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
-        let mut text = serde_json::to_string_pretty(&index)?;
-        text.push('\n');
-        let path = dir.join(&index_name);
-        std::fs::write(&path, text).with_context(|| path.display().to_string())?;
-        written.push(index_name.clone());
-    }
-    // Files of an earlier save in this format that the new one replaces.
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let ours = name == index_name || name == format!("{stem}{ext}") || is_shard_name(name, stem, ext);
-        if ours && !written.iter().any(|w| w == name) {
-            std::fs::remove_file(dir.join(name)).with_context(|| format!("removing the stale {name}"))?;
-        }
-    }
-    Ok(written)
-}
-
-/// Whether `name` is `{stem}-00001-of-00002{ext}`.
-fn is_shard_name(name: &str, stem: &str, ext: &str) -> bool {
-    let Some(rest) = name
-        .strip_prefix(stem)
-        .and_then(|r| r.strip_prefix('-'))
-        .and_then(|r| r.strip_suffix(ext))
-    else {
-        return false;
-    };
-    rest.len() == 14
-        && rest[..5].bytes().all(|b| b.is_ascii_digit())
-        && &rest[5..9] == "-of-"
-        && rest[9..].bytes().all(|b| b.is_ascii_digit())
+    let located = safejax::checkpoint::locate(&index)?;
+    let mut names: Vec<String> = located
+        .files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    names.push(format.index().to_owned());
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -498,21 +420,5 @@ mod tests {
         assert_eq!(parse_metadata("note=a=b"), Ok(("note".into(), "a=b".into())));
         assert!(parse_metadata("format").is_err());
         assert!(parse_metadata("=x").is_err());
-    }
-
-    #[test]
-    fn shard_names_are_recognized() {
-        assert!(is_shard_name(
-            "model-00001-of-00002.safetensors",
-            "model",
-            ".safetensors"
-        ));
-        assert!(is_shard_name(
-            "flax_model-00003-of-00004.msgpack",
-            "flax_model",
-            ".msgpack"
-        ));
-        assert!(!is_shard_name("model.safetensors", "model", ".safetensors"));
-        assert!(!is_shard_name("model-1-of-2.safetensors", "model", ".safetensors"));
     }
 }

@@ -6,41 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use safejax::checkpoint::{locate, Located};
 use safejax::{Deserializer, DynTensorView, MappedFile, Options};
 
-/// The names `safejax::from_dir` looks for in a directory, in its order.
-const SAFETENSORS_INDEX: &str = "model.safetensors.index.json";
-const SAFETENSORS_SINGLE: &str = "model.safetensors";
-const MSGPACK_INDEX: &str = "flax_model.msgpack.index.json";
-const MSGPACK_SINGLE: &str = "flax_model.msgpack";
-
-/// The file format of a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// safetensors.
-    Safetensors,
-    /// flax's msgpack (`flax.serialization.to_bytes`).
-    Msgpack,
-}
-
-impl Format {
-    /// The name shown to users.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Safetensors => "safetensors",
-            Format::Msgpack => "msgpack",
-        }
-    }
-
-    /// The file extension, with its dot.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Safetensors => ".safetensors",
-            Format::Msgpack => ".msgpack",
-        }
-    }
-}
+/// The file format of a checkpoint: the library's, which also names its files.
+pub use safejax::checkpoint::Format;
 
 /// One mapped file of a checkpoint.
 pub struct File {
@@ -105,7 +76,7 @@ impl Checkpoint {
     /// directory.
     pub fn open(path: &Path) -> Result<Checkpoint> {
         let Located { format, index, files } = locate(path)?;
-        let (index, weight_map) = index.unzip();
+        let (index, weight_map) = index.map(|(path, index)| (path, index.weight_map)).unzip();
         let files = files
             .into_iter()
             .map(|path| {
@@ -186,108 +157,4 @@ impl Checkpoint {
             None => self.format.name().to_owned(),
         }
     }
-}
-
-/// Where a checkpoint's files are.
-struct Located {
-    format: Format,
-    /// The index and its weight map, for a sharded checkpoint.
-    index: Option<(PathBuf, BTreeMap<String, String>)>,
-    files: Vec<PathBuf>,
-}
-
-/// Finds the files of the checkpoint at `path`, as `safejax::from_dir` does.
-fn locate(path: &Path) -> Result<Located> {
-    let meta = std::fs::metadata(path).with_context(|| path.display().to_string())?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    if meta.is_file() {
-        for (suffix, format) in [
-            (".safetensors.index.json", Format::Safetensors),
-            (".msgpack.index.json", Format::Msgpack),
-        ] {
-            if name.ends_with(suffix) {
-                let (weight_map, files) = read_index(path, format)?;
-                return Ok(Located {
-                    format,
-                    index: Some((path.to_owned(), weight_map)),
-                    files,
-                });
-            }
-        }
-        let format = if name.ends_with(".msgpack") {
-            Format::Msgpack
-        } else {
-            Format::Safetensors
-        };
-        return Ok(Located {
-            format,
-            index: None,
-            files: vec![path.to_owned()],
-        });
-    }
-    if meta.is_dir() {
-        for (index, single, format) in [
-            (SAFETENSORS_INDEX, SAFETENSORS_SINGLE, Format::Safetensors),
-            (MSGPACK_INDEX, MSGPACK_SINGLE, Format::Msgpack),
-        ] {
-            let index = path.join(index);
-            if index.is_file() {
-                let (weight_map, files) = read_index(&index, format)?;
-                return Ok(Located {
-                    format,
-                    index: Some((index, weight_map)),
-                    files,
-                });
-            }
-            if path.join(single).is_file() {
-                return Ok(Located {
-                    format,
-                    index: None,
-                    files: vec![path.join(single)],
-                });
-            }
-        }
-        bail!(
-            "{}: no {SAFETENSORS_INDEX}, {SAFETENSORS_SINGLE}, {MSGPACK_INDEX} or {MSGPACK_SINGLE} in this directory",
-            path.display()
-        );
-    }
-    bail!("{}: not a file or a directory", path.display())
-}
-
-/// The weight map of the index at `path`, and the shard files it names, checked to be plain files
-/// beside it.
-fn read_index(path: &Path, format: Format) -> Result<(BTreeMap<String, String>, Vec<PathBuf>)> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| anyhow!("{}: not a shard index: {e}", path.display()))?;
-    let weight_map = json
-        .get("weight_map")
-        .and_then(|w| w.as_object())
-        .ok_or_else(|| anyhow!("{}: not a shard index: no `weight_map` object", path.display()))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut shards = BTreeSet::new();
-    let mut map = BTreeMap::new();
-    for (key, shard) in weight_map {
-        let shard = shard
-            .as_str()
-            .ok_or_else(|| anyhow!("{}: `{key}` maps to a non-string shard", path.display()))?;
-        let plain = !shard.is_empty()
-            && !shard.contains(['/', '\\', '\0'])
-            && shard != ".."
-            && shard.ends_with(format.extension());
-        if !plain {
-            bail!(
-                "{}: the index names shard `{shard}`, which is not a `{}` file beside it",
-                path.display(),
-                format.extension()
-            );
-        }
-        shards.insert(shard.to_owned());
-        map.insert(key.clone(), shard.to_owned());
-    }
-    if shards.is_empty() {
-        bail!("{}: the index lists no shard", path.display());
-    }
-    Ok((map, shards.into_iter().map(|s| dir.join(s)).collect()))
 }

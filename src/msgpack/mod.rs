@@ -81,6 +81,16 @@ pub fn to_file<T: Serialize + Params + ?Sized>(path: impl AsRef<Path>, params: &
     crate::write::write_atomic(path.as_ref(), &to_bytes(params)?)
 }
 
+/// Writes `params` into the directory `dir` as transformers saves a Flax model: one
+/// `flax_model.msgpack` if every tensor fits in `max_shard_bytes`, else
+/// `flax_model-00001-of-0000N.msgpack` shards of at most that many tensor bytes (a larger tensor
+/// gets a shard of its own) and `flax_model.msgpack.index.json`. Like [`crate::to_dir`], a failed
+/// or killed save leaves the old checkpoint; files of an earlier save are removed, other files
+/// are kept. [`crate::from_dir`] reads it.
+pub fn to_dir<T: Serialize + Params + ?Sized>(dir: impl AsRef<Path>, params: &T, max_shard_bytes: u64) -> Result<()> {
+    write::to_dir(dir.as_ref(), params, max_shard_bytes, MAX_CHUNK_BYTES)
+}
+
 /// Reads params from flax msgpack bytes.
 pub fn from_bytes<'de, T: Deserialize<'de> + Params>(bytes: &'de [u8]) -> Result<T> {
     from_bytes_with(bytes, &Options::new())

@@ -3,11 +3,15 @@
 //! splits them); a second walk copies each tensor's bytes once, to its place.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde::Serialize;
 
 use super::{numpy_name, CHUNKED, EXT_NDARRAY};
+use crate::checkpoint::store::{ready, LocalDir};
+use crate::checkpoint::{assign_shards, begin, finish, Format};
 use crate::header::Planned;
+use crate::shard::index_of;
 use crate::write::walk_planned;
 use crate::{Dtype, Error, Params, Result, Serializer};
 
@@ -139,8 +143,17 @@ fn len_u32(n: usize) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::msg(format_args!("{n} is too large for msgpack")))
 }
 
-pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, chunk_bytes: usize) -> Result<Vec<u8>> {
+/// The leaves of the params, planned for msgpack: each one's key, dtype and size, and its dict
+/// path.
+struct Plan {
+    planned: Vec<Planned>,
+    paths: Vec<Vec<String>>,
+}
+
+/// The first walk: every leaf and its path, checked to make a tree of dicts.
+fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Plan> {
     let mut planned = Vec::new();
+    let mut paths = Vec::new();
     let mut root = Dict::default();
     params.serialize(&mut Serializer::new::<T>(|leaf| {
         let path: Vec<&str> = leaf.path().collect();
@@ -151,6 +164,7 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, chunk_bytes: 
             });
         }
         root.insert(&path, planned.len(), leaf.key)?;
+        paths.push(path.iter().map(|&p| p.to_owned()).collect());
         planned.push(Planned {
             key: leaf.key.to_owned(),
             dtype: leaf.dtype,
@@ -159,16 +173,33 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, chunk_bytes: 
         });
         Ok(())
     }))?;
-    let total: usize = planned.iter().map(|p| p.len).sum();
+    Ok(Plan { planned, paths })
+}
+
+/// The msgpack file of the planned leaves `members` (all of them, or a shard's): their dicts laid
+/// out, then each tensor's bytes copied once, to its place, on a second walk.
+fn encode<T: Serialize + Params + ?Sized>(
+    params: &T,
+    plan: &Plan,
+    members: &[usize],
+    chunk_bytes: usize,
+) -> Result<Vec<u8>> {
+    let mut root = Dict::default();
+    let mut total = 0;
+    for &i in members {
+        let path: Vec<&str> = plan.paths[i].iter().map(String::as_str).collect();
+        root.insert(&path, i, &plan.planned[i].key)?;
+        total += plan.planned[i].len;
+    }
     let mut encoder = Encoder {
-        out: Vec::with_capacity(total + 64 * planned.len() + 16),
-        planned: &planned,
-        places: vec![Vec::new(); planned.len()],
+        out: Vec::with_capacity(total + 64 * members.len() + 16),
+        planned: &plan.planned,
+        places: vec![Vec::new(); plan.planned.len()],
         chunk_bytes,
     };
     encoder.dict(&root)?;
     let Encoder { mut out, places, .. } = encoder;
-    walk_planned(params, &planned, |i, mut data| {
+    walk_planned(params, &plan.planned, |i, mut data| {
         for &(start, len) in &places[i] {
             out[start..start + len].copy_from_slice(&data[..len]);
             data = &data[len..];
@@ -176,4 +207,41 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, chunk_bytes: 
         Ok(())
     })?;
     Ok(out)
+}
+
+pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, chunk_bytes: usize) -> Result<Vec<u8>> {
+    let plan = plan(params)?;
+    let all: Vec<usize> = (0..plan.planned.len()).collect();
+    encode(params, &plan, &all, chunk_bytes)
+}
+
+/// Writes `params` into `dir` as transformers saves a Flax model: one `flax_model.msgpack` when
+/// it all fits in `max_shard_bytes`, else `flax_model-0000k-of-0000n.msgpack` shards filled in
+/// visit order (a larger tensor gets a shard of its own), each the nested dicts of its tensors,
+/// and `flax_model.msgpack.index.json` naming each tensor by its dict path joined with `/`. The
+/// save is crash-safe, as [`crate::to_dir`]'s.
+pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
+    dir: &Path,
+    params: &T,
+    max_shard_bytes: u64,
+    chunk_bytes: usize,
+) -> Result<()> {
+    let store = LocalDir::create(dir)?;
+    let plan = plan(params)?;
+    let (shard_of, shards) = assign_shards(plan.planned.iter().map(|p| p.len as u64), max_shard_bytes);
+    let begun = ready(begin(&store, Format::Msgpack, shards))??;
+    for (k, name) in begun.names.iter().enumerate() {
+        let members: Vec<usize> = (0..plan.planned.len()).filter(|&i| shard_of[i] == k).collect();
+        let bytes = encode(params, &plan, &members, chunk_bytes)?;
+        store.write_with(name, |out| Ok(out.write_all(&bytes)?))?;
+    }
+    let index = (shards > 1).then(|| {
+        let keys = plan
+            .paths
+            .iter()
+            .zip(&plan.planned)
+            .map(|(path, p)| (path.join("/"), p.len));
+        index_of(keys, &shard_of, &begun.names)
+    });
+    ready(finish(&store, &begun, index.as_ref()))?
 }

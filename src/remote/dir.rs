@@ -2,7 +2,6 @@
 //! `model.safetensors`, or `model-0000k-of-0000n.safetensors` shards and
 //! `model.safetensors.index.json`. Shards upload in parallel; the index goes last.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::StreamExt;
@@ -11,15 +10,64 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::shard::{assign_shards, checked_shard, index_json, is_shard_name, Index, INDEX, SINGLE};
+use crate::checkpoint::store::Store;
+use crate::checkpoint::{assign_shards, begin, clean, commit, Format, Index};
+use crate::shard::index_of;
 use crate::write::plan;
 use crate::{Error, Params, Result};
 
 use super::upload::{cancelled, put_object, ObjectLayout};
 use super::{fetch, Remote};
 
-/// Writes `params` under `prefix` as a checkpoint directory. On an error, the objects this save
-/// wrote are deleted again and no index is written.
+/// The objects directly under a prefix, as a checkpoint directory.
+struct ObjectDir<'a> {
+    store: &'a dyn ObjectStore,
+    prefix: &'a Path,
+}
+
+impl Store for ObjectDir<'_> {
+    async fn list(&self) -> Result<Vec<String>> {
+        let listing = self.store.list_with_delimiter(Some(self.prefix)).await?;
+        Ok(listing
+            .objects
+            .into_iter()
+            .filter_map(|o| o.location.filename().map(str::to_owned))
+            .collect())
+    }
+
+    async fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        match self.store.get(&self.prefix.clone().join(name)).await {
+            Ok(object) => Ok(Some(object.bytes().await?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        // A put is atomic in every object store: readers see the old object or the new one.
+        self.store
+            .put(&self.prefix.clone().join(name), PutPayload::from(bytes))
+            .await?;
+        Ok(())
+    }
+
+    async fn remove(&self, name: &str) -> Result<()> {
+        match self.store.delete(&self.prefix.clone().join(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `params` under `prefix` as a checkpoint directory, with the local directory's commit:
+/// new shards take names the current index does not list, the index goes last (or, for one
+/// object, the old index is deleted), and only then are the earlier save's objects deleted, so a
+/// reader never finds an index naming missing or replaced shards. On an error, the objects this
+/// save wrote are deleted again and no index is written.
 pub(super) async fn to_dir<T: Serialize + Params + ?Sized>(
     remote: &Remote,
     prefix: &Path,
@@ -27,9 +75,14 @@ pub(super) async fn to_dir<T: Serialize + Params + ?Sized>(
     max_shard_bytes: u64,
 ) -> Result<()> {
     let planned = plan(params)?;
-    let (shard_of, names) = assign_shards(&planned, max_shard_bytes);
-    let mut objects = Vec::with_capacity(names.len());
-    for (k, name) in names.iter().enumerate() {
+    let (shard_of, shards) = assign_shards(planned.iter().map(|p| p.len as u64), max_shard_bytes);
+    let dir = ObjectDir {
+        store: remote.store.as_ref(),
+        prefix,
+    };
+    let begun = begin(&dir, Format::Safetensors, shards).await?;
+    let mut objects = Vec::with_capacity(shards);
+    for (k, name) in begun.names.iter().enumerate() {
         let members: Vec<usize> = (0..planned.len()).filter(|&i| shard_of[i] == k).collect();
         objects.push((
             prefix.clone().join(name.as_str()),
@@ -66,15 +119,15 @@ pub(super) async fn to_dir<T: Serialize + Params + ?Sized>(
         delete_all(remote.store.as_ref(), written).await;
         return Err(error);
     }
-    if names.len() > 1 {
-        let json = index_json(&planned, &shard_of, &names)?;
-        let index_path = prefix.clone().join(INDEX);
-        if let Err(error) = remote.store.put(&index_path, PutPayload::from(json)).await {
+    let index = (shards > 1).then(|| index_of(planned.iter().map(|p| (p.key.clone(), p.len)), &shard_of, &begun.names));
+    // A single object replaced the old one in place: it cannot be deleted again.
+    if let Err(error) = commit(&dir, &begun, index.as_ref()).await {
+        if shards > 1 {
             delete_all(remote.store.as_ref(), objects.iter().map(|(p, _)| p).collect()).await;
-            return Err(error.into());
         }
+        return Err(error);
     }
-    remove_stale(remote.store.as_ref(), prefix, &names).await
+    clean(&dir, &begun, index.as_ref()).await
 }
 
 /// Deletes `paths`, best effort: this runs after a failure, whose error is the one to report.
@@ -82,24 +135,6 @@ async fn delete_all(store: &dyn ObjectStore, paths: Vec<&Path>) {
     for path in paths {
         let _ = store.delete(path).await;
     }
-}
-
-/// Deletes the objects of an earlier save under `prefix` that the new one does not use: other
-/// shard files, and the index when the new save is a single file.
-async fn remove_stale(store: &dyn ObjectStore, prefix: &Path, written: &[String]) -> Result<()> {
-    let keep: BTreeSet<&str> = written.iter().map(String::as_str).collect();
-    let sharded = written.len() > 1;
-    let listing = store.list_with_delimiter(Some(prefix)).await?;
-    for object in listing.objects {
-        let Some(name) = object.location.filename() else {
-            continue;
-        };
-        let stale = !keep.contains(name) && (is_shard_name(name) || name == SINGLE || (name == INDEX && !sharded));
-        if stale {
-            store.delete(&object.location).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Reads params from a checkpoint under `path`: the prefix of a checkpoint directory (its index, or
@@ -114,15 +149,20 @@ pub(super) async fn from_dir<T: DeserializeOwned + Params>(remote: &Remote, path
     if name.ends_with(".safetensors") {
         return fetch::load(remote, std::slice::from_ref(path), None).await;
     }
-    let index_path = path.clone().join(INDEX);
+    let index_path = path.clone().join(Format::Safetensors.index());
     match read_index(remote, &index_path).await {
         Ok(index) => from_index(remote, path, &index).await,
         Err(Error::ObjectStore(object_store::Error::NotFound { .. })) => {
-            let single = path.clone().join(SINGLE);
+            let single = path.clone().join(Format::Safetensors.single());
             match fetch::load(remote, std::slice::from_ref(&single), None).await {
                 Err(Error::ObjectStore(object_store::Error::NotFound { .. })) => Err(Error::Io(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    format!("{path}: no {INDEX} or {SINGLE} in the store {}", remote.store),
+                    format!(
+                        "{path}: no {} or {} in the store {}",
+                        Format::Safetensors.index(),
+                        Format::Safetensors.single(),
+                        remote.store
+                    ),
                 ))),
                 other => other,
             }
@@ -133,16 +173,11 @@ pub(super) async fn from_dir<T: DeserializeOwned + Params>(remote: &Remote, path
 
 async fn read_index(remote: &Remote, path: &Path) -> Result<Index> {
     let bytes = remote.store.get(path).await?.bytes().await?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::InvalidIndex {
-        reason: format!("{path}: not a shard index: {e}"),
-    })
+    Index::parse(&bytes, path.as_ref())
 }
 
 async fn from_index<T: DeserializeOwned + Params>(remote: &Remote, dir: &Path, index: &Index) -> Result<T> {
-    let mut files = BTreeSet::new();
-    for shard in index.weight_map.values() {
-        files.insert(checked_shard(shard, ".safetensors")?);
-    }
-    let paths: Vec<Path> = files.into_iter().map(|f| dir.clone().join(f)).collect();
+    let files = index.shards(Format::Safetensors)?;
+    let paths: Vec<Path> = files.iter().map(|f| dir.clone().join(f.as_str())).collect();
     fetch::load(remote, &paths, Some(index)).await
 }

@@ -11,9 +11,10 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use serde::de::DeserializeOwned;
 
+use crate::checkpoint::Index;
 use crate::header::{read_header_len, Header, Span, MAX_HEADER_LEN};
 use crate::resolve::resolve;
-use crate::shard::{merge_shards, Index};
+use crate::shard::merge_shards;
 use crate::{Deserializer, Error, Params, Result};
 
 use super::Remote;

@@ -1,0 +1,152 @@
+//! `safejax convert --shard-size` under SIGKILL: the command overwrites a sharded checkpoint
+//! directory with another (a different shard count, keys in other shards, or one file) and is
+//! killed at many points; after each kill the directory loads as the old params or the new,
+//! exactly, its unrelated files are untouched, and the next convert removes what killed ones left.
+#![cfg(unix)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use safejax::Tensor;
+
+const BIN: &str = env!("CARGO_BIN_EXE_safejax");
+const KILLS: u32 = 30;
+
+type Layers = BTreeMap<String, Tensor<f32>>;
+
+/// Input set `which`: eight layers of `elements` floats, contents unique to the set.
+fn set(which: usize, elements: usize) -> Layers {
+    (0..8)
+        .map(|layer| {
+            let mut data = vec![which as f32 + layer as f32 / 8.0; elements];
+            for (i, value) in data.iter_mut().enumerate().step_by(4099) {
+                *value = (i + which) as f32;
+            }
+            (
+                format!("layer_{layer:02}.kernel"),
+                Tensor::new(vec![elements], data).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The `convert` arguments that write set `k` into `out`: 4 shards, 3 shards (most keys in
+/// another shard than before), one file.
+fn convert_args(inputs: &[PathBuf], k: usize, out: &Path) -> Vec<String> {
+    let input = inputs[k].display().to_string();
+    match k {
+        0 => vec![
+            "convert".into(),
+            input,
+            out.display().to_string(),
+            "--shard-size".into(),
+            "1MiB".into(),
+        ],
+        1 => vec![
+            "convert".into(),
+            input,
+            out.display().to_string(),
+            "--shard-size".into(),
+            "2500000".into(),
+        ],
+        _ => vec!["convert".into(), input, format!("{}/", out.display())],
+    }
+}
+
+/// Files of the `model` layout that the committed checkpoint does not list.
+fn leftovers(dir: &Path) -> usize {
+    let committed: Vec<String> = match std::fs::read(dir.join("model.safetensors.index.json")) {
+        Ok(bytes) => {
+            let index: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let mut names: Vec<String> = index["weight_map"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            names.push("model.safetensors.index.json".into());
+            names
+        }
+        Err(_) => vec!["model.safetensors".into()],
+    };
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| (n.starts_with("model") || n.starts_with(".model")) && !committed.contains(n))
+        .count()
+}
+
+fn run(args: &[String]) -> Duration {
+    let started = Instant::now();
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed()
+}
+
+#[test]
+fn a_killed_convert_leaves_the_old_or_the_new_checkpoint() {
+    let scratch = tempfile_dir();
+    let sets = [set(0, 128 << 10), set(1, 192 << 10), set(2, 160 << 10)];
+    let inputs: Vec<PathBuf> = (0..sets.len())
+        .map(|k| {
+            let path = scratch.join(format!("in{k}.safetensors"));
+            safejax::to_file(&path, &sets[k]).unwrap();
+            path
+        })
+        .collect();
+    let out = scratch.join("ckpt");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("config.json"), "{\"model_type\": \"bert\"}").unwrap();
+    // One whole convert of each set, to time them on this machine, as loaded as it is.
+    let times: Vec<Duration> = (0..sets.len()).map(|k| run(&convert_args(&inputs, k, &out))).collect();
+
+    let mut outcomes = [0u32; 3];
+    let mut unfinished = 0;
+    for kill in 1..=KILLS {
+        let k = kill as usize % sets.len();
+        let mut child = Command::new(BIN).args(convert_args(&inputs, k, &out)).spawn().unwrap();
+        let fraction = f64::from(kill) * 0.618_034 % 1.0;
+        std::thread::sleep(times[k].mul_f64(1.1 * fraction));
+        child.kill().unwrap(); // SIGKILL, or nothing if it is done
+        child.wait().unwrap();
+
+        let loaded: Layers =
+            safejax::from_dir(&out).unwrap_or_else(|e| panic!("kill {kill}: the checkpoint does not load: {e}"));
+        let which = sets
+            .iter()
+            .position(|s| *s == loaded)
+            .unwrap_or_else(|| panic!("kill {kill}: the checkpoint is no param set: a mix"));
+        outcomes[which] += 1;
+        assert_eq!(
+            std::fs::read_to_string(out.join("config.json")).unwrap(),
+            "{\"model_type\": \"bert\"}",
+            "kill {kill}"
+        );
+        if leftovers(&out) > 0 {
+            unfinished += 1;
+        }
+    }
+    println!("{KILLS} kills of convert: found the sets {outcomes:?} times; {unfinished} kills left an unfinished save");
+    // The next convert removes what the killed ones left.
+    run(&convert_args(&inputs, 1, &out));
+    assert_eq!(leftovers(&out), 0);
+    let loaded: Layers = safejax::from_dir(&out).unwrap();
+    assert!(loaded == sets[1]);
+    assert!(outcomes.iter().all(|&n| n > 0), "{outcomes:?}");
+    assert!(unfinished >= 3, "only {unfinished} of {KILLS} kills landed mid-save");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+/// A fresh scratch directory under the target directory.
+fn tempfile_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("crash_safe_convert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,147 @@
+//! Where a checkpoint directory lives: a small trait over the few things the commit needs (list,
+//! read, an atomic put, remove), with a local-directory implementation here and an
+//! `object_store` one (feature `object-store`) in `remote/dir.rs`. Writing the shards themselves
+//! is each storage's own business (a file streamed from the params; a parallel multipart upload).
+//!
+//! The trait is async so that both implementations share one commit; the local one never waits,
+//! and [`ready`] runs it without a runtime.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use crate::{Error, Result};
+
+/// A directory of files, by plain names.
+pub(crate) trait Store {
+    /// The names of the files directly in the directory.
+    async fn list(&self) -> Result<Vec<String>>;
+    /// The bytes of file `name`, or `None` if there is none.
+    async fn read(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Writes file `name`, atomically and durably: a reader sees the old file or the new one.
+    async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()>;
+    /// Removes file `name`; a missing file is not an error.
+    async fn remove(&self, name: &str) -> Result<()>;
+    /// Makes the removals and renames so far durable.
+    async fn sync(&self) -> Result<()>;
+}
+
+/// Runs a future that never waits (the local store's), without a runtime.
+pub(crate) fn ready<F: Future>(future: F) -> Result<F::Output> {
+    let mut context = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut context) {
+        Poll::Ready(output) => Ok(output),
+        // Only futures of `LocalDir` are run here, and those do not wait.
+        Poll::Pending => Err(Error::msg("a local directory operation waited (a bug in safejax)")),
+    }
+}
+
+/// An I/O error that names the path it happened at.
+pub(crate) fn io_at(path: &Path, error: std::io::Error) -> Error {
+    Error::Io(std::io::Error::new(
+        error.kind(),
+        format!("{}: {error}", path.display()),
+    ))
+}
+
+/// A local directory.
+pub(crate) struct LocalDir {
+    dir: PathBuf,
+}
+
+impl LocalDir {
+    /// The directory `dir`, made if missing.
+    pub(crate) fn create(dir: &Path) -> Result<LocalDir> {
+        std::fs::create_dir_all(dir).map_err(|e| io_at(dir, e))?;
+        Ok(LocalDir { dir: dir.to_owned() })
+    }
+
+    /// Has `fill` write file `name` through a buffer, atomically and durably (see
+    /// [`write_atomic_with`]).
+    pub(crate) fn write_with(&self, name: &str, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+        write_atomic_with(&self.dir.join(name), |file| {
+            // Small tensors gather in the buffer; large ones go straight through it.
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            fill(&mut writer)?;
+            writer.flush()?;
+            Ok(())
+        })
+    }
+}
+
+impl Store for LocalDir {
+    async fn list(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| io_at(&self.dir, e))? {
+            let entry = entry.map_err(|e| io_at(&self.dir, e))?;
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    async fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_at(&path, e)),
+        }
+    }
+
+    async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        write_atomic_with(&self.dir.join(name), |file| Ok(file.write_all(&bytes)?))
+    }
+
+    async fn remove(&self, name: &str) -> Result<()> {
+        let path = self.dir.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_at(&path, e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn sync(&self) -> Result<()> {
+        sync_dir(&self.dir)
+    }
+}
+
+/// Has `write` fill a temporary file next to `path` (`.NAME.XXXXXX.tmp`), then syncs it, renames
+/// it over `path` and syncs the directory, so that a reader, or a crash, sees the old file or the
+/// new one, never a part. On an error the temporary file is removed and `path` is untouched; a
+/// killed write leaves the temporary file, which the next checkpoint write removes.
+pub(crate) fn write_atomic_with(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Dropping the temporary file on any error below removes it.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| io_at(dir, e))?;
+    write(tmp.as_file_mut())?;
+    tmp.as_file().sync_all().map_err(|e| io_at(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| io_at(path, e.error))?;
+    sync_dir(dir)
+}
+
+/// Makes renames and removals durable: on Unix a directory's entries are synced through the
+/// directory.
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_at(dir, e))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
