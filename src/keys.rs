@@ -15,6 +15,8 @@
 use crate::schema::{FieldSchema, Join, ObjaxVar, StructSchema, Style};
 
 pub(crate) mod parse;
+#[cfg(test)]
+mod proptests;
 pub(crate) mod tree;
 
 /// The objax list class of a list field without `#[safejax(class = "...")]`.

@@ -55,7 +55,7 @@ pub mod __private {
     /// The key grammar, for the CLI: reading keys back into a tree, and checking a schema against
     /// a file's keys.
     pub mod keys {
-        pub use crate::keys::parse::{detect, steps};
+        pub use crate::keys::parse::{detect, is_index, push_step, split_element, steps};
         pub use crate::keys::tree::{build, Child, Join, Leaf, List, Module, Node};
         pub use crate::keys::DEFAULT_LIST_CLASS;
         pub use crate::resolve::check_keys;
