@@ -139,37 +139,24 @@ pub enum Style {
 }
 
 impl Style {
-    /// Every style with the name that `#[safejax(style = "...")]` and the CLI's `--style` use: the
-    /// one table of style names (the derive keeps only the names, to point at a typo).
-    pub const ALL: [(&'static str, Style); 4] = [
-        ("flax", Style::Flax),
-        ("nnx", Style::Nnx),
-        ("haiku", Style::Haiku),
-        ("objax", Style::Objax),
-    ];
+    /// Every style, in the order of [`Style::NAMES`].
+    pub const ALL: [Style; 4] = [Style::Flax, Style::Nnx, Style::Haiku, Style::Objax];
+
+    /// The names that `#[safejax(style = "...")]` and the CLI's `--style` use: the one table of
+    /// style names (the derive keeps only the names, to point at a typo).
+    pub const NAMES: [&'static str; 4] = ["flax", "nnx", "haiku", "objax"];
 
     /// The name used in `#[safejax(style = "...")]`.
     pub const fn name(self) -> &'static str {
-        let mut i = 0;
-        while i < Style::ALL.len() {
-            if Style::ALL[i].1 as u8 == self as u8 {
-                return Style::ALL[i].0;
-            }
-            i += 1;
-        }
-        unreachable!()
+        Style::NAMES[self as usize]
     }
 
     /// The style called `name`, if any.
     pub const fn parse(name: &str) -> Option<Style> {
-        let mut i = 0;
-        while i < Style::ALL.len() {
-            if str_eq(Style::ALL[i].0, name) {
-                return Some(Style::ALL[i].1);
-            }
-            i += 1;
+        match position(&Style::NAMES, name) {
+            Some(i) => Some(Style::ALL[i]),
+            None => None,
         }
-        None
     }
 
     /// The style called `name`, which the derive has checked is one.
@@ -185,6 +172,18 @@ impl std::fmt::Display for Style {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Where `name` stands in `names`, in a `const fn`.
+const fn position(names: &[&str], name: &str) -> Option<usize> {
+    let mut i = 0;
+    while i < names.len() {
+        if str_eq(names[i], name) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
 }
 
 /// `a == b`, in a `const fn`.
@@ -246,28 +245,23 @@ pub enum ObjaxVar {
 }
 
 impl ObjaxVar {
-    /// Every variable type.
+    /// Every variable type, in the order of [`ObjaxVar::NAMES`].
     pub const ALL: [ObjaxVar; 3] = [ObjaxVar::TrainVar, ObjaxVar::StateVar, ObjaxVar::RandomState];
+
+    /// The class names written after `::`.
+    pub const NAMES: [&'static str; 3] = ["TrainVar", "StateVar", "RandomState"];
 
     /// The class name written after `::`.
     pub const fn name(self) -> &'static str {
-        match self {
-            ObjaxVar::TrainVar => "TrainVar",
-            ObjaxVar::StateVar => "StateVar",
-            ObjaxVar::RandomState => "RandomState",
-        }
+        ObjaxVar::NAMES[self as usize]
     }
 
     /// The variable type called `name`, if any.
     pub const fn parse(name: &str) -> Option<ObjaxVar> {
-        let mut i = 0;
-        while i < ObjaxVar::ALL.len() {
-            if str_eq(ObjaxVar::ALL[i].name(), name) {
-                return Some(ObjaxVar::ALL[i]);
-            }
-            i += 1;
+        match position(&ObjaxVar::NAMES, name) {
+            Some(i) => Some(ObjaxVar::ALL[i]),
+            None => None,
         }
-        None
     }
 
     /// The variable type called `name`, which the derive has checked is one.

@@ -420,7 +420,7 @@ fn expect(style: Style, root: &MStruct) -> Node {
 }
 
 fn style() -> impl Strategy<Value = Style> {
-    prop::sample::select(Style::ALL.map(|(_, style)| style).to_vec())
+    prop::sample::select(Style::ALL.to_vec())
 }
 
 proptest! {

@@ -131,11 +131,10 @@ fn node_ty(ctx: &Ctx, node: &Node, parent: Role) -> Result<Typed, String> {
         Node::Leaf(leaf) => {
             if let Some(var) = &leaf.var {
                 if ObjaxVar::parse(var).is_none() {
-                    let known: Vec<&str> = ObjaxVar::ALL.iter().map(|v| v.name()).collect();
                     return Err(format!(
                         "`{}`: objax variable type `{var}` is not one of {}",
                         leaf.key,
-                        known.join(", ")
+                        ObjaxVar::NAMES.join(", ")
                     ));
                 }
             }
