@@ -1,20 +1,65 @@
-//! How a path through a param tree becomes a safetensors key, per style.
+//! The key grammar: how a path through a param tree becomes a safetensors key, per style, and
+//! how keys read back into a tree.
 //!
 //! One [`Cursor`] stands at each node of the tree while it is serialized or resolved against a file;
 //! each step down (into a struct, a field, a list element, a map entry) makes the child's cursor. The
 //! serializer and the resolver take the same steps, so writing and reading agree on every key by
-//! construction. The rules are those of `key-styles.md`:
+//! construction. [`parse`] and [`tree`] go the other way, from a file's keys to the tree they
+//! describe (for the CLI's `inspect` and `codegen`); a property test (`proptests`) checks that the
+//! two directions agree for every style.
 //!
-//! | style | leaf | submodule | list element | root |
+//! # The rules
+//!
+//! A param tree is structs (modules), containers (`Vec`, `Option`, maps, arrays) and leaves (tensors
+//! and scalars). Every leaf becomes one key: the names on the path from the root, joined by the
+//! rules of the style of the struct that owns each step. Names are serde names (`#[serde(rename)]`
+//! applies).
+//!
+//! The style is set per struct with `#[safejax(style = "...")]`. A struct without it takes the
+//! style of the struct that holds it; the root's default is `flax`. So one attribute on the root
+//! usually suffices, and a struct marked with another style switches style for its own subtree.
+//!
+//! | style | module to leaf | module to submodule | element `i` of a `Vec` field `f` | root |
 //! |---|---|---|---|---|
-//! | flax | `conv.kernel` | `params.Dense_0` | `layers_0` | no prefix |
-//! | nnx | `norm.scale` | `block.norm` | `layers.0` | no prefix |
-//! | haiku | `linear.w` | `mlp/~/linear_0` (`/` with `join`) | `linear_0` | no prefix |
-//! | objax | `(Linear).w::TrainVar` | `(MLP).l1(Linear)` | `seq(Sequential)[0]` | `(Root)` |
+//! | flax (linen) | `conv.kernel` | `params.Dense_0` | `f_i` (linen `setup` lists: `layers_0`) | no prefix |
+//! | nnx (flax NNX) | `norm.scale` | `block.norm` | `f.i` (`layers.0.kernel`) | no prefix |
+//! | haiku | `linear.w` | `mlp/~/linear_0`; a field marked `join = "/"`: `block/gate` | `f_i`, joined as a submodule (`block_group_0/~/block_1`) | no prefix |
+//! | objax | `(Linear).w::TrainVar`; `var = "StateVar"` or `"RandomState"` for `::StateVar`, `::RandomState` | `(MLP).l1(Linear)` | `f(Sequential)[i](Linear)`; `class = "ModuleList"` on the field for `(ModuleList)` | `(RootClass)` |
+//!
+//! What the frameworks' real files fix:
+//! - haiku: the topmost haiku struct of a chain stands for haiku's params (or state) dict, whose
+//!   keys are module names; its fields are the first names of module paths, and below it
+//!   submodules join with `/~/` (or `/`, a module made inside `__call__`). Above it, a flax struct
+//!   wrapping `{"params": ..., "state": ...}` joins with `.`: `params.mlp/~/linear_0.w`,
+//!   `state.batch_norm/~/mean_ema.counter`. A leaf or a dict of leaves always joins with `.`.
+//! - objax: the class in parentheses is the struct's serde name, or `#[safejax(class = "MLP")]` on
+//!   the struct. A new objax tree under a struct of another style joins it with `.`
+//!   (`model.(MLP).w::TrainVar`). Lists can have gaps (a `Sequential` whose index 1 is an
+//!   activation holds no variables): `Vec<Option<T>>`, or a map keyed by index, models them. On
+//!   read the `::VarType` suffix is optional (objax's own npz files lack it); on write it is
+//!   always there, so that `safejax.objax.deserialize` returns a `VarCollection`.
+//! - Scalars (`i32`, `f32`, ...) are 0-d tensors: haiku's `mean_ema.counter` is one.
+//! - `Option<T>`: every key of the subtree absent means `None`; some present and some absent is an
+//!   error.
+//! - A map `BTreeMap<String, T>` / `HashMap<String, T>` adds its keys as names. A root map of
+//!   tensors is a flat dict: any file loads into `BTreeMap<String, Tensor<f32>>` key by key.
+//! - Nested formats (flax msgpack, Orbax) split keys into dicts at the `.` separators the cursor
+//!   records as [`Cursor::breaks`]: every `.` of flax, NNX and haiku keys, none inside an objax key.
+//!
+//! A worked example (haiku params and state in one flax wrapper):
+//!
+//! ```text
+//! struct Checkpoint { params: HkParams, state: HkState }      flax, the default
+//! #[safejax(style = "haiku")] struct HkParams { mlp: Mlp }    "params.mlp"
+//! struct Mlp { linear: Vec<Linear> }                          inherits haiku: "params.mlp/~/linear_0"
+//! struct Linear { w: Tensor<f32>, b: Tensor<f32> }            "params.mlp/~/linear_0.w"
+//! ```
 
 use crate::schema::{FieldSchema, Join, ObjaxVar, StructSchema, Style};
 
 pub(crate) mod parse;
+#[cfg(test)]
+mod proptests;
 pub(crate) mod tree;
 
 /// The objax list class of a list field without `#[safejax(class = "...")]`.
@@ -256,6 +301,12 @@ mod tests {
         assert_eq!(dense.field(&field("kernel"), true).leaf_key(), "layers_1.kernel");
     }
 
+    /// Steps from a struct into element `index` of its list field `name`, a struct `element`.
+    fn list_element(cursor: &Cursor, name: &'static str, index: usize, element: &'static str) -> Cursor {
+        let list = cursor.field(&field(name), false).enter_list();
+        list.element(index).enter_struct(&strukt(element, None))
+    }
+
     /// The key cut at its dict breaks.
     fn path(cursor: &Cursor) -> Vec<String> {
         crate::ser::split_at(&cursor.leaf_key(), cursor.breaks())
@@ -270,20 +321,10 @@ mod tests {
             .field(&field("params"), false)
             .enter_struct(&strukt("P", Some(Style::Haiku)));
         let mlp = params.field(&field("mlp"), false).enter_struct(&strukt("Mlp", None));
-        let w = mlp
-            .field(&field("linear"), false)
-            .enter_list()
-            .element(0)
-            .enter_struct(&strukt("L", None))
-            .field(&field("w"), true);
+        let w = list_element(&mlp, "linear", 0, "L").field(&field("w"), true);
         assert_eq!(path(&w), ["params", "mlp/~/linear_0", "w"]);
         let nnx = Cursor::root().enter_struct(&strukt("M", Some(Style::Nnx)));
-        let k = nnx
-            .field(&field("layers"), false)
-            .enter_list()
-            .element(1)
-            .enter_struct(&strukt("L", None))
-            .field(&field("kernel"), true);
+        let k = list_element(&nnx, "layers", 1, "L").field(&field("kernel"), true);
         assert_eq!(path(&k), ["layers", "1", "kernel"]);
         let model = ckpt
             .field(&field("model"), false)
@@ -306,11 +347,7 @@ mod tests {
             .field(&field("params"), false)
             .enter_struct(&strukt("HkParams", Some(Style::Haiku)));
         let mlp = params.field(&field("mlp"), false).enter_struct(&strukt("Mlp", None));
-        let linear = mlp
-            .field(&field("linear"), false)
-            .enter_list()
-            .element(0)
-            .enter_struct(&strukt("Linear", None));
+        let linear = list_element(&mlp, "linear", 0, "Linear");
         assert_eq!(linear.field(&field("w"), true).leaf_key(), "params.mlp/~/linear_0.w");
         let inner = FieldSchema {
             join: Some(Join::Slash),

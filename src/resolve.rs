@@ -89,9 +89,9 @@ pub fn check_keys(schema: &'static Schema, keys: &[&str]) -> Result<Vec<(usize, 
     Ok(respelled)
 }
 
-fn resolve_keys<'h>(
+fn resolve_keys(
     schema: &'static Schema,
-    keys: Vec<&'h str>,
+    keys: Vec<&str>,
     allow_unknown: bool,
 ) -> Result<(Resolved, Vec<(usize, String)>)> {
     let index = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();

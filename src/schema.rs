@@ -125,59 +125,65 @@ pub enum MapKey {
     Index,
 }
 
-/// How keys join, per struct: see the crate's key-style documentation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Style {
-    /// flax linen: `params.Dense_0.kernel`, list elements `layers_0`.
-    Flax,
-    /// flax NNX: `layers.0.kernel`.
-    Nnx,
-    /// haiku: `mlp/~/linear_0.w`.
-    Haiku,
-    /// objax: `(MLP).l1(Linear).w::TrainVar`.
-    Objax,
+/// An enum whose variants are named in attributes and keys: the variants with their names, and
+/// the look-ups both ways (`const`, for the derive's constants), written once.
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $ty:ident ($what:literal) {
+            $($(#[$variant_meta:meta])* $variant:ident = $name:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $ty {
+            $($(#[$variant_meta])* $variant,)*
+        }
+
+        impl $ty {
+            /// Every variant, in the order of `NAMES`.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),*];
+
+            /// The variants' names: the one table of them (the derive keeps only the names, to
+            /// point at a typo).
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// The variant's name.
+            pub const fn name(self) -> &'static str {
+                Self::NAMES[self as usize]
+            }
+
+            /// The variant called `name`, if any.
+            pub const fn parse(name: &str) -> Option<Self> {
+                match position(Self::NAMES, name) {
+                    Some(i) => Some(Self::ALL[i]),
+                    None => None,
+                }
+            }
+
+            /// The variant called `name`, which the derive has checked is one.
+            pub const fn from_name(name: &str) -> Self {
+                match Self::parse(name) {
+                    Some(value) => value,
+                    None => panic!(concat!("not ", $what)),
+                }
+            }
+        }
+    };
 }
 
-impl Style {
-    /// Every style with the name that `#[safejax(style = "...")]` and the CLI's `--style` use: the
-    /// one table of style names (the derive keeps only the names, to point at a typo).
-    pub const ALL: [(&'static str, Style); 4] = [
-        ("flax", Style::Flax),
-        ("nnx", Style::Nnx),
-        ("haiku", Style::Haiku),
-        ("objax", Style::Objax),
-    ];
-
-    /// The name used in `#[safejax(style = "...")]`.
-    pub const fn name(self) -> &'static str {
-        let mut i = 0;
-        while i < Style::ALL.len() {
-            if Style::ALL[i].1 as u8 == self as u8 {
-                return Style::ALL[i].0;
-            }
-            i += 1;
-        }
-        unreachable!()
-    }
-
-    /// The style called `name`, if any.
-    pub const fn parse(name: &str) -> Option<Style> {
-        let mut i = 0;
-        while i < Style::ALL.len() {
-            if str_eq(Style::ALL[i].0, name) {
-                return Some(Style::ALL[i].1);
-            }
-            i += 1;
-        }
-        None
-    }
-
-    /// The style called `name`, which the derive has checked is one.
-    pub const fn from_name(name: &str) -> Style {
-        match Style::parse(name) {
-            Some(style) => style,
-            None => panic!("not a safejax key style"),
-        }
+named_enum! {
+    /// How keys join, per struct: see the `keys` module's documentation. The names are those of
+    /// `#[safejax(style = "...")]` and the CLI's `--style`.
+    pub enum Style ("a safejax key style") {
+        /// flax linen: `params.Dense_0.kernel`, list elements `layers_0`.
+        Flax = "flax",
+        /// flax NNX: `layers.0.kernel`.
+        Nnx = "nnx",
+        /// haiku: `mlp/~/linear_0.w`.
+        Haiku = "haiku",
+        /// objax: `(MLP).l1(Linear).w::TrainVar`.
+        Objax = "objax",
     }
 }
 
@@ -185,6 +191,18 @@ impl std::fmt::Display for Style {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Where `name` stands in `names`, in a `const fn`.
+const fn position(names: &[&str], name: &str) -> Option<usize> {
+    let mut i = 0;
+    while i < names.len() {
+        if str_eq(names[i], name) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
 }
 
 /// `a == b`, in a `const fn`.
@@ -234,48 +252,15 @@ impl Join {
     }
 }
 
-/// The objax variable type, written after `::` in keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjaxVar {
-    /// `objax.TrainVar`, the default.
-    TrainVar,
-    /// `objax.StateVar` (batch norm statistics).
-    StateVar,
-    /// `objax.RandomState` (a random generator's key).
-    RandomState,
-}
-
-impl ObjaxVar {
-    /// Every variable type.
-    pub const ALL: [ObjaxVar; 3] = [ObjaxVar::TrainVar, ObjaxVar::StateVar, ObjaxVar::RandomState];
-
-    /// The class name written after `::`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            ObjaxVar::TrainVar => "TrainVar",
-            ObjaxVar::StateVar => "StateVar",
-            ObjaxVar::RandomState => "RandomState",
-        }
-    }
-
-    /// The variable type called `name`, if any.
-    pub const fn parse(name: &str) -> Option<ObjaxVar> {
-        let mut i = 0;
-        while i < ObjaxVar::ALL.len() {
-            if str_eq(ObjaxVar::ALL[i].name(), name) {
-                return Some(ObjaxVar::ALL[i]);
-            }
-            i += 1;
-        }
-        None
-    }
-
-    /// The variable type called `name`, which the derive has checked is one.
-    pub const fn from_name(name: &str) -> ObjaxVar {
-        match ObjaxVar::parse(name) {
-            Some(var) => var,
-            None => panic!("not an objax variable type"),
-        }
+named_enum! {
+    /// The objax variable type, written after `::` in keys under its name.
+    pub enum ObjaxVar ("an objax variable type") {
+        /// `objax.TrainVar`, the default.
+        TrainVar = "TrainVar",
+        /// `objax.StateVar` (batch norm statistics).
+        StateVar = "StateVar",
+        /// `objax.RandomState` (a random generator's key).
+        RandomState = "RandomState",
     }
 }
 

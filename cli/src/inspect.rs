@@ -64,10 +64,7 @@ fn tree(contents: &Contents<'_>, style: Style) -> Node {
         let mut at = &mut root;
         let mut key = String::new();
         for step in keys::steps(style, &entry.key) {
-            if !key.is_empty() && !step.starts_with(['/', '[']) {
-                key.push('.');
-            }
-            key.push_str(&step);
+            keys::push_step(&mut key, &step);
             at.node.tensors += 1;
             at.node.params += params;
             at.node.bytes += bytes;
@@ -111,10 +108,7 @@ fn fold(mut node: Node) -> Node {
 fn fold_chain(mut node: Node) -> Node {
     while node.is_module() && node.children.len() == 1 && node.children[0].is_module() {
         let child = node.children.pop().expect("one child");
-        if !child.label.starts_with(['/', '[']) {
-            node.label.push('.');
-        }
-        node.label.push_str(&child.label);
+        keys::push_step(&mut node.label, &child.label);
         node.key = child.key;
         node.children = child.children;
     }

@@ -128,7 +128,7 @@ impl StyleArg {
 /// `auto` or one of the library's style names.
 fn style_arg() -> impl clap::builder::TypedValueParser<Value = StyleArg> {
     use clap::builder::TypedValueParser;
-    let names = std::iter::once("auto").chain(Style::ALL.iter().map(|(name, _)| *name));
+    let names = std::iter::once("auto").chain(Style::NAMES.iter().copied());
     clap::builder::PossibleValuesParser::new(names).map(|name: String| StyleArg(Style::parse(&name)))
 }
 

@@ -69,6 +69,16 @@ impl<'c, T> Attr<'c, T> {
         }
     }
 
+    /// Notes an occurrence and records its string value as `parse` reads it (`parse` reports what
+    /// it refuses).
+    fn parse_str(&mut self, meta: &ParseNestedMeta, parse: impl FnOnce(LitStr) -> Option<T>) -> syn::Result<()> {
+        self.seen(&meta.path);
+        if let Some(value) = get_str(self.cx, self.name, meta)?.and_then(parse) {
+            self.set(&meta.path, value);
+        }
+        Ok(())
+    }
+
     fn get(self) -> Option<Keyed<T>> {
         self.value
     }
@@ -177,30 +187,20 @@ impl Container {
             } else if attr.path().is_ident("safejax") {
                 parse_safejax(cx, attr, |meta| {
                     if meta.path.is_ident("style") {
-                        style.seen(&meta.path);
-                        if let Some(lit) = get_str(cx, "style", &meta)? {
-                            if let Some(value) = lookup(cx, &lit, "style", &STYLES) {
-                                style.set(&meta.path, value);
-                            }
-                        }
+                        style.parse_str(&meta, |lit| lookup(cx, &lit, "style", &STYLES))?;
                     } else if meta.path.is_ident("class") {
-                        class.seen(&meta.path);
-                        if let Some(lit) = get_str(cx, "class", &meta)? {
-                            if let Some(value) = check_class(cx, &lit) {
-                                class.set(&meta.path, value);
-                            }
-                        }
+                        class.parse_str(&meta, |lit| check_class(cx, &lit))?;
                     } else if meta.path.is_ident("crate") {
-                        crate_path.seen(&meta.path);
-                        if let Some(lit) = get_str(cx, "crate", &meta)? {
-                            match lit.parse::<syn::Path>() {
-                                Ok(path) => crate_path.set(&meta.path, path),
-                                Err(_) => cx.error_spanned_by(
+                        crate_path.parse_str(&meta, |lit| {
+                            let path = lit.parse::<syn::Path>().ok();
+                            if path.is_none() {
+                                cx.error_spanned_by(
                                     &lit,
                                     format_args!("`crate` must be a path, not `{}`", lit.value()),
-                                ),
+                                );
                             }
-                        }
+                            path
+                        })?;
                     } else if ["join", "var"].iter().any(|key| meta.path.is_ident(key)) {
                         cx.error_spanned_by(
                             &meta.path,
@@ -274,26 +274,11 @@ impl Field {
             } else if attr.path().is_ident("safejax") {
                 parse_safejax(cx, attr, |meta| {
                     if meta.path.is_ident("join") {
-                        join.seen(&meta.path);
-                        if let Some(lit) = get_str(cx, "join", &meta)? {
-                            if let Some(value) = lookup(cx, &lit, "join", &JOINS) {
-                                join.set(&meta.path, value);
-                            }
-                        }
+                        join.parse_str(&meta, |lit| lookup(cx, &lit, "join", &JOINS))?;
                     } else if meta.path.is_ident("var") {
-                        var.seen(&meta.path);
-                        if let Some(lit) = get_str(cx, "var", &meta)? {
-                            if let Some(value) = lookup(cx, &lit, "var", &VARS) {
-                                var.set(&meta.path, value);
-                            }
-                        }
+                        var.parse_str(&meta, |lit| lookup(cx, &lit, "var", &VARS))?;
                     } else if meta.path.is_ident("class") {
-                        class.seen(&meta.path);
-                        if let Some(lit) = get_str(cx, "class", &meta)? {
-                            if let Some(value) = check_class(cx, &lit) {
-                                class.set(&meta.path, value);
-                            }
-                        }
+                        class.parse_str(&meta, |lit| check_class(cx, &lit))?;
                     } else if ["style", "crate"].iter().any(|key| meta.path.is_ident(key)) {
                         cx.error_spanned_by(
                             &meta.path,

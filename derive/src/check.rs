@@ -75,23 +75,17 @@ pub fn check(cx: &Ctxt, input: &Input) {
                     only_for("class", "objax", class.span());
                 }
                 // With an explicit style, the checks above already reject one of the two.
-                if style.is_none() {
-                    if let (Some(_), Some(var)) = (&attrs.join, &attrs.var) {
+                if let (None, Some(_)) = (style, &attrs.join) {
+                    let objax_marks = [
+                        attrs.var.as_ref().map(|m| ("var", "objax tensors", m.span())),
+                        attrs.class.as_ref().map(|m| ("class", "objax lists", m.span())),
+                    ];
+                    for (key, what, span) in objax_marks.into_iter().flatten() {
                         cx.error_at(
-                            var.span(),
+                            span,
                             format_args!(
-                                "`join` and `var` cannot mark the same field: `join` is for haiku \
-                                 submodules, `var` for objax tensors (field `{}`)",
-                                field.display
-                            ),
-                        );
-                    }
-                    if let (Some(_), Some(class)) = (&attrs.join, &attrs.class) {
-                        cx.error_at(
-                            class.span(),
-                            format_args!(
-                                "`join` and `class` cannot mark the same field: `join` is for haiku \
-                                 submodules, `class` for objax lists (field `{}`)",
+                                "`join` and `{key}` cannot mark the same field: `join` is for haiku \
+                                 submodules, `{key}` for {what} (field `{}`)",
                                 field.display
                             ),
                         );

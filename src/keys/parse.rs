@@ -65,6 +65,31 @@ pub fn steps(style: Style, key: &str) -> Vec<String> {
     }
 }
 
+/// Appends `step` (one of the [`steps`] of a key) to `key`, the way the steps came apart: after a
+/// `.`, unless the step begins with its own separator (a haiku join, an objax `[index]`).
+pub fn push_step(key: &mut String, step: &str) {
+    if !key.is_empty() && !step.starts_with(['/', '[']) {
+        key.push('.');
+    }
+    key.push_str(step);
+}
+
+/// Whether `name` is a list index as Python writes it (`0`, `12`; not `01`): NNX list elements,
+/// objax `[i]`.
+pub fn is_index(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) && (name == "0" || !name.starts_with('0'))
+}
+
+/// A flax or haiku list element's name, `layers_1`, as `("layers", 1)`.
+pub fn split_element(name: &str) -> Option<(&str, usize)> {
+    let underscore = name.rfind('_')?;
+    let (base, digits) = (&name[..underscore], &name[underscore + 1..]);
+    if base.is_empty() || !is_index(digits) {
+        return None;
+    }
+    Some((base, digits.parse().ok()?))
+}
+
 /// A haiku module path cut at its joins: `mlp/~/linear_0/gate` is `("", "mlp")`,
 /// `("/~/", "linear_0")`, `("/", "gate")`.
 pub(crate) fn haiku_modules(path: &str) -> Vec<(&'static str, &str)> {
@@ -127,6 +152,16 @@ mod tests {
     }
 
     #[test]
+    fn list_element_names() {
+        assert_eq!(split_element("layers_10"), Some(("layers", 10)));
+        assert_eq!(split_element("block_group_0"), Some(("block_group", 0)));
+        assert_eq!(split_element("layers_01"), None);
+        assert_eq!(split_element("_0"), None);
+        assert_eq!(split_element("conv2_d"), None);
+        assert!(is_index("0") && is_index("12") && !is_index("01") && !is_index("a"));
+    }
+
+    #[test]
     fn steps_give_the_key_back() {
         let cases = [
             (
@@ -155,10 +190,7 @@ mod tests {
             assert_eq!(steps, expected, "{key}");
             let mut back = String::new();
             for step in &steps {
-                if !back.is_empty() && !step.starts_with(['/', '[']) {
-                    back.push('.');
-                }
-                back.push_str(step);
+                push_step(&mut back, step);
             }
             assert_eq!(back, key);
         }

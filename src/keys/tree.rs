@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::parse::haiku_modules;
+use super::parse::{haiku_modules, is_index};
 use crate::schema::Style;
 use crate::Dtype;
 
@@ -29,7 +29,7 @@ pub enum Join {
 }
 
 /// A tensor of the file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Leaf {
     /// The full key.
     pub key: String,
@@ -42,7 +42,7 @@ pub struct Leaf {
 }
 
 /// A node of the tree.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum Node {
     /// A tensor.
     Leaf(Leaf),
@@ -55,7 +55,7 @@ pub enum Node {
 }
 
 /// A dict level: a module, a flax wrapper, haiku's params dict.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Module {
     /// The objax class shown in parentheses.
     pub class: Option<String>,
@@ -67,7 +67,7 @@ pub struct Module {
 }
 
 /// A named child of a module.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Child {
     /// Its name in keys.
     pub name: String,
@@ -78,7 +78,7 @@ pub struct Child {
 }
 
 /// An objax list, possibly with gaps.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct List {
     /// The list's class (`Sequential`, `ModuleList`).
     pub class: String,
@@ -231,13 +231,10 @@ fn parse_objax(key: &str) -> Result<Parsed, String> {
         } else if let Some(r) = rest.strip_prefix('[') {
             let close = r.find(']').ok_or_else(|| bad("unclosed `[`"))?;
             let digits = &r[..close];
-            let canonical = !digits.is_empty()
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && (digits == "0" || !digits.starts_with('0'));
             let index = digits
                 .parse()
                 .ok()
-                .filter(|_| canonical)
+                .filter(|_| is_index(digits))
                 .ok_or_else(|| bad("a list index is not a number"))?;
             tokens.push(Token::Index(index));
             rest = &r[close + 1..];

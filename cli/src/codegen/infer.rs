@@ -8,7 +8,7 @@ use safejax::__private::keys::{self, Join, Leaf, List, Module, Node};
 use safejax::__private::{ObjaxVar, Style};
 use safejax::Dtype;
 
-use super::names::{is_index, split_index};
+use safejax::__private::keys::{is_index, split_element};
 
 /// A tensor leaf: its dtype (`None`: any, a `DynTensor`) and whether it is a 0-d scalar.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -131,11 +131,10 @@ fn node_ty(ctx: &Ctx, node: &Node, parent: Role) -> Result<Typed, String> {
         Node::Leaf(leaf) => {
             if let Some(var) = &leaf.var {
                 if ObjaxVar::parse(var).is_none() {
-                    let known: Vec<&str> = ObjaxVar::ALL.iter().map(|v| v.name()).collect();
                     return Err(format!(
                         "`{}`: objax variable type `{var}` is not one of {}",
                         leaf.key,
-                        known.join(", ")
+                        ObjaxVar::NAMES.join(", ")
                     ));
                 }
             }
@@ -213,7 +212,7 @@ fn group_lists(ctx: &Ctx, role: Role, fields: &mut [Option<FieldTy>]) {
     let mut groups: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
     for (slot, f) in fields.iter().enumerate() {
         let f = f.as_ref().expect("all fields present before grouping");
-        if let Some((base, index)) = split_index(&f.name) {
+        if let Some((base, index)) = split_element(&f.name) {
             // flax names modules of @nn.compact by class, `Dense_0`: those are not lists.
             if role == Role::Flax && base.starts_with(|c: char| c.is_ascii_uppercase()) {
                 continue;
@@ -379,7 +378,7 @@ fn optional(t: Ty) -> Ty {
 /// Makes each lone `base_0` of `fields` a list `base` where `other` has a list `base`.
 fn promote(fields: &mut [FieldTy], other: &[FieldTy]) {
     for f in fields.iter_mut().filter(|f| f.singleton) {
-        let Some((base, 0)) = split_index(&f.name) else {
+        let Some((base, 0)) = split_element(&f.name) else {
             continue;
         };
         if other.iter().any(|o| o.name == f.name) {

@@ -1,6 +1,8 @@
 //! Rust names from checkpoint names: `Dense_0` is the field `dense_0`, `batch_norm` the struct
 //! `BatchNorm`, `self` the field `self_`.
 
+use safejax::__private::keys::split_element;
+
 /// Rust's keywords, strict and reserved (2021 edition, and `gen` of 2024): not usable as field names.
 const KEYWORDS: &[&str] = &[
     "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate", "do", "dyn", "else",
@@ -134,27 +136,10 @@ pub fn is_type_ident(name: &str) -> bool {
 
 /// `name` without a trailing `_<index>`: `Dense_0` is `Dense`, `block_group_3` is `block_group`.
 pub fn strip_index(name: &str) -> &str {
-    match split_index(name) {
+    match split_element(name) {
         Some((base, _)) => base,
         None => name,
     }
-}
-
-/// `base_<index>` as `(base, index)`, the index written as Python writes numbers (no leading zero).
-pub fn split_index(name: &str) -> Option<(&str, usize)> {
-    let underscore = name.rfind('_')?;
-    let (base, digits) = (&name[..underscore], &name[underscore + 1..]);
-    let canonical =
-        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && (digits == "0" || !digits.starts_with('0'));
-    if base.is_empty() || !canonical {
-        return None;
-    }
-    Some((base, digits.parse().ok()?))
-}
-
-/// Whether `name` is a list index as NNX writes it (`0`, `12`).
-pub fn is_index(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) && (name == "0" || !name.starts_with('0'))
 }
 
 /// The singular of the last word: `layers` is `layer`, `entries` is `entry`; `bias` stays.
@@ -209,12 +194,7 @@ mod tests {
 
     #[test]
     fn list_indices_are_python_numbers() {
-        assert_eq!(split_index("layers_10"), Some(("layers", 10)));
-        assert_eq!(split_index("block_group_0"), Some(("block_group", 0)));
-        assert_eq!(split_index("layers_01"), None);
-        assert_eq!(split_index("_0"), None);
-        assert_eq!(split_index("conv2_d"), None);
         assert_eq!(strip_index("Dense_1"), "Dense");
-        assert!(is_index("0") && is_index("12") && !is_index("01") && !is_index("a"));
+        assert_eq!(strip_index("conv2_d"), "conv2_d");
     }
 }

@@ -9,7 +9,8 @@ use safejax::__private::{ObjaxVar, Style};
 use safejax::Dtype;
 
 use super::infer::{LeafTy, Role, StructTy, Ty};
-use super::names::{camel, field_ident, is_index, is_reserved_type, singular, strip_index, words};
+use super::names::{camel, field_ident, is_reserved_type, singular, strip_index, words};
+use safejax::__private::keys::is_index;
 
 /// A field's type, with structs by index into [`Plan::structs`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
