@@ -9,12 +9,11 @@ use serde::Serialize;
 
 use crate::checkpoint::store::write_atomic_with;
 use crate::header::{Layout, Planned, MAX_RANK, METADATA_KEY};
-use crate::{Error, Options, Params, Result, Serializer};
+use crate::{Error, LeafRef, Options, Params, Result, Serializer};
 
 /// The first walk: every leaf's key, dtype, shape and size, in the order serde visits them.
 pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Planned>> {
-    let mut planned = Vec::new();
-    params.serialize(&mut Serializer::new::<T>(|leaf| {
+    let planned = plan_with(params, |leaf, _| {
         let reason = if leaf.key.is_empty() {
             Some("keys cannot be empty")
         } else if leaf.key == METADATA_KEY {
@@ -36,6 +35,24 @@ pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Pla
                 found: leaf.shape.to_vec(),
             });
         }
+        Ok(())
+    })?;
+    let mut seen = HashSet::with_capacity(planned.len());
+    if let Some(dup) = planned.iter().find(|p| !seen.insert(p.key.as_str())) {
+        return Err(Error::DuplicateKey { key: dup.key.clone() });
+    }
+    Ok(planned)
+}
+
+/// A walk that plans every leaf, after `check` (given the leaf and its index in the walk) accepts
+/// it: what each format's first walk shares.
+pub(crate) fn plan_with<T: Serialize + Params + ?Sized>(
+    params: &T,
+    mut check: impl FnMut(&LeafRef<'_>, usize) -> Result<()>,
+) -> Result<Vec<Planned>> {
+    let mut planned = Vec::new();
+    params.serialize(&mut Serializer::new::<T>(|leaf| {
+        check(&leaf, planned.len())?;
         planned.push(Planned {
             key: leaf.key.to_owned(),
             dtype: leaf.dtype,
@@ -44,10 +61,6 @@ pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Pla
         });
         Ok(())
     }))?;
-    let mut seen = HashSet::with_capacity(planned.len());
-    if let Some(dup) = planned.iter().find(|p| !seen.insert(p.key.as_str())) {
-        return Err(Error::DuplicateKey { key: dup.key.clone() });
-    }
     Ok(planned)
 }
 

@@ -360,14 +360,7 @@ fn corrupt_objects_are_clear_errors() {
             "object `long`: invalid layout: 4 trailing bytes after the last tensor",
         ),
     ];
-    for (name, bytes, message) in cases {
-        let path = Path::from(name);
-        rt.block_on(store.put(&path, PutPayload::from(bytes))).unwrap();
-        let err = rt
-            .block_on(remote.from_object::<common::models::FlaxCnn>(&path))
-            .unwrap_err();
-        assert!(err.to_string().starts_with(message), "{name}: {err}");
-    }
+    assert_bad_objects(&rt, store.as_ref(), &remote, cases);
 }
 
 #[test]
