@@ -7,8 +7,6 @@
 //! Run with `cargo run --example overwrite_loop -- [--dir | --msgpack-dir] PATH [COUNT]` (COUNT writes, default:
 //! forever); it prints `wrote N` after each write.
 
-use std::collections::BTreeMap;
-
 use safejax::{Params, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -36,8 +34,10 @@ pub fn params(which: u8) -> Checkpoint {
     }
 }
 
-/// The params of a checkpoint directory: eight layers.
-pub type Layers = BTreeMap<String, Tensor<f32>>;
+#[path = "../tests/crash_support/mod.rs"]
+pub mod crash_support;
+
+pub use crash_support::Layers;
 
 /// How a directory set is saved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,20 +59,7 @@ pub fn dir_sets(msgpack: bool) -> Vec<(Layers, Save)> {
             Save::Safetensors(max)
         }
     };
-    let set = |which: usize, elements: usize| -> Layers {
-        (0..8)
-            .map(|layer| {
-                let mut data = vec![which as f32 + layer as f32 / 8.0; elements];
-                for (i, value) in data.iter_mut().enumerate().step_by(4099) {
-                    *value = (i + which) as f32;
-                }
-                (
-                    format!("layer_{layer:02}.kernel"),
-                    Tensor::new(vec![elements], data).unwrap(),
-                )
-            })
-            .collect()
-    };
+    let set = crash_support::layers;
     vec![
         (set(0, 128 << 10), save(1 << 20)),
         (set(1, 192 << 10), save(2_500_000)),

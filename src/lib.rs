@@ -166,7 +166,8 @@ pub fn from_file<T: DeserializeOwned + Params>(path: impl AsRef<Path>) -> Result
 /// Writes `params` into the directory `dir` as Hugging Face lays out checkpoints: one
 /// `model.safetensors` if every tensor fits in `max_shard_bytes`, else
 /// `model-00001-of-0000N.safetensors` shards of at most that many tensor bytes and
-/// `model.safetensors.index.json`.
+/// `model.safetensors.index.json`. Crash-safe: a failed or killed save leaves the old checkpoint
+/// or the new one, never a mix; other files in `dir` are kept.
 pub fn to_dir<T: Serialize + Params + ?Sized>(dir: impl AsRef<Path>, params: &T, max_shard_bytes: u64) -> Result<()> {
     Options::new().to_dir(dir, params, max_shard_bytes)
 }

@@ -124,10 +124,13 @@ impl<'s> NodeSerializer<'s> {
     }
 
     fn emit(&mut self, dtype: Dtype, shape: &[usize], data: &[u8]) -> Result<()> {
-        let key = self.cursor.leaf_key();
+        // The cursor's key is the leaf's but for objax, whose leaf key adds the variable type:
+        // borrowed, not copied, in the common case (a copy per leaf per walk adds up).
+        let objax_key = self.cursor.leaf_key_fallback().map(|_| self.cursor.leaf_key());
+        let key = objax_key.as_deref().unwrap_or(self.cursor.key());
         let breaks = self.cursor.breaks();
         (self.sink)(LeafRef {
-            key: &key,
+            key,
             dtype,
             shape,
             data,

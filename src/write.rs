@@ -9,12 +9,16 @@ use serde::Serialize;
 
 use crate::checkpoint::store::write_atomic_with;
 use crate::header::{Layout, Planned, MAX_RANK, METADATA_KEY};
-use crate::{Error, Options, Params, Result, Serializer};
+use crate::{Error, LeafRef, Options, Params, Result, Serializer};
 
 /// The first walk: every leaf's key, dtype, shape and size, in the order serde visits them.
 pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Planned>> {
-    let mut planned = Vec::new();
-    params.serialize(&mut Serializer::new::<T>(|leaf| {
+    plan_and(params, |_| {})
+}
+
+/// [`plan`], handing each accepted leaf to `also` as well.
+fn plan_and<T: Serialize + Params + ?Sized>(params: &T, mut also: impl FnMut(&LeafRef<'_>)) -> Result<Vec<Planned>> {
+    let planned = plan_with(params, |leaf, _| {
         let reason = if leaf.key.is_empty() {
             Some("keys cannot be empty")
         } else if leaf.key == METADATA_KEY {
@@ -36,6 +40,25 @@ pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Pla
                 found: leaf.shape.to_vec(),
             });
         }
+        also(leaf);
+        Ok(())
+    })?;
+    let mut seen = HashSet::with_capacity(planned.len());
+    if let Some(dup) = planned.iter().find(|p| !seen.insert(p.key.as_str())) {
+        return Err(Error::DuplicateKey { key: dup.key.clone() });
+    }
+    Ok(planned)
+}
+
+/// A walk that plans every leaf, after `check` (given the leaf and its index in the walk) accepts
+/// it: what each format's first walk shares.
+pub(crate) fn plan_with<T: Serialize + Params + ?Sized>(
+    params: &T,
+    mut check: impl FnMut(&LeafRef<'_>, usize) -> Result<()>,
+) -> Result<Vec<Planned>> {
+    let mut planned = Vec::new();
+    params.serialize(&mut Serializer::new::<T>(|leaf| {
+        check(&leaf, planned.len())?;
         planned.push(Planned {
             key: leaf.key.to_owned(),
             dtype: leaf.dtype,
@@ -44,10 +67,6 @@ pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Pla
         });
         Ok(())
     }))?;
-    let mut seen = HashSet::with_capacity(planned.len());
-    if let Some(dup) = planned.iter().find(|p| !seen.insert(p.key.as_str())) {
-        return Err(Error::DuplicateKey { key: dup.key.clone() });
-    }
     Ok(planned)
 }
 
@@ -80,9 +99,36 @@ fn changed() -> Error {
     Error::msg("the params serialized differently on the second pass (a `Serialize` impl that is not deterministic?)")
 }
 
+/// Params whose leaves are all this small, and in all this large, `to_bytes` writes from one walk
+/// of the params rather than two: the first walk stages the tensors, in visit order, and the
+/// buffer takes them from there in file order. For many small tensors the second walk costs more
+/// than the copy it saves (a walk visits every struct, builds every key, for a few bytes each);
+/// a large tensor ends the staging, as the copy would then cost more than a walk.
+const STAGE_LEAF_MAX: usize = HOLD_SMALL;
+const STAGE_MAX: usize = 16 << 20;
+
 pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Options) -> Result<Vec<u8>> {
-    let planned = plan(params)?;
+    let mut staged: Option<(Vec<u8>, Vec<usize>)> = Some((Vec::new(), Vec::new()));
+    let planned = plan_and(params, |leaf| {
+        if let Some((bytes, starts)) = &mut staged {
+            if leaf.data.len() <= STAGE_LEAF_MAX && bytes.len() + leaf.data.len() <= STAGE_MAX {
+                starts.push(bytes.len());
+                bytes.extend_from_slice(leaf.data);
+            } else {
+                staged = None;
+            }
+        }
+    })?;
     let layout = Layout::new(&planned, options.metadata_map())?;
+    if let Some((staged, starts)) = staged {
+        let mut bytes = crate::pages::buffer(layout.file_len());
+        bytes.extend_from_slice(&layout.head);
+        for &i in &layout.order {
+            bytes.extend_from_slice(&staged[starts[i]..starts[i] + planned[i].len]);
+        }
+        debug_assert_eq!(bytes.len(), layout.file_len());
+        return Ok(bytes);
+    }
     // One allocation of the final size, not zeroed (recycled heap memory would be written twice),
     // filled in file order as `to_writer` fills any writer: each tensor copied once, from the
     // params. A large buffer asks for huge pages, which cuts the page faults of the first touch

@@ -172,37 +172,13 @@ fn kill_directory_saves(mode: &str, msgpack: bool, min_kills: u32) -> (Vec<u32>,
     (outcomes, unfinished)
 }
 
-/// How many files in `dir` the committed checkpoint does not account for (besides unrelated ones).
+/// What an unfinished save left in `dir`.
 fn leftovers(dir: &std::path::Path, msgpack: bool) -> usize {
-    let (stem, index_file) = if msgpack {
-        ("flax_model", "flax_model.msgpack.index.json")
+    if msgpack {
+        overwrite_loop::crash_support::leftovers(dir, "flax_model", ".msgpack")
     } else {
-        ("model", "model.safetensors.index.json")
-    };
-    let committed: Vec<String> = match std::fs::read(dir.join(index_file)) {
-        Ok(bytes) => {
-            let index: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            let mut names: Vec<String> = index["weight_map"]
-                .as_object()
-                .unwrap()
-                .values()
-                .map(|v| v.as_str().unwrap().to_owned())
-                .collect();
-            names.push(index_file.to_owned());
-            names
-        }
-        Err(_) => vec![if msgpack {
-            "flax_model.msgpack"
-        } else {
-            "model.safetensors"
-        }
-        .to_owned()],
-    };
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| (name.starts_with(stem) || name.starts_with(&format!(".{stem}"))) && !committed.contains(name))
-        .count()
+        overwrite_loop::crash_support::leftovers(dir, "model", ".safetensors")
+    }
 }
 
 #[test]

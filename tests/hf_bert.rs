@@ -36,3 +36,47 @@ fn the_single_safetensors_file_writes_back_unchanged() {
         .unwrap();
     assert!(written == file);
 }
+
+/// `msgpack::to_dir` writes what `FlaxBertModel.save_pretrained(dir, max_shard_size=2500)` wrote:
+/// the same shard files, the same index (keys joined with `/`, the total size), byte for byte.
+#[test]
+fn sharded_msgpack_is_written_as_transformers_writes_it() {
+    let theirs = fixture_path("hf_bert/msgpack_sharded");
+    let bert: FlaxBert = safejax::from_dir(&theirs).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+    safejax::msgpack::to_dir(dir.path(), &bert, 2500).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&theirs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("flax_model"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 5, "{names:?}");
+    for name in &names {
+        let (a, b) = (
+            std::fs::read(theirs.join(name)).unwrap(),
+            std::fs::read(dir.path().join(name)).unwrap(),
+        );
+        assert!(a == b, "{name} differs from transformers'");
+    }
+    let mut ours: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    ours.sort();
+    assert_eq!(ours, [&["config.json".to_owned()][..], &names].concat());
+    let back: FlaxBert = safejax::from_dir(dir.path()).unwrap();
+    assert!(back == bert);
+
+    // Everything in one shard: a plain `flax_model.msgpack` (transformers' own bytes), no index,
+    // and the shards of the save before are gone.
+    safejax::msgpack::to_dir(dir.path(), &bert, u64::MAX).unwrap();
+    let single = std::fs::read(fixture_path("hf_bert/msgpack/flax_model.msgpack")).unwrap();
+    assert!(std::fs::read(dir.path().join("flax_model.msgpack")).unwrap() == single);
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+}

@@ -296,6 +296,38 @@ fn a_failed_sharded_save_deletes_the_shards_it_wrote() {
 }
 
 #[test]
+fn a_sharded_save_over_another_never_replaces_a_shard_its_index_lists() {
+    let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let rt = runtime();
+    let prefix = Path::from("over");
+    let params = stack(4, 128);
+    let plain = Remote::new(memory.clone());
+    rt.block_on(plain.to_dir(&prefix, &params, 70 << 10)).unwrap();
+    let first = rt.block_on(list(memory.as_ref(), &prefix));
+    assert_eq!(first.len(), 5, "{first:?}");
+    // A save of as many shards that fails at its third shard leaves the first save, complete.
+    let mut failing = CountingStore::new(memory.clone());
+    failing.fail_after_parts = Some(1);
+    failing.fail_only = Some("-00003-of-00004".to_owned());
+    let failing = Remote::new(Arc::new(failing)).part_size(64 << 10).concurrency(2);
+    assert!(rt.block_on(failing.to_dir(&prefix, &params, 70 << 10)).is_err());
+    assert_eq!(rt.block_on(list(memory.as_ref(), &prefix)), first);
+    assert_eq!(rt.block_on(plain.from_dir::<Stack>(&prefix)).unwrap(), params);
+    // One that succeeds writes its shards under new names, commits its index, then deletes the
+    // first save's shards.
+    rt.block_on(plain.to_dir(&prefix, &params, 70 << 10)).unwrap();
+    let second = rt.block_on(list(memory.as_ref(), &prefix));
+    assert_eq!(second.len(), 5, "{second:?}");
+    for name in &second {
+        assert!(
+            name.ends_with("model.safetensors.index.json") || !first.contains(name),
+            "{name}"
+        );
+    }
+    assert_eq!(rt.block_on(plain.from_dir::<Stack>(&prefix)).unwrap(), params);
+}
+
+#[test]
 fn a_missing_object_is_a_clear_error() {
     let (_, remote) = counting();
     let rt = runtime();
@@ -360,14 +392,7 @@ fn corrupt_objects_are_clear_errors() {
             "object `long`: invalid layout: 4 trailing bytes after the last tensor",
         ),
     ];
-    for (name, bytes, message) in cases {
-        let path = Path::from(name);
-        rt.block_on(store.put(&path, PutPayload::from(bytes))).unwrap();
-        let err = rt
-            .block_on(remote.from_object::<common::models::FlaxCnn>(&path))
-            .unwrap_err();
-        assert!(err.to_string().starts_with(message), "{name}: {err}");
-    }
+    assert_bad_objects(&rt, store.as_ref(), &remote, cases);
 }
 
 #[test]

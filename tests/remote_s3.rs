@@ -384,14 +384,7 @@ fn missing_and_corrupt_objects_on_s3_are_clear_errors() {
             "object `garbage`: invalid header: does not start with `{`",
         ),
     ];
-    for (name, bytes, message) in cases {
-        let path = Path::from(name);
-        rt.block_on(store.put(&path, PutPayload::from(bytes))).unwrap();
-        let err = rt
-            .block_on(remote.from_object::<common::models::FlaxCnn>(&path))
-            .unwrap_err();
-        assert!(err.to_string().starts_with(message), "{name}: {err}");
-    }
+    assert_bad_objects(&rt, store.as_ref(), &remote, cases);
     // A shard index naming a file outside its prefix is refused before any shard is read.
     let index = r#"{"metadata": {"total_size": 4}, "weight_map": {"a": "../escape.safetensors"}}"#;
     rt.block_on(store.put(&Path::from("bad/model.safetensors.index.json"), PutPayload::from(index)))

@@ -4,33 +4,17 @@
 //! exactly, its unrelated files are untouched, and the next convert removes what killed ones left.
 #![cfg(unix)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use safejax::Tensor;
-
 const BIN: &str = env!("CARGO_BIN_EXE_safejax");
 const KILLS: u32 = 30;
 
-type Layers = BTreeMap<String, Tensor<f32>>;
+#[path = "../../tests/crash_support/mod.rs"]
+mod crash_support;
 
-/// Input set `which`: eight layers of `elements` floats, contents unique to the set.
-fn set(which: usize, elements: usize) -> Layers {
-    (0..8)
-        .map(|layer| {
-            let mut data = vec![which as f32 + layer as f32 / 8.0; elements];
-            for (i, value) in data.iter_mut().enumerate().step_by(4099) {
-                *value = (i + which) as f32;
-            }
-            (
-                format!("layer_{layer:02}.kernel"),
-                Tensor::new(vec![elements], data).unwrap(),
-            )
-        })
-        .collect()
-}
+use crash_support::{layers as set, Layers};
 
 /// The `convert` arguments that write set `k` into `out`: 4 shards, 3 shards (most keys in
 /// another shard than before), one file.
@@ -55,27 +39,8 @@ fn convert_args(inputs: &[PathBuf], k: usize, out: &Path) -> Vec<String> {
     }
 }
 
-/// Files of the `model` layout that the committed checkpoint does not list.
 fn leftovers(dir: &Path) -> usize {
-    let committed: Vec<String> = match std::fs::read(dir.join("model.safetensors.index.json")) {
-        Ok(bytes) => {
-            let index: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            let mut names: Vec<String> = index["weight_map"]
-                .as_object()
-                .unwrap()
-                .values()
-                .map(|v| v.as_str().unwrap().to_owned())
-                .collect();
-            names.push("model.safetensors.index.json".into());
-            names
-        }
-        Err(_) => vec!["model.safetensors".into()],
-    };
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| (n.starts_with("model") || n.starts_with(".model")) && !committed.contains(n))
-        .count()
+    crash_support::leftovers(dir, "model", ".safetensors")
 }
 
 fn run(args: &[String]) -> Duration {

@@ -12,8 +12,8 @@ use crate::checkpoint::store::{ready, LocalDir};
 use crate::checkpoint::{assign_shards, begin, finish, Format};
 use crate::header::Planned;
 use crate::shard::index_of;
-use crate::write::walk_planned;
-use crate::{Dtype, Error, Params, Result, Serializer};
+use crate::write::{plan_with, walk_planned};
+use crate::{Dtype, Error, Params, Result};
 
 /// A dict of the output, children in first-seen order.
 #[derive(Default)]
@@ -152,10 +152,9 @@ struct Plan {
 
 /// The first walk: every leaf and its path, checked to make a tree of dicts.
 fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Plan> {
-    let mut planned = Vec::new();
     let mut paths = Vec::new();
     let mut root = Dict::default();
-    params.serialize(&mut Serializer::new::<T>(|leaf| {
+    let planned = plan_with(params, |leaf, i| {
         let path: Vec<&str> = leaf.path().collect();
         if path.iter().any(|part| part.is_empty()) {
             return Err(Error::InvalidKey {
@@ -163,16 +162,10 @@ fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Plan> {
                 reason: "dict keys cannot be empty",
             });
         }
-        root.insert(&path, planned.len(), leaf.key)?;
+        root.insert(&path, i, leaf.key)?;
         paths.push(path.iter().map(|&p| p.to_owned()).collect());
-        planned.push(Planned {
-            key: leaf.key.to_owned(),
-            dtype: leaf.dtype,
-            shape: leaf.shape.to_vec(),
-            len: leaf.data.len(),
-        });
         Ok(())
-    }))?;
+    })?;
     Ok(Plan { planned, paths })
 }
 

@@ -303,3 +303,19 @@ pub struct ThirdLayer {
     #[serde(rename = "layers_3")]
     pub layer: Dense<f32>,
 }
+
+/// Puts each case's bytes into `store` under its name and checks that loading the object fails
+/// with an error whose message starts with the case's.
+pub fn assert_bad_objects(
+    rt: &tokio::runtime::Runtime,
+    store: &dyn ObjectStore,
+    remote: &Remote,
+    cases: Vec<(&str, Vec<u8>, &str)>,
+) {
+    for (name, bytes, message) in cases {
+        let path = Path::from(name);
+        rt.block_on(store.put(&path, PutPayload::from(bytes))).unwrap();
+        let err = rt.block_on(remote.from_object::<FlaxCnn>(&path)).unwrap_err();
+        assert!(err.to_string().starts_with(message), "{name}: {err}");
+    }
+}
