@@ -22,6 +22,7 @@ mod resolve;
 pub mod schema;
 mod ser;
 mod shard;
+mod sniff;
 mod tensor;
 mod write;
 

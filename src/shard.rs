@@ -11,6 +11,7 @@ use memmap2::Mmap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::error::IoAt;
 use crate::header::{Header, Layout, Planned, Span};
 use crate::write::{plan, walk_planned, write_atomic};
 use crate::{Deserializer, Error, Options, Params, Result};
@@ -60,7 +61,7 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
     max_shard_bytes: u64,
     options: &Options,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).at(dir)?;
     let planned = plan(params)?;
     let (shard_of, names) = assign_shards(&planned, max_shard_bytes);
     let shards = names.len();
@@ -139,12 +140,13 @@ pub(crate) fn assign_shards(planned: &[Planned], max_shard_bytes: u64) -> (Vec<u
 fn remove_stale(dir: &Path, written: &[String]) -> Result<()> {
     let keep: BTreeSet<&str> = written.iter().map(String::as_str).collect();
     let sharded = written.len() > 1;
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let name = entry.at(dir)?.file_name();
         let Some(name) = name.to_str() else { continue };
         let stale = !keep.contains(name) && (is_shard_name(name) || name == SINGLE || (name == INDEX && !sharded));
         if stale {
-            std::fs::remove_file(dir.join(name))?;
+            let stale = dir.join(name);
+            std::fs::remove_file(&stale).at(&stale)?;
         }
     }
     Ok(())
@@ -177,12 +179,11 @@ enum Format {
 
 /// Maps a file for reading.
 fn map(path: &Path) -> Result<Mmap> {
-    let file =
-        File::open(path).map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?;
+    let file = File::open(path).at(path)?;
     // SAFETY: the map is only read, inside `from_dir`, and dropped before it returns. Another process
     // changing or truncating the file meanwhile would change what is read or fault; checkpoints are
     // not rewritten in place by this crate (writes go to a new file that is renamed over).
-    Ok(unsafe { Mmap::map(&file) }?)
+    unsafe { Mmap::map(&file) }.at(path)
 }
 
 /// Reads params from a checkpoint directory (a sharded index, or a single file) or from the path of
@@ -193,9 +194,13 @@ pub(crate) fn from_dir<T: DeserializeOwned + Params>(path: &Path, options: &Opti
     let inputs: Vec<&[u8]> = maps.iter().map(|m| &m[..]).collect();
     let headers = inputs
         .iter()
-        .map(|bytes| match format {
-            Format::Safetensors => Header::parse(bytes),
-            Format::Msgpack => crate::msgpack::parse(bytes),
+        .zip(&files)
+        .map(|(bytes, file)| {
+            match format {
+                Format::Safetensors => Header::parse(bytes),
+                Format::Msgpack => crate::msgpack::parse(bytes),
+            }
+            .map_err(|e| Error::in_file(file.display(), e))
         })
         .collect::<Result<Vec<_>>>()?;
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
@@ -266,7 +271,7 @@ fn read_index(dir: &Path, name: &str, format: Format) -> Result<Option<Located>>
     if !index_path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&index_path)?;
+    let text = std::fs::read_to_string(&index_path).at(&index_path)?;
     let index: Index = serde_json::from_str(&text).map_err(|e| Error::InvalidIndex {
         reason: format!("{}: not a shard index: {e}", index_path.display()),
     })?;
@@ -324,20 +329,14 @@ fn locate(path: &Path) -> Result<Located> {
             });
         }
     }
-    Err(Error::Io(std::io::Error::new(
-        std::io::ErrorKind::NotFound,
-        format!(
-            "{}: no {INDEX}, {SINGLE}, {MSGPACK_INDEX} or {MSGPACK_SINGLE}",
-            path.display()
-        ),
-    )))
+    Err(Error::NoCheckpoint {
+        path: path.display().to_string(),
+        looked_for: vec![INDEX, SINGLE, MSGPACK_INDEX, MSGPACK_SINGLE],
+    })
 }
 
 fn unreachable_index(path: &Path) -> Error {
-    Error::Io(std::io::Error::new(
-        std::io::ErrorKind::NotFound,
-        format!("{}: cannot read the index", path.display()),
-    ))
+    Error::io(path, std::io::ErrorKind::NotFound.into())
 }
 
 #[cfg(test)]

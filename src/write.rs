@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::error::IoAt;
 use crate::header::{Layout, Planned, MAX_RANK, METADATA_KEY};
 use crate::{Error, Options, Params, Result, Serializer};
 
@@ -117,9 +118,9 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
 ) -> Result<()> {
     let planned = plan(params)?;
     let layout = Layout::new(&planned, options.metadata_map())?;
-    writer.write_all(&layout.head)?;
+    writer.write_all(&layout.head).map_err(Error::stream)?;
     stream(params, &planned, &layout, &mut writer, REORDER_BUDGET)?;
-    writer.flush()?;
+    writer.flush().map_err(Error::stream)?;
     Ok(())
 }
 
@@ -154,10 +155,10 @@ fn stream<W: Write, T: Serialize + Params + ?Sized>(
         walk_planned(params, planned, |i, data| {
             let r = rank[i];
             if r == next {
-                writer.write_all(data)?;
+                writer.write_all(data).map_err(Error::stream)?;
                 next += 1;
                 while let Some(data) = held.remove(&next) {
-                    writer.write_all(&data)?;
+                    writer.write_all(&data).map_err(Error::stream)?;
                     held_bytes -= data.len();
                     next += 1;
                 }
@@ -186,16 +187,16 @@ pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, o
     with_temp_file(path, |file| {
         // Small tensors gather in the buffer; large ones go straight through it.
         let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-        writer.write_all(&layout.head)?;
+        writer.write_all(&layout.head).map_err(Error::stream)?;
         stream(params, &planned, &layout, &mut writer, REORDER_BUDGET)?;
-        writer.flush()?;
+        writer.flush().map_err(Error::stream)?;
         Ok(())
     })
 }
 
 /// Writes `bytes` to the file at `path`, atomically.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    with_temp_file(path, |file| Ok(file.write_all(bytes)?))
+    with_temp_file(path, |file| file.write_all(bytes).map_err(Error::stream))
 }
 
 /// Has `write` fill a temporary file next to `path`, then syncs it and renames it over `path`, so
@@ -214,10 +215,12 @@ fn with_temp_file(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
-        .tempfile_in(dir)?;
-    write(tmp.as_file_mut())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| Error::Io(e.error))?;
+        .tempfile_in(dir)
+        .at(dir)?;
+    // The writer's errors name no path: they are the temporary file's, on its way to `path`.
+    write(tmp.as_file_mut()).map_err(|e| e.or_path(path))?;
+    tmp.as_file().sync_all().at(path)?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     sync_dir(dir)?;
     Ok(())
 }
@@ -225,7 +228,7 @@ fn with_temp_file(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<
 /// Makes the rename durable: on Unix a directory's entries are synced through the directory.
 fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
-    std::fs::File::open(dir)?.sync_all()?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())

@@ -30,6 +30,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::error::IoAt;
 use crate::{Deserializer, Dtype, Options, Params, Result};
 
 /// flax's msgpack extension codes.
@@ -93,15 +94,26 @@ pub fn from_bytes_with<'de, T: Deserialize<'de> + Params>(bytes: &'de [u8], opti
 
 /// Reads params from the flax msgpack file at `path`.
 pub fn from_file<T: DeserializeOwned + Params>(path: impl AsRef<Path>) -> Result<T> {
-    let bytes = std::fs::read(path)?;
-    from_bytes(&bytes)
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).at(path)?;
+    let de = Deserializer::from_header(vec![&bytes], parse_input(&bytes, Some(path))?, Options::new());
+    de.deserialize()
 }
 
 impl<'de> Deserializer<'de> {
     /// Parses flax msgpack bytes, ready to be read into param types.
     pub fn from_msgpack(bytes: &'de [u8], options: Options) -> Result<Self> {
-        Ok(Deserializer::from_header(vec![bytes], read::parse(bytes)?, options))
+        Ok(Deserializer::from_header(
+            vec![bytes],
+            parse_input(bytes, None)?,
+            options,
+        ))
     }
+}
+
+/// Parses the msgpack `bytes` (of the file at `path`, if they are one's).
+fn parse_input(bytes: &[u8], path: Option<&Path>) -> Result<crate::header::Header> {
+    read::parse(bytes).map_err(|e| crate::sniff::msgpack_error(bytes, path, e))
 }
 
 #[cfg(test)]

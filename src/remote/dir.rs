@@ -11,11 +11,12 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::error::ObjectAt;
 use crate::shard::{assign_shards, checked_shard, index_json, is_shard_name, Index, INDEX, SINGLE};
 use crate::write::plan;
 use crate::{Error, Params, Result};
 
-use super::upload::{cancelled, put_object, ObjectLayout};
+use super::upload::{put_object, ObjectLayout};
 use super::{fetch, Remote};
 
 /// Writes `params` under `prefix` as a checkpoint directory. On an error, the objects this save
@@ -61,7 +62,7 @@ pub(super) async fn to_dir<T: Serialize + Params + ?Sized>(
         .into_iter()
         .filter_map(|(_, r)| r.err())
         // The error that stopped the save, rather than the cancellations it caused.
-        .min_by_key(|e| e.to_string() == cancelled().to_string());
+        .min_by_key(|e| matches!(e, Error::Cancelled));
     if let Some(error) = failure {
         delete_all(remote.store.as_ref(), written).await;
         return Err(error);
@@ -71,7 +72,10 @@ pub(super) async fn to_dir<T: Serialize + Params + ?Sized>(
         let index_path = prefix.clone().join(INDEX);
         if let Err(error) = remote.store.put(&index_path, PutPayload::from(json)).await {
             delete_all(remote.store.as_ref(), objects.iter().map(|(p, _)| p).collect()).await;
-            return Err(error.into());
+            return Err(Error::Remote {
+                path: index_path.to_string(),
+                source: error,
+            });
         }
     }
     remove_stale(remote.store.as_ref(), prefix, &names).await
@@ -89,14 +93,14 @@ async fn delete_all(store: &dyn ObjectStore, paths: Vec<&Path>) {
 async fn remove_stale(store: &dyn ObjectStore, prefix: &Path, written: &[String]) -> Result<()> {
     let keep: BTreeSet<&str> = written.iter().map(String::as_str).collect();
     let sharded = written.len() > 1;
-    let listing = store.list_with_delimiter(Some(prefix)).await?;
+    let listing = store.list_with_delimiter(Some(prefix)).await.at_object(prefix)?;
     for object in listing.objects {
         let Some(name) = object.location.filename() else {
             continue;
         };
         let stale = !keep.contains(name) && (is_shard_name(name) || name == SINGLE || (name == INDEX && !sharded));
         if stale {
-            store.delete(&object.location).await?;
+            store.delete(&object.location).await.at_object(&object.location)?;
         }
     }
     Ok(())
@@ -117,13 +121,19 @@ pub(super) async fn from_dir<T: DeserializeOwned + Params>(remote: &Remote, path
     let index_path = path.clone().join(INDEX);
     match read_index(remote, &index_path).await {
         Ok(index) => from_index(remote, path, &index).await,
-        Err(Error::ObjectStore(object_store::Error::NotFound { .. })) => {
+        Err(Error::Remote {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => {
             let single = path.clone().join(SINGLE);
             match fetch::load(remote, std::slice::from_ref(&single), None).await {
-                Err(Error::ObjectStore(object_store::Error::NotFound { .. })) => Err(Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("{path}: no {INDEX} or {SINGLE} in the store {}", remote.store),
-                ))),
+                Err(Error::Remote {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) => Err(Error::NoCheckpoint {
+                    path: format!("{}/{path}", remote.store),
+                    looked_for: vec![INDEX, SINGLE],
+                }),
                 other => other,
             }
         }
@@ -132,7 +142,14 @@ pub(super) async fn from_dir<T: DeserializeOwned + Params>(remote: &Remote, path
 }
 
 async fn read_index(remote: &Remote, path: &Path) -> Result<Index> {
-    let bytes = remote.store.get(path).await?.bytes().await?;
+    let bytes = remote
+        .store
+        .get(path)
+        .await
+        .at_object(path)?
+        .bytes()
+        .await
+        .at_object(path)?;
     serde_json::from_slice(&bytes).map_err(|e| Error::InvalidIndex {
         reason: format!("{path}: not a shard index: {e}"),
     })

@@ -201,6 +201,19 @@ impl MultipartUpload for CountingUpload {
     }
 }
 
+/// The object whose upload failed with the failure a `CountingStore` injects, if `err` is that.
+pub fn injected_failure(err: &safejax::Error) -> Option<&str> {
+    match err {
+        safejax::Error::Remote {
+            path,
+            source: object_store::Error::Generic {
+                store: "CountingStore", ..
+            },
+        } => Some(path),
+        _ => None,
+    }
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
