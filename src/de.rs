@@ -197,7 +197,7 @@ impl<'de> Deserializer<'de> {
 
     /// The file's `__metadata__`, if it has one.
     pub fn metadata(&self) -> Option<&BTreeMap<String, String>> {
-        self.header.metadata.as_ref()
+        self.header.metadata.as_ref().map(crate::header::Metadata::map)
     }
 
     /// The keys of the file, in header order.
