@@ -379,35 +379,11 @@ impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
             });
         }
         let b = leaf.data.as_slice();
-        let result = match leaf.dtype {
-            Dtype::BOOL => match b[0] {
-                0 => visitor.visit_bool(false),
-                1 => visitor.visit_bool(true),
-                other => {
-                    return Err(Error::at(
-                        self.ctx.key(*entry),
-                        format_args!("{other} is not a valid BOOL"),
-                    ))
-                }
-            },
-            Dtype::U8 => visitor.visit_u8(b[0]),
-            Dtype::I8 => visitor.visit_i8(b[0] as i8),
-            Dtype::U16 => visitor.visit_u16(u16::from_le_bytes([b[0], b[1]])),
-            Dtype::I16 => visitor.visit_i16(i16::from_le_bytes([b[0], b[1]])),
-            Dtype::U32 => visitor.visit_u32(u32::from_le_bytes(b.try_into().expect("4 bytes"))),
-            Dtype::I32 => visitor.visit_i32(i32::from_le_bytes(b.try_into().expect("4 bytes"))),
-            Dtype::U64 => visitor.visit_u64(u64::from_le_bytes(b.try_into().expect("8 bytes"))),
-            Dtype::I64 => visitor.visit_i64(i64::from_le_bytes(b.try_into().expect("8 bytes"))),
-            Dtype::F32 => visitor.visit_f32(f32::from_le_bytes(b.try_into().expect("4 bytes"))),
-            Dtype::F64 => visitor.visit_f64(f64::from_le_bytes(b.try_into().expect("8 bytes"))),
-            // half's `f16` and `bf16` deserialize as a newtype around their bits.
-            Dtype::F16 | Dtype::BF16 => visitor.visit_u16(u16::from_le_bytes([b[0], b[1]])),
-            other => {
-                return Err(Error::at(
-                    self.ctx.key(*entry),
-                    format_args!("{other} scalars are not supported"),
-                ))
-            }
+        let Some(result) = leaf.dtype.visit_element(b, visitor) else {
+            return Err(Error::at(
+                self.ctx.key(*entry),
+                format_args!("{} scalars are not supported", leaf.dtype),
+            ));
         };
         result.map_err(|e: Error| e.with_key(self.ctx.key(*entry)))
     }

@@ -190,7 +190,7 @@ pub fn run(input: &Checkpoint, out: &Path, options: &Options) -> Result<String> 
 
     // Casts: float tensors of another dtype than the one asked for.
     let cast_to = options.dtype.map(FloatDtype::dtype);
-    let is_float = |d: Dtype| matches!(d, Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64);
+    let is_float = Dtype::is_float;
     let to_cast = |t: &DynTensorView<'_>| cast_to.filter(|&to| is_float(t.dtype()) && t.dtype() != to);
     let cast_bytes: u64 = contents
         .entries
