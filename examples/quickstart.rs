@@ -50,7 +50,7 @@ struct Stats {
     var: Tensor<f32>,
 }
 
-fn main() -> safejax::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/flax_cnn.safetensors");
     let variables: Variables = safejax::from_file(path)?;
 

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
+use std::path::Path;
 
 use serde::de::value::{BorrowedStrDeserializer, SeqDeserializer};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
@@ -14,9 +15,11 @@ use serde::Deserialize;
 
 use crate::convert::convert;
 use crate::dynamic::{VALUE_DICT, VALUE_NAME, VALUE_TENSOR};
+use crate::error::IoAt;
 use crate::header::{Entry, Header, Span};
 use crate::resolve::{resolve, Resolved};
 use crate::schema::{FieldSchema, LeafSchema};
+use crate::sniff;
 use crate::tensor::{FIELD_DATA, FIELD_DTYPE, FIELD_SHAPE, TENSOR_MAGIC};
 use crate::{Dtype, Error, Options, Params, Result};
 
@@ -52,6 +55,8 @@ pub struct Deserializer<'de> {
 /// file besides.
 struct FileInput {
     file: File,
+    /// Its path, for errors.
+    path: std::path::PathBuf,
     scratch: RefCell<Vec<u8>>,
 }
 
@@ -71,7 +76,7 @@ impl FileInput {
             if scratch.len() < len {
                 scratch.resize(len, 0);
             }
-            read_exact_at(&self.file, &mut scratch[..len], start as u64)?;
+            read_exact_at(&self.file, &mut scratch[..len], start as u64).at(&self.path)?;
         }
         Ok(std::cell::Ref::map(self.scratch.borrow(), |s| &s[..len]))
     }
@@ -79,7 +84,7 @@ impl FileInput {
     /// Reads bytes `start..end` of the file into a new vector.
     fn read_all(&self, start: usize, end: usize) -> Result<Vec<u8>> {
         let mut bytes = vec![0; end - start];
-        read_exact_at(&self.file, &mut bytes, start as u64)?;
+        read_exact_at(&self.file, &mut bytes, start as u64).at(&self.path)?;
         Ok(bytes)
     }
 }
@@ -148,7 +153,8 @@ impl<'de> Deserializer<'de> {
 
     /// Parses and checks the header of the file in `bytes`.
     pub fn with_options(bytes: &'de [u8], options: Options) -> Result<Self> {
-        Ok(Self::from_header(vec![bytes], Header::parse(bytes)?, options))
+        let header = Header::parse(bytes).map_err(|e| sniff::safetensors_error(bytes, None, e))?;
+        Ok(Self::from_header(vec![bytes], header, options))
     }
 
     /// A deserializer over entries whose `Span::Input(n)` bytes are in `inputs[n]`.
@@ -161,22 +167,27 @@ impl<'de> Deserializer<'de> {
         }
     }
 
-    /// A deserializer over the safetensors file `file`: reads its header now, and each tensor when
-    /// a leaf needs it. Leaves own their data (nothing outlives the call to borrow from).
-    pub(crate) fn from_file(mut file: File, options: Options) -> Result<Self> {
-        let file_len = usize::try_from(file.metadata()?.len())
-            .map_err(|_| Error::msg("the file is larger than this platform's address space"))?;
+    /// A deserializer over the safetensors file at `path`: reads its header now, and each tensor
+    /// when a leaf needs it. Leaves own their data (nothing outlives the call to borrow from).
+    pub(crate) fn from_file(path: &Path, options: Options) -> Result<Self> {
+        let mut file = File::open(path).at(path)?;
+        let file_len = usize::try_from(file.metadata().at(path)?.len())
+            .map_err(|_| Error::io(path, std::io::Error::from(std::io::ErrorKind::FileTooLarge)))?;
         let mut head = Vec::new();
-        (&mut file).take(8).read_to_end(&mut head)?;
-        let data_start = crate::header::data_start(&head)?;
-        (&mut file)
-            .take((data_start - head.len()) as u64)
-            .read_to_end(&mut head)?;
-        let header = Header::parse_head(&head, file_len)?;
+        (&mut file).take(8).read_to_end(&mut head).at(path)?;
+        let header = crate::header::data_start(&head).and_then(|data_start| {
+            (&mut file)
+                .take((data_start - head.len()) as u64)
+                .read_to_end(&mut head)
+                .at(path)?;
+            Header::parse_head(&head, file_len)
+        });
+        let header = header.map_err(|e| sniff::safetensors_error(&head, Some(path), e))?;
         Ok(Deserializer {
             inputs: Vec::new(),
             file: Some(FileInput {
                 file,
+                path: path.to_owned(),
                 scratch: RefCell::new(Vec::new()),
             }),
             header,
@@ -186,7 +197,7 @@ impl<'de> Deserializer<'de> {
 
     /// The file's `__metadata__`, if it has one.
     pub fn metadata(&self) -> Option<&BTreeMap<String, String>> {
-        self.header.metadata.as_ref()
+        self.header.metadata.as_ref().map(crate::header::Metadata::map)
     }
 
     /// The keys of the file, in header order.
@@ -368,35 +379,11 @@ impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
             });
         }
         let b = leaf.data.as_slice();
-        let result = match leaf.dtype {
-            Dtype::BOOL => match b[0] {
-                0 => visitor.visit_bool(false),
-                1 => visitor.visit_bool(true),
-                other => {
-                    return Err(Error::at(
-                        self.ctx.key(*entry),
-                        format_args!("{other} is not a valid BOOL"),
-                    ))
-                }
-            },
-            Dtype::U8 => visitor.visit_u8(b[0]),
-            Dtype::I8 => visitor.visit_i8(b[0] as i8),
-            Dtype::U16 => visitor.visit_u16(u16::from_le_bytes([b[0], b[1]])),
-            Dtype::I16 => visitor.visit_i16(i16::from_le_bytes([b[0], b[1]])),
-            Dtype::U32 => visitor.visit_u32(u32::from_le_bytes(b.try_into().expect("4 bytes"))),
-            Dtype::I32 => visitor.visit_i32(i32::from_le_bytes(b.try_into().expect("4 bytes"))),
-            Dtype::U64 => visitor.visit_u64(u64::from_le_bytes(b.try_into().expect("8 bytes"))),
-            Dtype::I64 => visitor.visit_i64(i64::from_le_bytes(b.try_into().expect("8 bytes"))),
-            Dtype::F32 => visitor.visit_f32(f32::from_le_bytes(b.try_into().expect("4 bytes"))),
-            Dtype::F64 => visitor.visit_f64(f64::from_le_bytes(b.try_into().expect("8 bytes"))),
-            // half's `f16` and `bf16` deserialize as a newtype around their bits.
-            Dtype::F16 | Dtype::BF16 => visitor.visit_u16(u16::from_le_bytes([b[0], b[1]])),
-            other => {
-                return Err(Error::at(
-                    self.ctx.key(*entry),
-                    format_args!("{other} scalars are not supported"),
-                ))
-            }
+        let Some(result) = leaf.dtype.visit_element(b, visitor) else {
+            return Err(Error::at(
+                self.ctx.key(*entry),
+                format_args!("{} scalars are not supported", leaf.dtype),
+            ));
         };
         result.map_err(|e: Error| e.with_key(self.ctx.key(*entry)))
     }

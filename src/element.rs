@@ -5,9 +5,9 @@ use std::borrow::Cow;
 use bytemuck::{CheckedBitPattern, NoUninit};
 
 use crate::pages::Filler;
-use crate::{bf16, f16, Dtype};
+use crate::Dtype;
 
-mod sealed {
+pub(crate) mod sealed {
     /// Keeps `Element` to the types the format defines.
     pub trait Sealed {}
 }
@@ -24,26 +24,8 @@ pub trait Element:
     const DTYPE: Dtype;
 }
 
-macro_rules! elements {
-    ($($ty:ty => $dtype:ident),* $(,)?) => {$(
-        impl sealed::Sealed for $ty {}
-        impl Element for $ty {
-            const DTYPE: Dtype = Dtype::$dtype;
-        }
-    )*};
-}
-
-elements! {
-    u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32,
-    u64 => U64, i64 => I64, f16 => F16, bf16 => BF16, f32 => F32, f64 => F64,
-}
-
-// Not every byte is a bool: loads check each (`CheckedBitPattern`).
-impl sealed::Sealed for bool {}
-
-impl Element for bool {
-    const DTYPE: Dtype = Dtype::BOOL;
-}
+// The impls, one per dtype that a Rust type holds, come from the dtype table (`dtype.rs`). Not
+// every byte is a bool: loads check each (`CheckedBitPattern`).
 
 /// A byte order. The format is little-endian whatever the host; every conversion between elements
 /// and bytes takes the host's order as a parameter, so that both branches run in tests on any host.
@@ -179,6 +161,7 @@ fn slice_from_le_bytes_on<T: Element>(bytes: &[u8], host: Endian) -> Result<Cow<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{bf16, f16};
 
     #[test]
     fn swap_reverses_each_element() {

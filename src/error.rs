@@ -1,6 +1,7 @@
 //! The one error type of the crate.
 
 use std::fmt::{self, Display};
+use std::path::{Path, PathBuf};
 
 use crate::Dtype;
 
@@ -10,18 +11,65 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong while writing or reading params.
 ///
 /// Messages name the full key as written in the file and, for mismatches, what the Rust type expected
-/// and what the file holds.
+/// and what the file holds; [`Error::key`] gives that key to code. Match on the variants (and on an
+/// I/O error's [`kind`](std::io::Error::kind)), never on the message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Reading or writing a file or writer failed.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    /// Reading or writing a file, a directory or a writer failed.
+    #[error("{}{source}", IoPath(path.as_deref()))]
+    Io {
+        /// The file or directory, or `None` for a writer or reader the caller handed over.
+        path: Option<PathBuf>,
+        /// What the system said.
+        source: std::io::Error,
+    },
 
     /// An object store request failed (a missing object, a refused or broken connection).
     #[cfg(feature = "object-store")]
-    #[error("object store: {0}")]
-    ObjectStore(#[from] object_store::Error),
+    #[error("object `{path}`: {source}")]
+    Remote {
+        /// The object's path in the store.
+        path: String,
+        /// What the store said.
+        source: object_store::Error,
+    },
+
+    /// An error in one file or object of several (a shard of a checkpoint, an object in a store).
+    #[error("`{path}`: {source}")]
+    InFile {
+        /// The file, or the object's path in its store.
+        path: String,
+        /// The error, which names the key if it has one ([`Error::key`] looks through).
+        source: Box<Error>,
+    },
+
+    /// An upload of one object of a checkpoint stopped because another object's failed.
+    #[error("upload cancelled: another object of the checkpoint failed")]
+    Cancelled,
+
+    /// A directory or store prefix holds no checkpoint this crate reads.
+    #[error("`{path}`: no checkpoint: none of {}", Alternatives(looked_for))]
+    NoCheckpoint {
+        /// The directory or prefix.
+        path: String,
+        /// The file names looked for, in order.
+        looked_for: Vec<&'static str>,
+    },
+
+    /// The input is in the other format this crate reads (flax msgpack given to a safetensors
+    /// reader, or the reverse).
+    #[error("{}looks like {found}, not {expected}: read it with `{instead}`", In(path.as_deref()))]
+    WrongFormat {
+        /// The file, if the input came from one.
+        path: Option<PathBuf>,
+        /// The format the input looks like.
+        found: &'static str,
+        /// The format the reader expected.
+        expected: &'static str,
+        /// The function that reads it.
+        instead: &'static str,
+    },
 
     /// The input ends before the header or the data it announces.
     #[error("truncated file: {what} needs {needed} bytes, found {found}")]
@@ -264,6 +312,47 @@ fn at(key: &Option<String>) -> String {
     key.as_ref().map(|k| format!("at `{k}`: ")).unwrap_or_default()
 }
 
+/// An I/O error's prefix: "`/x/model.safetensors`: ", or "I/O error: " for a caller's writer.
+struct IoPath<'a>(Option<&'a Path>);
+
+impl Display for IoPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(path) => write!(f, "`{}`: ", path.display()),
+            None => f.write_str("I/O error: "),
+        }
+    }
+}
+
+/// "`/x/model.msgpack` " before a sentence about the file, or "the input " for bytes.
+struct In<'a>(Option<&'a Path>);
+
+impl Display for In<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(path) => write!(f, "`{}` ", path.display()),
+            None => f.write_str("the input "),
+        }
+    }
+}
+
+/// "`a`, `b` or `c`".
+struct Alternatives<'a>(&'a [&'static str]);
+
+impl Display for Alternatives<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, name) in self.0.iter().enumerate() {
+            match i {
+                0 => {}
+                _ if i + 1 == self.0.len() => f.write_str(" or ")?,
+                _ => f.write_str(", ")?,
+            }
+            write!(f, "`{name}`")?;
+        }
+        Ok(())
+    }
+}
+
 struct Quoted<'a>(&'a [String]);
 
 impl Display for Quoted<'_> {
@@ -303,6 +392,60 @@ impl Display for KeyList<'_> {
 }
 
 impl Error {
+    /// The key the error is about, as written in the file, if it is about one: the leaf of a
+    /// mismatch, the entry of a malformed header, the first of a list of missing or unknown keys.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Error::InvalidEntry { key, .. }
+            | Error::UnknownDtype { key, .. }
+            | Error::ShapeOverflow { key, .. }
+            | Error::DataSizeMismatch { key, .. }
+            | Error::OverlappingData { key, .. }
+            | Error::DtypeMismatch { key, .. }
+            | Error::ShapeMismatch { key, .. }
+            | Error::Conversion { key, .. }
+            | Error::PartlyPresent { key, .. }
+            | Error::NestingTooDeep { key, .. }
+            | Error::DuplicateKey { key }
+            | Error::InvalidKey { key, .. } => Some(key),
+            Error::DataGap { next, .. } => Some(next),
+            Error::MissingKeys { keys, .. } | Error::UnknownKeys { keys, .. } => keys.first().map(String::as_str),
+            Error::Message { key, .. } => key.as_deref(),
+            Error::InFile { source, .. } => source.key(),
+            _ => None,
+        }
+    }
+
+    /// An I/O error on the file or directory `path` (also for code that writes checkpoint files
+    /// through [`crate::checkpoint::write_file`], such as the command-line tool).
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: Some(path.into()),
+            source,
+        }
+    }
+
+    /// An I/O error on a writer or reader the caller handed over, which has no path.
+    pub(crate) fn stream(source: std::io::Error) -> Self {
+        Error::Io { path: None, source }
+    }
+
+    /// Names `path` in an I/O error that has no path yet (one from a writer over that file).
+    pub(crate) fn or_path(self, path: &Path) -> Self {
+        match self {
+            Error::Io { path: None, source } => Error::io(path, source),
+            other => other,
+        }
+    }
+
+    /// `error`, which happened in the file or object `path` of several.
+    pub(crate) fn in_file(path: impl Display, error: Error) -> Self {
+        Error::InFile {
+            path: path.to_string(),
+            source: Box::new(error),
+        }
+    }
+
     pub(crate) fn msg(msg: impl Display) -> Self {
         Error::Message {
             key: None,
@@ -344,5 +487,32 @@ impl serde::ser::Error for Error {
 impl serde::de::Error for Error {
     fn custom<T: Display>(msg: T) -> Self {
         Error::msg(msg)
+    }
+}
+
+/// Names the path of a failed I/O operation: `std::fs::read(path).at(path)?`.
+pub(crate) trait IoAt<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoAt<T> for std::io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}
+
+/// Names the object of a failed store request: `store.get(path).await.at_object(path)?`.
+#[cfg(feature = "object-store")]
+pub(crate) trait ObjectAt<T> {
+    fn at_object(self, path: &object_store::path::Path) -> Result<T>;
+}
+
+#[cfg(feature = "object-store")]
+impl<T> ObjectAt<T> for std::result::Result<T, object_store::Error> {
+    fn at_object(self, path: &object_store::path::Path) -> Result<T> {
+        self.map_err(|source| Error::Remote {
+            path: path.to_string(),
+            source,
+        })
     }
 }

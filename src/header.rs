@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -46,7 +47,7 @@ pub(crate) enum Span {
 pub(crate) struct Header {
     /// The entries in the order the header lists them.
     pub entries: Vec<Entry>,
-    pub metadata: Option<BTreeMap<String, String>>,
+    pub metadata: Option<Metadata>,
     /// Bytes of entries with [`Span::Side`].
     pub side: Vec<u8>,
 }
@@ -89,7 +90,10 @@ impl Header {
         let mut found = None;
         let mut json = serde_json::Deserializer::from_str(text);
         let parsed = json
-            .deserialize_map(HeaderVisitor { error: &mut found })
+            .deserialize_map(HeaderVisitor {
+                error: &mut found,
+                entries: entry_count_bound(text),
+            })
             .and_then(|header| json.end().map(|()| header));
         let (entries, metadata) = parsed.map_err(|e| match (e.classify(), found) {
             // What the visitor found about one entry or the metadata, unless the JSON ended there.
@@ -283,9 +287,23 @@ impl RawEntry {
 /// [`Header::parse_json`] to report in place of the JSON parser's wrapping.
 struct HeaderVisitor<'e> {
     error: &'e mut Option<Error>,
+    /// The most entries the header can hold ([`entry_count_bound`]): the entries' capacity.
+    entries: usize,
 }
 
-type Parsed = (Vec<Entry>, Option<BTreeMap<String, String>>);
+/// The shortest entry a header can hold: `"":{"dtype":"U8","shape":[],"data_offsets":[0,0]}`.
+const MIN_ENTRY_LEN: usize = 49;
+
+/// How many entries the header `text` holds at most: one per object opened after the first, and
+/// no more than the shortest entry allows. Reserving this many spares the doubling of a growing
+/// vector, which at its peak holds the entries up to three times over; and it is exact for
+/// headers without braces in their strings, whatever the keys' lengths.
+fn entry_count_bound(text: &str) -> usize {
+    let objects = text.bytes().filter(|&b| b == b'{').count().saturating_sub(1);
+    objects.min(text.len() / MIN_ENTRY_LEN)
+}
+
+type Parsed = (Vec<Entry>, Option<Metadata>);
 
 impl<'de> Visitor<'de> for HeaderVisitor<'_> {
     type Value = Parsed;
@@ -295,7 +313,7 @@ impl<'de> Visitor<'de> for HeaderVisitor<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
-        let mut entries = Vec::new();
+        let mut entries = Vec::with_capacity(self.entries);
         let mut metadata = None;
         let mut seen_metadata = false;
         while let Some(key) = map.next_key::<String>()? {
@@ -303,8 +321,14 @@ impl<'de> Visitor<'de> for HeaderVisitor<'_> {
                 if std::mem::replace(&mut seen_metadata, true) {
                     return Err(self.fail(Error::DuplicateKey { key }));
                 }
-                metadata = match map.next_value::<MetadataValue>() {
-                    Ok(value) => value.0,
+                metadata = match map.next_value::<&'de serde_json::value::RawValue>() {
+                    Ok(raw) => match Metadata::check(raw.get()) {
+                        Ok(metadata) => metadata,
+                        Err(e) => {
+                            *self.error = Some(Error::InvalidMetadata { reason: e.to_string() });
+                            return Err(de::Error::custom(e));
+                        }
+                    },
                     Err(e) => {
                         *self.error = Some(Error::InvalidMetadata { reason: e.to_string() });
                         return Err(e);
@@ -339,18 +363,104 @@ impl HeaderVisitor<'_> {
     }
 }
 
-/// `__metadata__`: a map of strings to strings, or `null`.
-struct MetadataValue(Option<BTreeMap<String, String>>);
+/// A header's `__metadata__`: checked when the header is read, but kept as its JSON text and made a
+/// map only when asked for. Most loads never look at it, and a map of many short strings costs
+/// several times its text (a `String` is 24 bytes before its contents, a B-tree node more).
+#[derive(Debug, Default)]
+pub(crate) struct Metadata {
+    json: Box<str>,
+    map: OnceLock<BTreeMap<String, String>>,
+}
 
-impl<'de> Deserialize<'de> for MetadataValue {
+impl Metadata {
+    /// Checks that `json` is a map of strings to strings (`None` for `null`), without building it.
+    fn check(json: &str) -> serde_json::Result<Option<Metadata>> {
+        if !serde_json::from_str::<CheckMetadata>(json)?.0 {
+            return Ok(None);
+        }
+        Ok(Some(Metadata {
+            json: json.into(),
+            map: OnceLock::new(),
+        }))
+    }
+
+    /// The map, parsed the first time it is asked for.
+    pub(crate) fn map(&self) -> &BTreeMap<String, String> {
+        self.map
+            .get_or_init(|| serde_json::from_str(&self.json).expect("checked when the header was read"))
+    }
+
+    /// The map, owned.
+    pub(crate) fn into_map(self) -> BTreeMap<String, String> {
+        match self.map.into_inner() {
+            Some(map) => map,
+            None => serde_json::from_str(&self.json).expect("checked when the header was read"),
+        }
+    }
+}
+
+/// Deserializes `__metadata__` to check its form, holding none of it: `true` for a map of strings
+/// to strings, `false` for `null`.
+struct CheckMetadata(bool);
+
+impl<'de> Deserialize<'de> for CheckMetadata {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Option::<BTreeMap<String, String>>::deserialize(deserializer).map(MetadataValue)
+        deserializer.deserialize_option(CheckMetadata(false))
+    }
+}
+
+impl<'de> Visitor<'de> for CheckMetadata {
+    type Value = CheckMetadata;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of strings to strings")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self, E> {
+        Ok(CheckMetadata(false))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self, E> {
+        Ok(CheckMetadata(false))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(CheckMetadata(true))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<AnyString, AnyString>()?.is_some() {}
+        Ok(CheckMetadata(true))
+    }
+}
+
+/// A string, checked and dropped (escaped strings pass through serde_json's reused scratch buffer).
+struct AnyString;
+
+impl<'de> Deserialize<'de> for AnyString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(AnyString)
+    }
+}
+
+impl Visitor<'_> for AnyString {
+    type Value = AnyString;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self, E> {
+        Ok(AnyString)
     }
 }
 
 /// Reads only the metadata of a file's header.
 pub(crate) fn read_metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>> {
-    Ok(Header::parse(bytes)?.metadata.unwrap_or_default())
+    Ok(Header::parse(bytes)?
+        .metadata
+        .map(Metadata::into_map)
+        .unwrap_or_default())
 }
 
 // ---- writing ----
@@ -462,4 +572,41 @@ struct EntryJson<'a> {
     dtype: Dtype,
     shape: &'a [usize],
     data_offsets: (usize, usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(json: &str) -> Vec<u8> {
+        [&(json.len() as u64).to_le_bytes()[..], json.as_bytes()].concat()
+    }
+
+    #[test]
+    fn metadata_is_checked_at_once_and_parsed_when_asked() {
+        let bytes = file(r#"{"__metadata__":{"a\"b":"c\nd","\u00e9":""}}"#);
+        let header = Header::parse(&bytes).unwrap();
+        let metadata = header.metadata.as_ref().unwrap();
+        assert!(metadata.map.get().is_none(), "not parsed before it is asked for");
+        let expected = BTreeMap::from([("a\"b".to_owned(), "c\nd".to_owned()), ("é".to_owned(), String::new())]);
+        assert_eq!(metadata.map(), &expected);
+        assert_eq!(read_metadata(&bytes).unwrap(), expected);
+        assert!(Header::parse(&file(r#"{"__metadata__":null}"#))
+            .unwrap()
+            .metadata
+            .is_none());
+        let err = Header::parse(&file(r#"{"__metadata__":{"a":"b","c":["d"]}}"#)).unwrap_err();
+        assert!(matches!(err, Error::InvalidMetadata { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn the_entry_bound_holds_the_shortest_entries() {
+        let entry = r#""":{"dtype":"U8","shape":[],"data_offsets":[0,0]}"#;
+        assert_eq!(entry.len(), MIN_ENTRY_LEN);
+        let text = format!("{{{entry}}}");
+        assert_eq!(entry_count_bound(&text), 1);
+        // Braces in strings count, but never past what the length allows.
+        let braces = format!(r#"{{"__metadata__":{{"a":"{}"}}}}"#, "{".repeat(500));
+        assert_eq!(entry_count_bound(&braces), braces.len() / MIN_ENTRY_LEN);
+    }
 }

@@ -89,6 +89,7 @@ mod resolve;
 mod schema;
 mod ser;
 mod shard;
+mod sniff;
 mod tensor;
 mod write;
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use memmap2::Mmap;
 use serde::Deserialize;
 
+use crate::error::IoAt;
 use crate::{Deserializer, Options, Params, Result};
 
 /// A safetensors file mapped into memory.
@@ -63,9 +64,10 @@ impl MappedFile {
     /// The file must not be written to or truncated, by this process or another, while the
     /// returned value (or anything borrowed from it) lives; see the type's documentation.
     pub unsafe fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let file = File::open(path)?;
+        let path = path.as_ref();
+        let file = File::open(path).at(path)?;
         // SAFETY: the caller promises the file is not modified while the map lives.
-        let map = unsafe { Mmap::map(&file)? };
+        let map = unsafe { Mmap::map(&file) }.at(path)?;
         Ok(MappedFile { map })
     }
 

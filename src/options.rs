@@ -102,6 +102,6 @@ impl Options {
     /// in chunks copied straight into the leaf, so that memory never holds the file besides the
     /// params. (Loading views instead, from a [`MappedFile`](crate::MappedFile), reads nothing.)
     pub fn from_file<T: DeserializeOwned + Params>(&self, path: impl AsRef<Path>) -> Result<T> {
-        Deserializer::from_file(std::fs::File::open(path)?, self.clone())?.deserialize()
+        Deserializer::from_file(path.as_ref(), self.clone())?.deserialize()
     }
 }

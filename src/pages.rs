@@ -103,16 +103,7 @@ fn as_uninit_bytes<T: NoUninit>(spare: &mut [MaybeUninit<T>]) -> &mut [MaybeUnin
 /// transparent huge pages) changes nothing.
 #[cfg(target_os = "linux")]
 fn advise_huge_pages(buf: &mut [MaybeUninit<u8>]) {
-    const HUGE_PAGE: usize = 2 << 20;
-    if buf.len() < ADVISE_MIN {
-        return;
-    }
-    let start = buf.as_mut_ptr() as usize;
-    let (first, end) = (
-        (start + HUGE_PAGE - 1) & !(HUGE_PAGE - 1),
-        (start + buf.len()) & !(HUGE_PAGE - 1),
-    );
-    if first < end {
+    if let Some(std::ops::Range { start: first, end }) = huge_pages_inside(buf.as_mut_ptr() as usize, buf.len()) {
         // SAFETY: `first..end` lies inside `buf`, memory this process owns and holds a unique
         // borrow of, and starts on a page boundary, as madvise requires. MADV_HUGEPAGE changes
         // only how the kernel backs the range with physical memory, never its contents or its
@@ -127,15 +118,41 @@ fn advise_huge_pages(buf: &mut [MaybeUninit<u8>]) {
 #[cfg(not(target_os = "linux"))]
 fn advise_huge_pages(_buf: &mut [MaybeUninit<u8>]) {}
 
+/// The whole 2 MiB pages inside the `len` bytes at address `start`, if the buffer is large enough
+/// to be advised and holds one.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn huge_pages_inside(start: usize, len: usize) -> Option<std::ops::Range<usize>> {
+    const HUGE_PAGE: usize = 2 << 20;
+    if len < ADVISE_MIN {
+        return None;
+    }
+    let first = start.checked_add(HUGE_PAGE - 1)? & !(HUGE_PAGE - 1);
+    let end = start.checked_add(len)? & !(HUGE_PAGE - 1);
+    (first < end).then_some(first..end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn buffers_have_room_whatever_their_size() {
-        for len in [0, 1, 4096, ADVISE_MIN + 12345] {
-            let bytes = buffer(len);
-            assert!(bytes.is_empty() && bytes.capacity() >= len);
+    fn only_whole_huge_pages_inside_the_buffer_are_advised() {
+        const MIB: usize = 1 << 20;
+        // Aligned: every page of the buffer.
+        assert_eq!(huge_pages_inside(4 * MIB, 6 * MIB), Some(4 * MIB..10 * MIB));
+        // Unaligned at both ends: the pages between, never a byte outside.
+        assert_eq!(huge_pages_inside(4 * MIB + 1, 6 * MIB), Some(6 * MIB..10 * MIB));
+        assert_eq!(huge_pages_inside(3 * MIB, 6 * MIB + 4096), Some(4 * MIB..8 * MIB));
+        // Large enough, but no whole page inside.
+        assert_eq!(huge_pages_inside(MIB, ADVISE_MIN + MIB - 1), None);
+        // Too small to advise, even when aligned.
+        assert_eq!(huge_pages_inside(4 * MIB, ADVISE_MIN - 1), None);
+        // At the top of the address space, nothing overflows.
+        assert_eq!(huge_pages_inside(usize::MAX - MIB, 4 * MIB), None);
+        for (start, len) in [(12345, 5 * MIB), (2 * MIB - 1, 3 * MIB), (7 * MIB + 3, 9 * MIB)] {
+            let pages = huge_pages_inside(start, len).unwrap();
+            assert!(start <= pages.start && pages.end <= start + len);
+            assert!(pages.start % (2 * MIB) == 0 && pages.end % (2 * MIB) == 0);
         }
     }
 

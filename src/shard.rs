@@ -13,8 +13,9 @@ use memmap2::Mmap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::checkpoint::store::{io_at, ready, LocalDir};
+use crate::checkpoint::store::{ready, LocalDir};
 use crate::checkpoint::{assign_shards, begin, finish, locate, Format, Index, IndexMetadata, Located};
+use crate::error::IoAt;
 use crate::header::{Header, Layout, Planned, Span};
 use crate::write::{plan, stream, REORDER_BUDGET};
 use crate::{Deserializer, Error, Options, Params, Result};
@@ -39,7 +40,7 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
         let subset: Vec<Planned> = members.iter().map(|&i| planned[i].clone()).collect();
         let layout = Layout::new(&subset, options.metadata_map())?;
         store.write_with(name, |out| {
-            out.write_all(&layout.head)?;
+            out.write_all(&layout.head).map_err(Error::stream)?;
             stream(params, &planned, &members, &layout, out, REORDER_BUDGET)?;
             Ok(())
         })?;
@@ -69,11 +70,11 @@ pub(crate) fn index_of(keys: impl Iterator<Item = (String, usize)>, shard_of: &[
 
 /// Maps a file for reading.
 fn map(path: &Path) -> Result<Mmap> {
-    let file = File::open(path).map_err(|e| io_at(path, e))?;
+    let file = File::open(path).at(path)?;
     // SAFETY: the map is only read, inside `from_dir`, and dropped before it returns. Another process
     // changing or truncating the file meanwhile would change what is read or fault; checkpoints are
     // not rewritten in place by this crate (writes go to a new file that is renamed over).
-    unsafe { Mmap::map(&file) }.map_err(|e| io_at(path, e))
+    unsafe { Mmap::map(&file) }.at(path)
 }
 
 /// Reads params from a checkpoint directory (a sharded index, or a single file) or from the path of
@@ -84,9 +85,13 @@ pub(crate) fn from_dir<T: DeserializeOwned + Params>(path: &Path, options: &Opti
     let inputs: Vec<&[u8]> = maps.iter().map(|m| &m[..]).collect();
     let headers = inputs
         .iter()
-        .map(|bytes| match format {
-            Format::Safetensors => Header::parse(bytes),
-            Format::Msgpack => crate::msgpack::parse(bytes),
+        .zip(&files)
+        .map(|(bytes, file)| {
+            match format {
+                Format::Safetensors => Header::parse(bytes),
+                Format::Msgpack => crate::msgpack::parse(bytes),
+            }
+            .map_err(|e| Error::in_file(file.display(), e))
         })
         .collect::<Result<Vec<_>>>()?;
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();

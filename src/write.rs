@@ -164,9 +164,9 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
 ) -> Result<()> {
     let planned = plan(params)?;
     let layout = Layout::new(&planned, options.metadata_map())?;
-    writer.write_all(&layout.head)?;
+    writer.write_all(&layout.head).map_err(Error::stream)?;
     stream(params, &planned, &all(&planned), &layout, &mut writer, REORDER_BUDGET)?;
-    writer.flush()?;
+    writer.flush().map_err(Error::stream)?;
     Ok(())
 }
 
@@ -207,10 +207,10 @@ pub(crate) fn stream<W: Write + ?Sized, T: Serialize + Params + ?Sized>(
         walk_planned(params, planned, |i, data| {
             let Some(r) = rank[i] else { return Ok(()) };
             if r == next {
-                writer.write_all(data)?;
+                writer.write_all(data).map_err(Error::stream)?;
                 next += 1;
                 while let Some(data) = held.remove(&next) {
-                    writer.write_all(&data)?;
+                    writer.write_all(&data).map_err(Error::stream)?;
                     held_bytes -= data.len();
                     next += 1;
                 }
@@ -244,16 +244,16 @@ pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, o
     write_atomic_with(path, |file| {
         // Small tensors gather in the buffer; large ones go straight through it.
         let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-        writer.write_all(&layout.head)?;
+        writer.write_all(&layout.head).map_err(Error::stream)?;
         stream(params, &planned, &all(&planned), &layout, &mut writer, REORDER_BUDGET)?;
-        writer.flush()?;
+        writer.flush().map_err(Error::stream)?;
         Ok(())
     })
 }
 
 /// Writes `bytes` to the file at `path`, atomically.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_with(path, |file| Ok(file.write_all(bytes)?))
+    write_atomic_with(path, |file| Ok(file.write_all(bytes).map_err(Error::stream)?))
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use safejax::{bf16, Error, Options, Params, Tensor};
+mod common;
+
+use safejax::{bf16, Error, Options, Params, Tensor, Value};
 use serde::{Deserialize, Serialize};
 
 fn t<T: safejax::Element>(shape: &[usize], data: Vec<T>) -> Tensor<T> {
@@ -302,4 +304,137 @@ fn from_file_reads_and_fails_as_from_bytes_does() {
         message(safejax::from_file::<Variables<f32>>(&path)),
         message(safejax::from_bytes::<Variables<f32>>(&bytes))
     );
+}
+
+#[test]
+fn every_io_error_names_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("model.safetensors");
+    let not_found = |err: Error, expected: &std::path::Path| {
+        let Error::Io {
+            path: Some(path),
+            source,
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(path, expected);
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound, "{err:?}");
+        assert_eq!(err.to_string(), format!("`{}`: {source}", expected.display()));
+    };
+    not_found(safejax::from_file::<Value>(&missing).unwrap_err(), &missing);
+    not_found(safejax::msgpack::from_file::<Value>(&missing).unwrap_err(), &missing);
+    // SAFETY: the file does not exist; nothing is mapped.
+    not_found(unsafe { safejax::MappedFile::open(&missing) }.err().unwrap(), &missing);
+    let nowhere = dir.path().join("no/such/dir");
+    let value = Value::Dict(BTreeMap::from([(
+        "w".to_owned(),
+        Value::Tensor(t(&[1], vec![1.0f32]).into()),
+    )]));
+    not_found(
+        safejax::to_file(nowhere.join("x.safetensors"), &value).unwrap_err(),
+        &nowhere,
+    );
+    not_found(
+        safejax::msgpack::to_file(nowhere.join("x.msgpack"), &value).unwrap_err(),
+        &nowhere,
+    );
+
+    let err = safejax::from_dir::<Value>(dir.path()).unwrap_err();
+    let Error::NoCheckpoint { path, looked_for } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(path, &dir.path().display().to_string());
+    assert!(looked_for.contains(&"model.safetensors"), "{looked_for:?}");
+}
+
+#[test]
+fn a_file_in_the_other_format_is_named_as_such() {
+    let msgpack = common::fixture_path("msgpack/flax_cnn.msgpack");
+    let err = safejax::from_file::<Value>(&msgpack).unwrap_err();
+    assert!(
+        matches!(&err, Error::WrongFormat { path: Some(p), found: "flax msgpack", expected: "safetensors", instead: "safejax::msgpack::from_file" } if *p == msgpack),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "`{}` looks like flax msgpack, not safetensors: read it with `safejax::msgpack::from_file`",
+            msgpack.display()
+        )
+    );
+    let bytes = std::fs::read(&msgpack).unwrap();
+    let err = safejax::from_bytes::<Value>(&bytes).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WrongFormat {
+                path: None,
+                instead: "safejax::msgpack::from_bytes",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let safetensors = common::fixture_path("flax_cnn.safetensors");
+    let err = safejax::msgpack::from_file::<Value>(&safetensors).unwrap_err();
+    assert!(
+        matches!(&err, Error::WrongFormat { path: Some(p), found: "safetensors", expected: "flax msgpack", instead: "safejax::from_file" } if *p == safetensors),
+        "{err:?}"
+    );
+    let bytes = std::fs::read(&safetensors).unwrap();
+    let err = safejax::msgpack::from_bytes::<Value>(&bytes).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WrongFormat {
+                path: None,
+                instead: "safejax::from_bytes",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A corrupt file of the right format is still reported as what is wrong with it.
+    let err = safejax::msgpack::from_bytes::<Value>(&[0x81, 0xa1]).unwrap_err();
+    assert!(matches!(err, Error::Truncated { .. }), "{err:?}");
+}
+
+#[test]
+fn key_names_the_key_of_the_error() {
+    let err = safejax::from_bytes::<Variables<f32>>(&variables_bf16()).unwrap_err();
+    assert!(matches!(err, Error::DtypeMismatch { .. }), "{err:?}");
+    assert_eq!(err.key(), Some("params.Dense_0.kernel"));
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    struct Other {
+        other: Tensor<f32>,
+    }
+    let err = safejax::from_bytes::<Other>(&variables_bf16()).unwrap_err();
+    assert!(matches!(err, Error::MissingKeys { .. }), "{err:?}");
+    assert_eq!(err.key(), Some("other"));
+
+    let err = safejax::from_bytes::<Value>(&variables_bf16()[..3]).unwrap_err();
+    assert_eq!(err.key(), None);
+
+    // Through the shard that holds it.
+    let dir = tempfile::tempdir().unwrap();
+    let value = Value::Dict(BTreeMap::from([
+        ("a".to_owned(), Value::Tensor(t(&[4], vec![1.0f32; 4]).into())),
+        ("b".to_owned(), Value::Tensor(t(&[4], vec![1.0f32; 4]).into())),
+    ]));
+    safejax::to_dir(dir.path(), &value, 16).unwrap();
+    let shard = dir.path().join("model-00002-of-00002.safetensors");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let at = bytes.windows(5).position(|w| w == b"\"F32\"").unwrap();
+    bytes[at + 1..at + 4].copy_from_slice(b"F99");
+    std::fs::write(&shard, bytes).unwrap();
+    let err = safejax::from_dir::<Value>(dir.path()).unwrap_err();
+    let Error::InFile { path, source } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(path, &shard.display().to_string());
+    assert!(matches!(**source, Error::UnknownDtype { .. }), "{source:?}");
+    assert_eq!(err.key(), Some("b"));
 }

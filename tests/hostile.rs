@@ -403,10 +403,17 @@ fn big_files_cut_or_padded() {
 
 /// What a header costs to hold: each entry becomes a key, a shape and a resolved leaf, and Rust's
 /// handles (a `String` is 24 bytes, a `Vec` 24, a `Tensor` 48) make a tiny entry cost several
-/// times its JSON. The header is capped at 100 MB before anything is allocated, and nothing is sized
-/// by what the file claims, so the cost stays a fixed multiple of the input.
+/// times its JSON; a 64-dimension shape of one-digit sizes is 512 bytes as `usize`s, 128 as JSON,
+/// and a flat map of views holds it twice (the entry's and the view's). The header is capped at
+/// 100 MB before anything is allocated, and nothing is sized by what the file claims, so the cost
+/// stays a fixed multiple of the input (at most 7.4x, for those shapes).
 fn header_allowance(input: usize) -> usize {
-    12 * input + 64 * 1024
+    8 * input + 64 * 1024
+}
+
+/// `__metadata__` is checked on load but kept as its text until asked for: it costs its size.
+fn metadata_allowance(input: usize) -> usize {
+    input + 64 * 1024
 }
 
 /// Big headers made to cost the most memory per byte of input: their loads stay in bounds too,
@@ -424,8 +431,13 @@ fn costly_headers_stay_within_bounds() {
             let (_, peak) = peak_during(|| load(bytes));
             let ratio = peak as f64 / bytes.len() as f64;
             println!("{name}, {how}: {peak} bytes for {} ({ratio:.2}x)", bytes.len());
+            let allowance = if name.contains("metadata") {
+                metadata_allowance(bytes.len())
+            } else {
+                header_allowance(bytes.len())
+            };
             assert!(
-                peak <= header_allowance(bytes.len()),
+                peak <= allowance,
                 "{name}, {how}: {peak} bytes allocated for {} bytes of input",
                 bytes.len()
             );

@@ -254,7 +254,7 @@ fn a_failed_upload_leaves_no_object_and_keeps_the_old_one() {
     let failing = Arc::new(failing);
     let remote = Remote::new(failing.clone()).part_size(64 << 10).concurrency(2);
     let err = rt.block_on(remote.to_object(&path, &stack(4, 128))).unwrap_err();
-    assert!(err.to_string().contains("injected failure at part 2"), "{err}");
+    assert_eq!(injected_failure(&err), Some("ckpt/model.safetensors"), "{err:?}");
     let c = &failing.counters;
     assert_eq!((c.get(&c.uploads), c.get(&c.aborts), c.get(&c.aborts_ok)), (1, 1, 1));
     assert_eq!(c.get(&c.completed), 0);
@@ -285,7 +285,11 @@ fn a_failed_sharded_save_deletes_the_shards_it_wrote() {
     let err = rt
         .block_on(remote.to_dir(&prefix, &stack(4, 128), 70 << 10))
         .unwrap_err();
-    assert!(err.to_string().contains("injected failure at part 1"), "{err}");
+    assert_eq!(
+        injected_failure(&err),
+        Some("sharded/model-00003-of-00004.safetensors"),
+        "{err:?}"
+    );
     let c = &failing.counters;
     assert!(
         c.get(&c.completed) >= 1,
@@ -334,21 +338,24 @@ fn a_missing_object_is_a_clear_error() {
     let err = rt
         .block_on(remote.from_object::<Stack>(&Path::from("nowhere/model.safetensors")))
         .unwrap_err();
+    let Error::Remote { path, source } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(path, "nowhere/model.safetensors");
+    assert!(matches!(source, object_store::Error::NotFound { .. }), "{source:?}");
     assert!(
-        matches!(err, Error::ObjectStore(object_store::Error::NotFound { .. })),
-        "{err:?}"
+        err.to_string().starts_with("object `nowhere/model.safetensors`: "),
+        "{err}"
     );
-    assert!(err.to_string().contains("nowhere/model.safetensors"), "{err}");
-    assert!(err.to_string().contains("not found"), "{err}");
 
     let err = rt
         .block_on(remote.from_dir::<Stack>(&Path::from("nowhere")))
         .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "I/O error: nowhere: no model.safetensors.index.json or model.safetensors in the store \
-         Counting(InMemory)"
-    );
+    let Error::NoCheckpoint { path, looked_for } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(path, "Counting(InMemory)/nowhere");
+    assert_eq!(looked_for, &["model.safetensors.index.json", "model.safetensors"]);
 }
 
 #[test]
@@ -360,37 +367,49 @@ fn corrupt_objects_are_clear_errors() {
     huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
     let mut bad_json = fixture.clone();
     bad_json[8] = b'[';
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        (
-            "empty",
-            vec![],
-            "object `empty`: truncated file: the header length needs 8 bytes, found 0",
-        ),
-        (
-            "short",
-            vec![1, 2, 3],
-            "object `short`: truncated file: the header length needs 8 bytes, found 3",
-        ),
-        (
-            "huge",
-            huge,
-            "object `huge`: header of 18446744073709551615 bytes exceeds the limit of 100000000 bytes",
-        ),
-        (
-            "json",
-            bad_json,
-            "object `json`: invalid header: does not start with `{`",
-        ),
-        (
-            "cut",
-            fixture[..fixture.len() - 10].to_vec(),
-            "object `cut`: truncated file: the tensor data needs",
-        ),
-        (
-            "long",
-            [&fixture[..], &[0; 4]].concat(),
-            "object `long`: invalid layout: 4 trailing bytes after the last tensor",
-        ),
+    let cases: Vec<(&str, Vec<u8>, remote_support::Check)> = vec![
+        ("empty", vec![], |e| {
+            matches!(
+                e,
+                Error::Truncated {
+                    what: "the header length",
+                    needed: 8,
+                    found: 0
+                }
+            )
+        }),
+        ("short", vec![1, 2, 3], |e| {
+            matches!(
+                e,
+                Error::Truncated {
+                    what: "the header length",
+                    needed: 8,
+                    found: 3
+                }
+            )
+        }),
+        ("huge", huge, |e| {
+            matches!(
+                e,
+                Error::HeaderTooLarge {
+                    len: u64::MAX,
+                    max: 100_000_000
+                }
+            )
+        }),
+        ("json", bad_json, |e| matches!(e, Error::InvalidHeader { .. })),
+        ("cut", fixture[..fixture.len() - 10].to_vec(), |e| {
+            matches!(
+                e,
+                Error::Truncated {
+                    what: "the tensor data",
+                    ..
+                }
+            )
+        }),
+        ("long", [&fixture[..], &[0; 4]].concat(), |e| {
+            matches!(e, Error::TrailingBytes { len: 4 })
+        }),
     ];
     assert_bad_objects(&rt, store.as_ref(), &remote, cases);
 }

@@ -25,6 +25,12 @@ fn the_typed_resnet50_round_trips_every_key() {
     assert_eq!(params_bytes, 102_228_128);
 
     let file = resnet50::file();
+    // Laid out as Python safejax lays it out: `safejax.haiku.serialize` hands the flattened tensors
+    // to `safetensors.flax.save`, the safetensors crate's `serialize`. The same tensors through
+    // that writer give the same bytes.
+    let reference = safetensors::SafeTensors::deserialize(&file).unwrap();
+    let rewritten = safetensors::serialize(reference.tensors(), None).unwrap();
+    assert!(rewritten == file, "not the reference writer's layout");
     let de = safejax::Deserializer::from_slice(&file).unwrap();
     let in_file: BTreeSet<&str> = de.keys().collect();
     let listed: BTreeSet<&str> = specs.iter().map(|s| s.key.as_str()).collect();

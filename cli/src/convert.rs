@@ -189,7 +189,7 @@ pub fn run(input: &Checkpoint, out: &Path, options: &Options) -> Result<String> 
 
     // Casts: float tensors of another dtype than the one asked for.
     let cast_to = options.dtype.map(FloatDtype::dtype);
-    let is_float = |d: Dtype| matches!(d, Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64);
+    let is_float = Dtype::is_float;
     let to_cast = |t: &DynTensorView<'_>| cast_to.filter(|&to| is_float(t.dtype()) && t.dtype() != to);
     let cast_bytes: u64 = contents
         .entries
@@ -355,7 +355,7 @@ fn write_file(
             None => safejax_options(metadata).to_writer(&mut writer, tensors),
             Some(bytes) => {
                 for chunk in bytes.chunks(8 << 20) {
-                    writer.write_all(chunk)?;
+                    writer.write_all(chunk).map_err(|e| safejax::Error::io(path, e))?;
                 }
                 Ok(())
             }

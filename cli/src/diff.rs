@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use anyhow::Result;
-use safejax::{bf16, f16, Dtype, DynTensorView};
+use safejax::{Dtype, DynTensorView};
 use serde_json::{json, Value as Json};
 
 use crate::fmt;
@@ -49,21 +49,7 @@ impl Report {
 
 /// One element as `f64`, for the dtypes that are numbers.
 fn decoder(dtype: Dtype) -> Option<fn(&[u8]) -> f64> {
-    Some(match dtype {
-        Dtype::BOOL | Dtype::U8 => |b| f64::from(b[0]),
-        Dtype::I8 => |b| f64::from(b[0] as i8),
-        Dtype::U16 => |b| f64::from(u16::from_le_bytes([b[0], b[1]])),
-        Dtype::I16 => |b| f64::from(i16::from_le_bytes([b[0], b[1]])),
-        Dtype::F16 => |b| f16::from_le_bytes([b[0], b[1]]).to_f64(),
-        Dtype::BF16 => |b| bf16::from_le_bytes([b[0], b[1]]).to_f64(),
-        Dtype::U32 => |b| f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        Dtype::I32 => |b| f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        Dtype::F32 => |b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        Dtype::U64 => |b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as f64,
-        Dtype::I64 => |b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f64,
-        Dtype::F64 => |b| f64::from_le_bytes(b.try_into().expect("8 bytes")),
-        _ => return None,
-    })
+    dtype.f64_reader()
 }
 
 /// The largest absolute difference between the elements of two tensors of one shape, or `None`
@@ -273,6 +259,7 @@ pub fn to_json(a: &Checkpoint, b: &Checkpoint, report: &Report, options: &Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use safejax::bf16;
 
     #[test]
     fn differences_read_well() {

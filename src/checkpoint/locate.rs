@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::index::Index;
 use super::layout::Format;
-use super::store::io_at;
+use crate::error::IoAt;
 use crate::{Error, Result};
 
 /// The files of a checkpoint.
@@ -21,7 +21,7 @@ pub struct Located {
 
 /// Finds the files of the checkpoint at `path`: a directory, an `*.index.json`, or one file.
 pub fn locate(path: &Path) -> Result<Located> {
-    let meta = std::fs::metadata(path).map_err(|e| io_at(path, e))?;
+    let meta = std::fs::metadata(path).at(path)?;
     if meta.is_file() {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if let Some(format) = Format::of_index(name) {
@@ -47,19 +47,19 @@ pub fn locate(path: &Path) -> Result<Located> {
             });
         }
     }
-    let looked_for: Vec<&str> = Format::SEARCH_ORDER
+    let looked_for: Vec<&'static str> = Format::SEARCH_ORDER
         .iter()
         .flat_map(|f| [f.index(), f.single()])
         .collect();
-    Err(Error::Io(std::io::Error::new(
-        std::io::ErrorKind::NotFound,
-        format!("{}: no {} in this directory", path.display(), looked_for.join(", ")),
-    )))
+    Err(Error::NoCheckpoint {
+        path: path.display().to_string(),
+        looked_for,
+    })
 }
 
 /// Reads the index at `path` and lists its shards, beside it.
 fn read_index(path: &Path, format: Format) -> Result<Located> {
-    let bytes = std::fs::read(path).map_err(|e| io_at(path, e))?;
+    let bytes = std::fs::read(path).at(path)?;
     let index = Index::parse(&bytes, &path.display().to_string())?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let files = index.shards(format)?.into_iter().map(|f| dir.join(f)).collect();

@@ -26,7 +26,7 @@ pub use locate::{locate, Located};
 use std::io::Write;
 use std::path::Path;
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// Writes the file at `path` atomically and durably, through a buffer that `fill` writes into: a
 /// temporary file beside it (`.NAME.XXXXXX.tmp`), synced, renamed over `path`, and the directory
@@ -35,7 +35,7 @@ pub fn write_file(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>) 
     store::write_atomic_with(path, |file| {
         let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
         fill(&mut writer)?;
-        writer.flush()?;
+        writer.flush().map_err(Error::stream)?;
         Ok(())
     })
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+use crate::error::IoAt;
 use crate::{Error, Result};
 
 /// A directory of files, by plain names.
@@ -38,14 +39,6 @@ pub(crate) fn ready<F: Future>(future: F) -> Result<F::Output> {
     }
 }
 
-/// An I/O error that names the path it happened at.
-pub(crate) fn io_at(path: &Path, error: std::io::Error) -> Error {
-    Error::Io(std::io::Error::new(
-        error.kind(),
-        format!("{}: {error}", path.display()),
-    ))
-}
-
 /// A local directory.
 pub(crate) struct LocalDir {
     dir: PathBuf,
@@ -54,7 +47,7 @@ pub(crate) struct LocalDir {
 impl LocalDir {
     /// The directory `dir`, made if missing.
     pub(crate) fn create(dir: &Path) -> Result<LocalDir> {
-        std::fs::create_dir_all(dir).map_err(|e| io_at(dir, e))?;
+        std::fs::create_dir_all(dir).at(dir)?;
         Ok(LocalDir { dir: dir.to_owned() })
     }
 
@@ -65,7 +58,7 @@ impl LocalDir {
             // Small tensors gather in the buffer; large ones go straight through it.
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
             fill(&mut writer)?;
-            writer.flush()?;
+            writer.flush().map_err(Error::stream)?;
             Ok(())
         })
     }
@@ -74,8 +67,8 @@ impl LocalDir {
 impl Store for LocalDir {
     async fn list(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).map_err(|e| io_at(&self.dir, e))? {
-            let entry = entry.map_err(|e| io_at(&self.dir, e))?;
+        for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
+            let entry = entry.at(&self.dir)?;
             if let Some(name) = entry.file_name().to_str() {
                 names.push(name.to_owned());
             }
@@ -88,18 +81,20 @@ impl Store for LocalDir {
         match std::fs::read(&path) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_at(&path, e)),
+            Err(e) => Err(Error::io(&path, e)),
         }
     }
 
     async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
-        write_atomic_with(&self.dir.join(name), |file| Ok(file.write_all(&bytes)?))
+        write_atomic_with(&self.dir.join(name), |file| {
+            Ok(file.write_all(&bytes).map_err(Error::stream)?)
+        })
     }
 
     async fn remove(&self, name: &str) -> Result<()> {
         let path = self.dir.join(name);
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_at(&path, e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
             _ => Ok(()),
         }
     }
@@ -127,10 +122,11 @@ pub(crate) fn write_atomic_with(path: &Path, write: impl FnOnce(&mut std::fs::Fi
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| io_at(dir, e))?;
-    write(tmp.as_file_mut())?;
-    tmp.as_file().sync_all().map_err(|e| io_at(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| io_at(path, e.error))?;
+        .at(dir)?;
+    // An error of the writer has no path yet: it is the file being written.
+    write(tmp.as_file_mut()).map_err(|e| e.or_path(path))?;
+    tmp.as_file().sync_all().at(tmp.path())?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     sync_dir(dir)
 }
 
@@ -138,9 +134,7 @@ pub(crate) fn write_atomic_with(path: &Path, write: impl FnOnce(&mut std::fs::Fi
 /// directory.
 fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_at(dir, e))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())

@@ -30,6 +30,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::error::IoAt;
 use crate::{Deserializer, Dtype, Options, Params, Result};
 
 /// flax's msgpack extension codes.
@@ -41,34 +42,13 @@ const CHUNKED: &str = "__msgpack_chunked_array__";
 /// `flax.serialization.MAX_CHUNK_SIZE`: arrays above it are written in pieces.
 const MAX_CHUNK_BYTES: usize = 1 << 30;
 
-/// numpy's dtype names and ours.
-const NUMPY_NAMES: [(&str, Dtype); 18] = [
-    ("bool", Dtype::BOOL),
-    ("uint8", Dtype::U8),
-    ("int8", Dtype::I8),
-    ("uint16", Dtype::U16),
-    ("int16", Dtype::I16),
-    ("float16", Dtype::F16),
-    ("bfloat16", Dtype::BF16),
-    ("uint32", Dtype::U32),
-    ("int32", Dtype::I32),
-    ("float32", Dtype::F32),
-    ("complex64", Dtype::C64),
-    ("float64", Dtype::F64),
-    ("uint64", Dtype::U64),
-    ("int64", Dtype::I64),
-    ("float8_e4m3fn", Dtype::F8_E4M3),
-    ("float8_e5m2", Dtype::F8_E5M2),
-    ("float8_e4m3fnuz", Dtype::F8_E4M3FNUZ),
-    ("float8_e5m2fnuz", Dtype::F8_E5M2FNUZ),
-];
-
+/// numpy's dtype names and ours: the dtype table's (`dtype.rs`).
 fn dtype_from_numpy(name: &str) -> Option<Dtype> {
-    NUMPY_NAMES.iter().find(|(n, _)| *n == name).map(|&(_, d)| d)
+    Dtype::from_numpy_name(name)
 }
 
 fn numpy_name(dtype: Dtype) -> Option<&'static str> {
-    NUMPY_NAMES.iter().find(|(_, d)| *d == dtype).map(|&(n, _)| n)
+    dtype.numpy_name()
 }
 
 /// Writes `params` in flax's msgpack format.
@@ -103,15 +83,26 @@ pub fn from_bytes_with<'de, T: Deserialize<'de> + Params>(bytes: &'de [u8], opti
 
 /// Reads params from the flax msgpack file at `path`.
 pub fn from_file<T: DeserializeOwned + Params>(path: impl AsRef<Path>) -> Result<T> {
-    let bytes = std::fs::read(path)?;
-    from_bytes(&bytes)
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).at(path)?;
+    let de = Deserializer::from_header(vec![&bytes], parse_input(&bytes, Some(path))?, Options::new());
+    de.deserialize()
 }
 
 impl<'de> Deserializer<'de> {
     /// Parses flax msgpack bytes, ready to be read into param types.
     pub fn from_msgpack(bytes: &'de [u8], options: Options) -> Result<Self> {
-        Ok(Deserializer::from_header(vec![bytes], read::parse(bytes)?, options))
+        Ok(Deserializer::from_header(
+            vec![bytes],
+            parse_input(bytes, None)?,
+            options,
+        ))
     }
+}
+
+/// Parses the msgpack `bytes` (of the file at `path`, if they are one's).
+fn parse_input(bytes: &[u8], path: Option<&Path>) -> Result<crate::header::Header> {
+    read::parse(bytes).map_err(|e| crate::sniff::msgpack_error(bytes, path, e))
 }
 
 #[cfg(test)]
@@ -121,10 +112,12 @@ mod tests {
 
     #[test]
     fn numpy_names_round_trip() {
-        for (name, dtype) in NUMPY_NAMES {
-            assert_eq!(dtype_from_numpy(name), Some(dtype));
-            assert_eq!(numpy_name(dtype), Some(name));
+        let named: Vec<Dtype> = Dtype::all().filter(|d| numpy_name(*d).is_some()).collect();
+        assert_eq!(named.len(), 18);
+        for dtype in named {
+            assert_eq!(dtype_from_numpy(numpy_name(dtype).unwrap()), Some(dtype));
         }
+        assert_eq!(dtype_from_numpy("float8_e4m3fn"), Some(Dtype::F8_E4M3));
         assert_eq!(numpy_name(Dtype::F4), None);
     }
 

@@ -138,36 +138,16 @@ struct ElementDeserializer<'a> {
     bytes: &'a [u8],
 }
 
-impl ElementDeserializer<'_> {
-    fn array<const N: usize>(&self) -> [u8; N] {
-        self.bytes.try_into().expect("chunks of the dtype's size")
-    }
-}
-
 impl<'de> de::Deserializer<'de> for ElementDeserializer<'_> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        match self.dtype {
-            Dtype::BOOL => match self.bytes[0] {
-                0 => visitor.visit_bool(false),
-                1 => visitor.visit_bool(true),
-                other => Err(Error::msg(format_args!("{other} is not a valid BOOL"))),
-            },
-            Dtype::U8 => visitor.visit_u8(self.bytes[0]),
-            Dtype::I8 => visitor.visit_i8(self.bytes[0] as i8),
-            Dtype::U16 | Dtype::F16 | Dtype::BF16 => visitor.visit_u16(u16::from_le_bytes(self.array())),
-            Dtype::I16 => visitor.visit_i16(i16::from_le_bytes(self.array())),
-            Dtype::U32 => visitor.visit_u32(u32::from_le_bytes(self.array())),
-            Dtype::I32 => visitor.visit_i32(i32::from_le_bytes(self.array())),
-            Dtype::U64 => visitor.visit_u64(u64::from_le_bytes(self.array())),
-            Dtype::I64 => visitor.visit_i64(i64::from_le_bytes(self.array())),
-            Dtype::F32 => visitor.visit_f32(f32::from_le_bytes(self.array())),
-            Dtype::F64 => visitor.visit_f64(f64::from_le_bytes(self.array())),
-            other => Err(Error::msg(format_args!(
-                "{other} has no Rust element type for an ndarray"
-            ))),
-        }
+        self.dtype.visit_element(self.bytes, visitor).unwrap_or_else(|| {
+            Err(Error::msg(format_args!(
+                "{} has no Rust element type for an ndarray",
+                self.dtype
+            )))
+        })
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value> {

@@ -39,7 +39,10 @@ impl Remote {
 
     /// Runs the calls of `remote` on a runtime of its own.
     pub fn from_async(remote: super::Remote) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::stream)?;
         Ok(Remote { inner: remote, runtime })
     }
 

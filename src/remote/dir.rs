@@ -12,11 +12,12 @@ use serde::Serialize;
 
 use crate::checkpoint::store::Store;
 use crate::checkpoint::{assign_shards, begin, clean, commit, Format, Index};
+use crate::error::ObjectAt;
 use crate::shard::index_of;
 use crate::write::plan;
 use crate::{Error, Params, Result};
 
-use super::upload::{cancelled, put_object, ObjectLayout};
+use super::upload::{put_object, ObjectLayout};
 use super::{fetch, Remote};
 
 /// The objects directly under a prefix, as a checkpoint directory.
@@ -27,7 +28,11 @@ struct ObjectDir<'a> {
 
 impl Store for ObjectDir<'_> {
     async fn list(&self) -> Result<Vec<String>> {
-        let listing = self.store.list_with_delimiter(Some(self.prefix)).await?;
+        let listing = self
+            .store
+            .list_with_delimiter(Some(self.prefix))
+            .await
+            .at_object(self.prefix)?;
         Ok(listing
             .objects
             .into_iter()
@@ -36,25 +41,32 @@ impl Store for ObjectDir<'_> {
     }
 
     async fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        match self.store.get(&self.prefix.clone().join(name)).await {
-            Ok(object) => Ok(Some(object.bytes().await?.to_vec())),
+        let path = self.prefix.clone().join(name);
+        match self.store.get(&path).await {
+            Ok(object) => Ok(Some(object.bytes().await.at_object(&path)?.to_vec())),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
+            Err(source) => Err(Error::Remote {
+                path: path.to_string(),
+                source,
+            }),
         }
     }
 
     async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
         // A put is atomic in every object store: readers see the old object or the new one.
-        self.store
-            .put(&self.prefix.clone().join(name), PutPayload::from(bytes))
-            .await?;
+        let path = self.prefix.clone().join(name);
+        self.store.put(&path, PutPayload::from(bytes)).await.at_object(&path)?;
         Ok(())
     }
 
     async fn remove(&self, name: &str) -> Result<()> {
-        match self.store.delete(&self.prefix.clone().join(name)).await {
+        let path = self.prefix.clone().join(name);
+        match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(source) => Err(Error::Remote {
+                path: path.to_string(),
+                source,
+            }),
         }
     }
 
@@ -114,7 +126,7 @@ pub(super) async fn to_dir<T: Serialize + Params + ?Sized>(
         .into_iter()
         .filter_map(|(_, r)| r.err())
         // The error that stopped the save, rather than the cancellations it caused.
-        .min_by_key(|e| e.to_string() == cancelled().to_string());
+        .min_by_key(|e| matches!(e, Error::Cancelled));
     if let Some(error) = failure {
         delete_all(remote.store.as_ref(), written).await;
         return Err(error);
@@ -152,18 +164,19 @@ pub(super) async fn from_dir<T: DeserializeOwned + Params>(remote: &Remote, path
     let index_path = path.clone().join(Format::Safetensors.index());
     match read_index(remote, &index_path).await {
         Ok(index) => from_index(remote, path, &index).await,
-        Err(Error::ObjectStore(object_store::Error::NotFound { .. })) => {
+        Err(Error::Remote {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => {
             let single = path.clone().join(Format::Safetensors.single());
             match fetch::load(remote, std::slice::from_ref(&single), None).await {
-                Err(Error::ObjectStore(object_store::Error::NotFound { .. })) => Err(Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!(
-                        "{path}: no {} or {} in the store {}",
-                        Format::Safetensors.index(),
-                        Format::Safetensors.single(),
-                        remote.store
-                    ),
-                ))),
+                Err(Error::Remote {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) => Err(Error::NoCheckpoint {
+                    path: format!("{}/{path}", remote.store),
+                    looked_for: vec![Format::Safetensors.index(), Format::Safetensors.single()],
+                }),
                 other => other,
             }
         }
@@ -172,7 +185,14 @@ pub(super) async fn from_dir<T: DeserializeOwned + Params>(remote: &Remote, path
 }
 
 async fn read_index(remote: &Remote, path: &Path) -> Result<Index> {
-    let bytes = remote.store.get(path).await?.bytes().await?;
+    let bytes = remote
+        .store
+        .get(path)
+        .await
+        .at_object(path)?
+        .bytes()
+        .await
+        .at_object(path)?;
     Index::parse(&bytes, path.as_ref())
 }
 

@@ -12,6 +12,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use serde::de::DeserializeOwned;
 
 use crate::checkpoint::Index;
+use crate::error::ObjectAt;
 use crate::header::{read_header_len, Header, Span, MAX_HEADER_LEN};
 use crate::resolve::resolve;
 use crate::shard::merge_shards;
@@ -40,17 +41,17 @@ pub(super) async fn read_header(remote: &Remote, path: &Path) -> Result<ObjectHe
     };
     let result = match store.get_opts(path, options).await {
         Ok(result) => result,
-        Err(error @ object_store::Error::NotFound { .. }) => return Err(error.into()),
+        Err(error @ object_store::Error::NotFound { .. }) => return Err(error).at_object(path),
         Err(error) => {
             // A range the store refuses: an empty object. Say so, rather than quote the store.
             return match store.head(path).await {
                 Ok(meta) if meta.size < LEN_BYTES => Err(truncated(path, "the header length", LEN_BYTES, meta.size)),
-                _ => Err(error.into()),
+                _ => Err(error).at_object(path),
             };
         }
     };
     let size = result.meta.size;
-    let mut prefix = result.bytes().await?;
+    let mut prefix = result.bytes().await.at_object(path)?;
     let header_len = read_header_len(&prefix).map_err(|e| in_object(path, e))?;
     // header_len <= MAX_HEADER_LEN: the sum cannot overflow.
     debug_assert!(header_len <= MAX_HEADER_LEN);
@@ -59,7 +60,10 @@ pub(super) async fn read_header(remote: &Remote, path: &Path) -> Result<ObjectHe
         return Err(truncated(path, "the header", data_start, size));
     }
     if (prefix.len() as u64) < data_start {
-        let rest = store.get_range(path, prefix.len() as u64..data_start).await?;
+        let rest = store
+            .get_range(path, prefix.len() as u64..data_start)
+            .await
+            .at_object(path)?;
         let mut whole = BytesMut::with_capacity(data_start as usize);
         whole.extend_from_slice(&prefix);
         whole.extend_from_slice(&rest);
@@ -67,7 +71,8 @@ pub(super) async fn read_header(remote: &Remote, path: &Path) -> Result<ObjectHe
     }
     let mut header =
         Header::parse_json(&prefix[LEN_BYTES as usize..data_start as usize]).map_err(|e| in_object(path, e))?;
-    let data_len = usize::try_from(size - data_start).map_err(|_| Error::msg(format_args!("{path}: too large")))?;
+    let data_len = usize::try_from(size - data_start)
+        .map_err(|_| Error::in_file(path, Error::io(path.as_ref(), std::io::ErrorKind::FileTooLarge.into())))?;
     header.check_coverage(data_len).map_err(|e| in_object(path, e))?;
     for entry in &mut header.entries {
         entry.start += data_start as usize;
@@ -80,9 +85,9 @@ fn truncated(path: &Path, what: &'static str, needed: u64, found: u64) -> Error 
     in_object(path, Error::Truncated { what, needed, found })
 }
 
-/// Names the object in a header error: `object `ckpt/model.safetensors`: invalid header: …`.
+/// Names the object in a header error: ``ckpt/model.safetensors`: invalid header: …`.
 fn in_object(path: &Path, error: Error) -> Error {
-    Error::msg(format_args!("object `{path}`: {error}"))
+    Error::in_file(path, error)
 }
 
 /// Reads params of type `T` from the safetensors objects `paths` (one file, or the shards of a
@@ -119,11 +124,13 @@ pub(super) async fn load<T: DeserializeOwned + Params>(
     for (n, ranges) in wanted.iter_mut().enumerate() {
         requests.extend(coalesce(ranges, remote.coalesce_gap).into_iter().map(|r| (n, r)));
     }
-    let fetched: Vec<Bytes> = futures_util::stream::iter(
-        requests
-            .iter()
-            .map(|(n, range)| remote.store.get_range(&paths[*n], range.clone())),
-    )
+    let fetched: Vec<Bytes> = futures_util::stream::iter(requests.iter().map(|(n, range)| async move {
+        remote
+            .store
+            .get_range(&paths[*n], range.clone())
+            .await
+            .at_object(&paths[*n])
+    }))
     .buffered(remote.concurrency)
     .try_collect()
     .await?;

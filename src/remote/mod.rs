@@ -133,7 +133,10 @@ impl Remote {
             .collect::<Vec<_>>()
             .into_iter()
             .chain(options.into_iter().map(|(k, v)| (k.as_ref().to_owned(), v.into())));
-        let (store, path) = object_store::parse_url_opts(&parsed, options)?;
+        let (store, path) = object_store::parse_url_opts(&parsed, options).map_err(|source| Error::Remote {
+            path: url.to_owned(),
+            source,
+        })?;
         Ok((Remote::new(Arc::from(store)), path))
     }
 

@@ -12,6 +12,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
+use crate::error::ObjectAt;
 use crate::header::{Layout, Planned};
 use crate::{Error, Params, Result, Serializer};
 
@@ -99,7 +100,7 @@ fn changed() -> Error {
 
 /// The error of an upload stopped because another one of the same save failed.
 pub(super) fn cancelled() -> Error {
-    Error::msg("upload cancelled: another object of the checkpoint failed")
+    Error::Cancelled
 }
 
 /// Uploads the object laid out by `object` to `path`: one `put` if it fits in a part, else a
@@ -120,10 +121,10 @@ pub(super) async fn put_object<T: Serialize + Params + ?Sized>(
         if cancel.load(Ordering::Relaxed) {
             return Err(cancelled());
         }
-        store.put(path, PutPayload::from(bytes)).await?;
+        store.put(path, PutPayload::from(bytes)).await.at_object(path)?;
         return Ok(());
     }
-    let mut upload = store.put_multipart(path).await?;
+    let mut upload = store.put_multipart(path).await.at_object(path)?;
     let result: Result<()> = async {
         let mut in_flight = FuturesUnordered::new();
         let mut start = 0;
@@ -132,7 +133,8 @@ pub(super) async fn put_object<T: Serialize + Params + ?Sized>(
                 return Err(cancelled());
             }
             while in_flight.len() >= remote.concurrency {
-                in_flight.next().await.expect("parts in flight")?;
+                let done: object_store::Result<()> = in_flight.next().await.expect("parts in flight");
+                done.at_object(path)?;
             }
             let end = (start + part_size).min(object.len);
             let part = object.fill(params, planned, start..end)?;
@@ -140,13 +142,13 @@ pub(super) async fn put_object<T: Serialize + Params + ?Sized>(
             start = end;
             // Start the new part's request, and collect parts already done, without waiting.
             while let Some(Some(done)) = in_flight.next().now_or_never() {
-                done?;
+                done.at_object(path)?;
             }
         }
         while let Some(done) = in_flight.next().await {
-            done?;
+            done.at_object(path)?;
         }
-        upload.complete().await?;
+        upload.complete().await.at_object(path)?;
         Ok(())
     }
     .await;

@@ -17,7 +17,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
 };
 use safejax::remote::Remote;
-use safejax::{Params, Tensor};
+use safejax::{Error, Params, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::common::models::*;
@@ -201,6 +201,19 @@ impl MultipartUpload for CountingUpload {
     }
 }
 
+/// The object whose upload failed with the failure a `CountingStore` injects, if `err` is that.
+pub fn injected_failure(err: &safejax::Error) -> Option<&str> {
+    match err {
+        safejax::Error::Remote {
+            path,
+            source: object_store::Error::Generic {
+                store: "CountingStore", ..
+            },
+        } => Some(path),
+        _ => None,
+    }
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -304,18 +317,25 @@ pub struct ThirdLayer {
     pub layer: Dense<f32>,
 }
 
+/// A check of the error inside an object's `InFile` error.
+pub type Check = fn(&Error) -> bool;
+
 /// Puts each case's bytes into `store` under its name and checks that loading the object fails
-/// with an error whose message starts with the case's.
+/// with an error that names the object and passes the case's check.
 pub fn assert_bad_objects(
     rt: &tokio::runtime::Runtime,
     store: &dyn ObjectStore,
     remote: &Remote,
-    cases: Vec<(&str, Vec<u8>, &str)>,
+    cases: Vec<(&str, Vec<u8>, Check)>,
 ) {
-    for (name, bytes, message) in cases {
+    for (name, bytes, expected) in cases {
         let path = Path::from(name);
         rt.block_on(store.put(&path, PutPayload::from(bytes))).unwrap();
         let err = rt.block_on(remote.from_object::<FlaxCnn>(&path)).unwrap_err();
-        assert!(err.to_string().starts_with(message), "{name}: {err}");
+        let Error::InFile { path, source } = &err else {
+            panic!("{name}: {err:?}")
+        };
+        assert_eq!(path, name);
+        assert!(expected(source), "{name}: {source:?}");
     }
 }

@@ -10,22 +10,7 @@ use super::plan::{PTy, Plan};
 /// The Rust element type of a dtype, written so that it resolves with only
 /// `use safejax::{Params, Tensor, TensorView};` in scope.
 fn element(dtype: Dtype) -> Option<&'static str> {
-    Some(match dtype {
-        Dtype::BOOL => "bool",
-        Dtype::U8 => "u8",
-        Dtype::I8 => "i8",
-        Dtype::U16 => "u16",
-        Dtype::I16 => "i16",
-        Dtype::U32 => "u32",
-        Dtype::I32 => "i32",
-        Dtype::U64 => "u64",
-        Dtype::I64 => "i64",
-        Dtype::F16 => "safejax::f16",
-        Dtype::BF16 => "safejax::bf16",
-        Dtype::F32 => "f32",
-        Dtype::F64 => "f64",
-        _ => return None,
-    })
+    dtype.rust_type()
 }
 
 /// The Rust type of a leaf.

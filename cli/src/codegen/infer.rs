@@ -77,23 +77,7 @@ pub struct FieldTy {
 
 /// The element types that `Tensor<T>` holds.
 pub fn supported(dtype: Dtype) -> Option<Dtype> {
-    matches!(
-        dtype,
-        Dtype::BOOL
-            | Dtype::U8
-            | Dtype::I8
-            | Dtype::U16
-            | Dtype::I16
-            | Dtype::U32
-            | Dtype::I32
-            | Dtype::U64
-            | Dtype::I64
-            | Dtype::F16
-            | Dtype::BF16
-            | Dtype::F32
-            | Dtype::F64
-    )
-    .then_some(dtype)
+    dtype.rust_type().map(|_| dtype)
 }
 
 /// What the walk knows.
