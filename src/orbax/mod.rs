@@ -35,6 +35,8 @@
 
 mod bytes;
 mod codec;
+#[doc(hidden)]
+pub mod fuzz;
 mod kvstore;
 mod layout;
 mod metadata;
