@@ -46,6 +46,7 @@ mod zarr;
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
 
@@ -200,11 +201,41 @@ fn read_item(source: &dyn Source, item: &str) -> Result<(Vec<u8>, Vec<Entry>)> {
     data.try_reserve_exact(total)
         .map_err(|_| invalid(item, format_args!("cannot allocate {total} bytes for the arrays")))?;
     data.resize(total, 0);
+    // Each array gets its own slice of the buffer; threads take arrays from a shared queue and
+    // decode their chunks into place.
+    let mut work = Vec::with_capacity(arrays.len());
+    let mut rest: &mut [u8] = &mut data;
+    for (key, array) in &arrays {
+        let (slice, tail) = std::mem::take(&mut rest).split_at_mut(array.byte_len());
+        work.push((key.as_str(), array, slice));
+        rest = tail;
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(work.len())
+        .max(1);
+    let queue = Mutex::new(work);
+    let store = &store;
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let next = queue.lock().expect("no worker panics holding the lock").pop();
+                    let Some((key, array, slice)) = next else { return Ok(()) };
+                    array.read_into(store, key, slice)?;
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    results.into_iter().collect::<Result<()>>()?;
     let mut entries = Vec::with_capacity(arrays.len());
     let mut start = 0;
     for (key, array) in arrays {
         let end = start + array.byte_len();
-        array.read_into(&store, &key, &mut data[start..end])?;
         entries.push(Entry {
             key,
             dtype: array.dtype,

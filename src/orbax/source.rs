@@ -17,7 +17,7 @@ pub(crate) struct DirEntry {
 }
 
 /// A checkpoint's files, addressed by `/`-separated paths relative to the checkpoint's root.
-pub(crate) trait Source {
+pub(crate) trait Source: Sync {
     /// The whole file, or `None` if there is none; an error if it is larger than `limit` bytes.
     fn read(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>>;
     /// `len` bytes at `offset`; an error if the file is shorter.
