@@ -42,6 +42,7 @@ mod layout;
 mod metadata;
 mod ocdbt;
 mod source;
+mod write;
 mod zarr;
 
 use std::collections::HashSet;
@@ -67,6 +68,16 @@ pub(crate) fn invalid(path: &str, reason: impl std::fmt::Display) -> Error {
 /// directory (its single tree item), or a `CheckpointManager` root (its latest finished step).
 pub fn from_dir<T: DeserializeOwned + Params>(path: impl AsRef<Path>) -> Result<T> {
     Reader::new().from_dir(path)
+}
+
+/// Writes `params` as an Orbax checkpoint in the directory `path`, in Orbax's default layout (an
+/// OCDBT database of zarr v2 arrays, zstd-compressed, with `_METADATA` and `_sharding`), so that
+/// `ocp.StandardCheckpointer().restore(path)` returns the same tree: nested dicts, the same dtypes,
+/// shapes and values. The save is atomic as Orbax's own on a local disk: written into
+/// `<name>.orbax-checkpoint-tmp`, then moved into place (an existing checkpoint is swapped out in
+/// one step on Linux).
+pub fn to_dir<T: serde::Serialize + Params + ?Sized>(path: impl AsRef<Path>, params: &T) -> Result<()> {
+    write::to_dir(path.as_ref(), params)
 }
 
 /// Reading with settings: [`Options`] (unknown keys, dtype conversion) and, for a step of several

@@ -46,6 +46,11 @@ pub(crate) fn dtype_from_zarr(name: &str, v3: bool) -> Option<Dtype> {
         .map(|&(_, _, d)| d)
 }
 
+/// The zarr v2 dtype string Orbax writes for `dtype`.
+pub(crate) fn zarr_v2_name(dtype: Dtype) -> Option<&'static str> {
+    DTYPE_NAMES.iter().find(|&&(_, _, d)| d == dtype).map(|&(v2, _, _)| v2)
+}
+
 /// The encoding of one chunk's bytes.
 #[derive(Debug, Clone, PartialEq)]
 enum Codec {
