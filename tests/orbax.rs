@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use common::models::*;
-use common::{decode, expected_leaves, fixture_bytes, leaves_of, Leaf};
+use common::{expected_leaves, fixture_bytes, leaves_from_json, leaves_of, value_leaves, Leaf};
 use safejax::{Dtype, Options, Params, Tensor, Value};
 use serde::{Deserialize, Serialize};
 
@@ -32,87 +32,6 @@ fn cases() -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// Decodes the 8-bit float kinds (ml_dtypes' definitions) to f64.
-fn float8(dtype: Dtype, b: u8) -> f64 {
-    let (exp_bits, bias, fnuz) = match dtype {
-        Dtype::F8_E4M3 => (4, 7, false),
-        Dtype::F8_E5M2 => (5, 15, false),
-        Dtype::F8_E4M3FNUZ => (4, 8, true),
-        Dtype::F8_E5M2FNUZ => (5, 16, true),
-        Dtype::F8_E8M0 => {
-            return if b == 0xff {
-                f64::NAN
-            } else {
-                2f64.powi(i32::from(b) - 127)
-            }
-        }
-        other => panic!("not a float8: {other}"),
-    };
-    let man_bits = 7 - exp_bits;
-    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
-    let exp = i32::from((b >> man_bits) & ((1 << exp_bits) - 1));
-    let man = f64::from(b & ((1 << man_bits) - 1));
-    if fnuz && b == 0x80 {
-        return f64::NAN;
-    }
-    let scale = f64::from(1u32 << man_bits);
-    if exp == 0 {
-        sign * 2f64.powi(1 - bias) * man / scale
-    } else {
-        sign * 2f64.powi(exp - bias) * (1.0 + man / scale)
-    }
-}
-
-fn values_of(dtype: Dtype, bytes: &[u8]) -> Vec<f64> {
-    match dtype {
-        Dtype::F8_E4M3 | Dtype::F8_E5M2 | Dtype::F8_E4M3FNUZ | Dtype::F8_E5M2FNUZ | Dtype::F8_E8M0 => {
-            bytes.iter().map(|&b| float8(dtype, b)).collect()
-        }
-        _ => decode(dtype, bytes),
-    }
-}
-
-/// The leaves a sidecar's `tensors` object records.
-fn recorded(tensors: &serde_json::Value) -> BTreeMap<String, Leaf> {
-    tensors
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(key, t)| {
-            let leaf = Leaf {
-                dtype: t["dtype"].as_str().unwrap().parse().unwrap(),
-                shape: t["shape"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_u64().unwrap() as usize)
-                    .collect(),
-                values: t["values"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().or_else(|| v.as_bool().map(f64::from)).unwrap())
-                    .collect(),
-            };
-            (key.clone(), leaf)
-        })
-        .collect()
-}
-
-fn loaded(value: &Value) -> BTreeMap<String, Leaf> {
-    value
-        .leaves()
-        .map(|(key, t)| {
-            let leaf = Leaf {
-                dtype: t.dtype(),
-                shape: t.shape().to_vec(),
-                values: values_of(t.dtype(), t.as_bytes()),
-            };
-            (key, leaf)
-        })
-        .collect()
 }
 
 fn assert_same(name: &str, got: &BTreeMap<String, Leaf>, expected: &BTreeMap<String, Leaf>) {
@@ -163,8 +82,8 @@ fn every_fixture_loads_with_its_recorded_values() {
         }
         match result {
             Ok(value) => {
-                let expected = recorded(&json["tensors"]);
-                assert_same(name, &loaded(&value), &expected);
+                let expected = leaves_from_json(&json["tensors"]);
+                assert_same(name, &value_leaves(&value), &expected);
                 compared += expected.len();
             }
             Err(e) => failures.push(format!("{name}: {e}")),
@@ -182,32 +101,32 @@ fn a_manager_root_loads_its_latest_finished_step_and_steps_load_alone() {
     let root: Value = safejax::orbax::from_dir(case_dir("manager")).unwrap();
     assert_same(
         "manager",
-        &loaded(&root),
-        &recorded(&json["manager"]["steps"]["3"]["tensors"]),
+        &value_leaves(&root),
+        &leaves_from_json(&json["manager"]["steps"]["3"]["tensors"]),
     );
     for step in ["1", "2", "3"] {
-        let expected = recorded(&json["manager"]["steps"][step]["tensors"]);
+        let expected = leaves_from_json(&json["manager"]["steps"][step]["tensors"]);
         let from_step: Value = safejax::orbax::from_dir(case_dir("manager").join(step)).unwrap();
-        assert_same(step, &loaded(&from_step), &expected);
+        assert_same(step, &value_leaves(&from_step), &expected);
         let from_item: Value = safejax::orbax::from_dir(case_dir("manager").join(step).join("default")).unwrap();
-        assert_same(step, &loaded(&from_item), &expected);
+        assert_same(step, &value_leaves(&from_item), &expected);
     }
     // Step 1's values differ from step 3's: the latest was chosen, not the first.
     assert_ne!(
-        recorded(&json["manager"]["steps"]["1"]["tensors"]),
-        recorded(&json["manager"]["steps"]["3"]["tensors"])
+        leaves_from_json(&json["manager"]["steps"]["1"]["tensors"]),
+        leaves_from_json(&json["manager"]["steps"]["3"]["tensors"])
     );
 }
 
 #[test]
 fn a_composite_step_loads_the_item_chosen_by_name() {
     let json = sidecar("composite");
-    let expected = recorded(&json["tensors"]);
+    let expected = leaves_from_json(&json["tensors"]);
     let reader = safejax::orbax::Reader::new().item("params");
     let value: Value = reader.from_dir(case_dir("composite")).unwrap();
-    assert_same("composite", &loaded(&value), &expected);
+    assert_same("composite", &value_leaves(&value), &expected);
     let value: Value = reader.from_dir(case_dir("composite").join("5")).unwrap();
-    assert_same("composite", &loaded(&value), &expected);
+    assert_same("composite", &value_leaves(&value), &expected);
     let err = safejax::orbax::Reader::new()
         .item("extra")
         .from_dir::<Value>(case_dir("composite/5"))
@@ -224,7 +143,7 @@ fn typed_structs_load_as_from_safetensors() {
     // The Orbax fixtures are of the same trees as the safetensors ones but of other random values:
     // compare the keys and the recorded values, and the typed loads against each other.
     let cnn: FlaxCnn = safejax::orbax::from_dir(case_dir("flax_cnn")).unwrap();
-    let expected = recorded(&sidecar("flax_cnn")["tensors"]);
+    let expected = leaves_from_json(&sidecar("flax_cnn")["tensors"]);
     assert_same("flax_cnn", &leaves_of(&cnn), &expected);
     let chunked: FlaxCnn = safejax::orbax::from_dir(case_dir("chunked_zarr3")).unwrap();
     assert_eq!(
@@ -240,13 +159,13 @@ fn typed_structs_load_as_from_safetensors() {
     assert_same(
         "haiku_mlp",
         &leaves_of(&mlp),
-        &recorded(&sidecar("haiku_mlp")["tensors"]),
+        &leaves_from_json(&sidecar("haiku_mlp")["tensors"]),
     );
     let bn: HaikuBnState = safejax::orbax::from_dir(case_dir("haiku_bn_state")).unwrap();
     assert_same(
         "haiku_bn_state",
         &leaves_of(&bn),
-        &recorded(&sidecar("haiku_bn_state")["tensors"]),
+        &leaves_from_json(&sidecar("haiku_bn_state")["tensors"]),
     );
 }
 
@@ -254,7 +173,7 @@ fn typed_structs_load_as_from_safetensors() {
 fn nnx_state_loads_with_or_without_its_value_level() {
     let split: NnxModel = safejax::orbax::from_dir(case_dir("nnx_split")).unwrap();
     let pure: NnxModel = safejax::orbax::from_dir(case_dir("nnx_pure_dict")).unwrap();
-    let recorded_split = recorded(&sidecar("nnx_split")["tensors"]);
+    let recorded_split = leaves_from_json(&sidecar("nnx_split")["tensors"]);
     let stripped: BTreeMap<String, Leaf> = recorded_split
         .into_iter()
         .map(|(k, v)| (k.strip_suffix(".value").unwrap().to_owned(), v))
@@ -263,7 +182,7 @@ fn nnx_state_loads_with_or_without_its_value_level() {
     assert_same(
         "nnx_pure_dict",
         &leaves_of(&pure),
-        &recorded(&sidecar("nnx_pure_dict")["tensors"]),
+        &leaves_from_json(&sidecar("nnx_pure_dict")["tensors"]),
     );
     // `Value` keeps the paths as stored.
     let tree: Value = safejax::orbax::from_dir(case_dir("nnx_split")).unwrap();
@@ -298,7 +217,7 @@ struct AdamState {
 #[test]
 fn a_train_state_with_optax_state_loads_typed() {
     let state: TrainState = safejax::orbax::from_dir(case_dir("train_state")).unwrap();
-    let expected = recorded(&sidecar("train_state")["tensors"]);
+    let expected = leaves_from_json(&sidecar("train_state")["tensors"]);
     assert_same("train_state", &leaves_of(&state), &expected);
     assert_eq!(state.step, expected["step"].values[0] as i64);
     assert_eq!(
@@ -345,7 +264,7 @@ fn strict_options_apply_as_in_every_format() {
         .from_dir(&dir)
         .unwrap();
     let kernel: Tensor<f32> = converted.params.dense.kernel;
-    let want = recorded(&sidecar("flax_cnn")["tensors"])["params.Dense_0.kernel"]
+    let want = leaves_from_json(&sidecar("flax_cnn")["tensors"])["params.Dense_0.kernel"]
         .values
         .clone();
     assert_eq!(

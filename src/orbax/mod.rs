@@ -1,6 +1,7 @@
 //! Orbax checkpoints (orbax-checkpoint 0.12: `StandardCheckpointer`, `PyTreeCheckpointer`,
 //! `CheckpointManager`, the v1 API), read without Python: OCDBT or plain zarr directories, zarr v2
-//! or v3 (with `sharding_indexed`), zstd-compressed or not.
+//! or v3 (with `sharding_indexed`), zstd-compressed or not; and written ([`to_dir`]) in Orbax's
+//! default layout.
 //!
 //! A tree path becomes the key the other formats use: its parts joined with `.`
 //! (`params.Dense_0.kernel`, haiku's `mlp/~/linear_0.w`), so the structs that load a safetensors

@@ -146,17 +146,26 @@ fn unknown_dtype(key: &str, name: &str) -> Error {
     }
 }
 
+/// Parses array metadata of zarr `format` (2 or 3) and its dtype, named by field `dtype_field`.
+fn open_metadata(text: &[u8], key: &str, what: &str, format: u64, dtype_field: &str) -> Result<(Json, Dtype)> {
+    let json: Json = serde_json::from_slice(text).map_err(|e| invalid(what, format_args!("not JSON: {e}")))?;
+    if json.get("zarr_format").and_then(Json::as_u64) != Some(format) {
+        return Err(invalid(what, format_args!("`zarr_format` is not {format}")));
+    }
+    let name = field(&json, dtype_field, what)?.as_str().ok_or_else(|| {
+        invalid(
+            what,
+            format_args!("`{dtype_field}` is not a string (structured dtypes are not supported)"),
+        )
+    })?;
+    let dtype = dtype_from_zarr(name, format == 3).ok_or_else(|| unknown_dtype(key, name))?;
+    Ok((json, dtype))
+}
+
 /// Parses a zarr v2 `.zarray`. `key` is the array's name, for errors.
 pub(crate) fn parse_zarray(text: &[u8], key: &str) -> Result<ArrayMeta> {
     let what = &format!("{key}/.zarray");
-    let json: Json = serde_json::from_slice(text).map_err(|e| invalid(what, format_args!("not JSON: {e}")))?;
-    if json.get("zarr_format").and_then(Json::as_u64) != Some(2) {
-        return Err(invalid(what, "`zarr_format` is not 2"));
-    }
-    let name = field(&json, "dtype", what)?
-        .as_str()
-        .ok_or_else(|| invalid(what, "`dtype` is not a string (structured dtypes are not supported)"))?;
-    let dtype = dtype_from_zarr(name, false).ok_or_else(|| unknown_dtype(key, name))?;
+    let (json, dtype) = open_metadata(text, key, what, 2, "dtype")?;
     let codec = match json.get("compressor") {
         None | Some(Json::Null) => Codec::Raw,
         Some(c) if c.get("id").and_then(Json::as_str) == Some("zstd") => Codec::Zstd,
@@ -250,14 +259,7 @@ fn v3_codecs(codecs: &Json, what: &str, depth: usize) -> Result<Codec> {
 /// Parses a zarr v3 `zarr.json`.
 pub(crate) fn parse_zarr_json(text: &[u8], key: &str) -> Result<ArrayMeta> {
     let what = &format!("{key}/zarr.json");
-    let json: Json = serde_json::from_slice(text).map_err(|e| invalid(what, format_args!("not JSON: {e}")))?;
-    if json.get("zarr_format").and_then(Json::as_u64) != Some(3) {
-        return Err(invalid(what, "`zarr_format` is not 3"));
-    }
-    let name = field(&json, "data_type", what)?
-        .as_str()
-        .ok_or_else(|| invalid(what, "`data_type` is not a string"))?;
-    let dtype = dtype_from_zarr(name, true).ok_or_else(|| unknown_dtype(key, name))?;
+    let (json, dtype) = open_metadata(text, key, what, 3, "data_type")?;
     let grid = field(&json, "chunk_grid", what)?;
     if grid.get("name").and_then(Json::as_str) != Some("regular") {
         return Err(invalid(what, "only the `regular` chunk grid is supported"));
