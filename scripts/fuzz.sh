@@ -15,7 +15,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(load_typed load_flat resolve_keys)
+    targets=(load_typed load_flat resolve_keys orbax_ocdbt orbax_zarr msgpack)
 fi
 
 export RUSTC_BOOTSTRAP=1

@@ -113,6 +113,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// An Orbax checkpoint is malformed or hostile: `path` names the file (or the array, within
+    /// the checkpoint) and `reason` what was expected and what was found.
+    #[error("invalid Orbax checkpoint at `{path}`: {reason}")]
+    InvalidOrbax {
+        /// The file, key or array, relative to the checkpoint directory.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// One header entry is malformed (shape, dtype size, offsets).
     /// The header's `__metadata__` is not a map of strings to strings (or `null`).
     #[error("invalid `__metadata__`: expected a map of strings to strings, found {reason}")]

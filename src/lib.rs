@@ -81,6 +81,7 @@ pub mod msgpack;
 #[cfg(feature = "ndarray")]
 pub mod ndarray;
 mod options;
+pub mod orbax;
 mod pages;
 mod params;
 #[cfg(feature = "object-store")]

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::models::{FlaxCnn, NnxModel};
-use common::{decode, fixture_path, leaves_of, Leaf};
+use common::{fixture_path, leaves_of, value_leaves, Leaf};
 use safejax::{msgpack, Error, Params, Tensor, Value};
 use serde::{Deserialize, Serialize};
 
@@ -16,21 +16,6 @@ fn msgpack_fixture(name: &str) -> Vec<u8> {
 
 fn expected(name: &str) -> BTreeMap<String, Leaf> {
     common::expected_leaves(&format!("msgpack/{name}"))
-}
-
-/// Every leaf of a `Value`, as the tests compare them.
-fn value_leaves(value: &Value) -> BTreeMap<String, Leaf> {
-    value
-        .leaves()
-        .map(|(key, t)| {
-            let leaf = Leaf {
-                dtype: t.dtype(),
-                shape: t.shape().to_vec(),
-                values: decode(t.dtype(), t.as_bytes()),
-            };
-            (key, leaf)
-        })
-        .collect()
 }
 
 #[test]

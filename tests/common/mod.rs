@@ -31,7 +31,12 @@ pub fn fixture_bytes(name: &str) -> Vec<u8> {
 pub fn expected_leaves(name: &str) -> BTreeMap<String, Leaf> {
     let text = std::fs::read_to_string(fixture_path(&format!("{name}.json"))).expect("fixture json");
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json["tensors"]
+    leaves_from_json(&json["tensors"])
+}
+
+/// The leaves of a sidecar's `tensors` object (values as numbers, or booleans as 0 and 1).
+pub fn leaves_from_json(tensors: &serde_json::Value) -> BTreeMap<String, Leaf> {
+    tensors
         .as_object()
         .unwrap()
         .iter()
@@ -48,7 +53,7 @@ pub fn expected_leaves(name: &str) -> BTreeMap<String, Leaf> {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|v| v.as_f64().unwrap())
+                    .map(|v| v.as_f64().or_else(|| v.as_bool().map(f64::from)).unwrap())
                     .collect(),
             };
             (key.clone(), leaf)
@@ -73,7 +78,56 @@ pub fn decode(dtype: Dtype, data: &[u8]) -> Vec<f64> {
             Dtype::U64 => u64::from_le_bytes(b.try_into().unwrap()) as f64,
             Dtype::I64 => i64::from_le_bytes(b.try_into().unwrap()) as f64,
             Dtype::F64 => f64::from_le_bytes(b.try_into().unwrap()),
+            Dtype::F8_E4M3 | Dtype::F8_E5M2 | Dtype::F8_E4M3FNUZ | Dtype::F8_E5M2FNUZ | Dtype::F8_E8M0 => {
+                float8(dtype, b[0])
+            }
             other => panic!("no decoder for {other}"),
+        })
+        .collect()
+}
+
+/// Decodes the 8-bit float kinds (ml_dtypes' definitions) to f64.
+fn float8(dtype: Dtype, b: u8) -> f64 {
+    let (exp_bits, bias, fnuz) = match dtype {
+        Dtype::F8_E4M3 => (4, 7, false),
+        Dtype::F8_E5M2 => (5, 15, false),
+        Dtype::F8_E4M3FNUZ => (4, 8, true),
+        Dtype::F8_E5M2FNUZ => (5, 16, true),
+        Dtype::F8_E8M0 => {
+            return if b == 0xff {
+                f64::NAN
+            } else {
+                2f64.powi(i32::from(b) - 127)
+            }
+        }
+        other => panic!("not a float8: {other}"),
+    };
+    if fnuz && b == 0x80 {
+        return f64::NAN;
+    }
+    let man_bits = 7 - exp_bits;
+    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
+    let exp = i32::from((b >> man_bits) & ((1 << exp_bits) - 1));
+    let scale = f64::from(1u32 << man_bits);
+    let man = f64::from(b & ((1 << man_bits) - 1)) / scale;
+    if exp == 0 {
+        sign * 2f64.powi(1 - bias) * man
+    } else {
+        sign * 2f64.powi(exp - bias) * (1.0 + man)
+    }
+}
+
+/// Every leaf of a `Value`, as the tests compare them.
+pub fn value_leaves(value: &safejax::Value) -> BTreeMap<String, Leaf> {
+    value
+        .leaves()
+        .map(|(key, t)| {
+            let leaf = Leaf {
+                dtype: t.dtype(),
+                shape: t.shape().to_vec(),
+                values: decode(t.dtype(), t.as_bytes()),
+            };
+            (key, leaf)
         })
         .collect()
 }

@@ -1,0 +1,262 @@
+//! Orbax checkpoints (orbax-checkpoint 0.12: `StandardCheckpointer`, `PyTreeCheckpointer`,
+//! `CheckpointManager`, the v1 API), read without Python: OCDBT or plain zarr directories, zarr v2
+//! or v3 (with `sharding_indexed`), zstd-compressed or not; and written ([`to_dir`]) in Orbax's
+//! default layout.
+//!
+//! A tree path becomes the key the other formats use: its parts joined with `.`
+//! (`params.Dense_0.kernel`, haiku's `mlp/~/linear_0.w`), so the structs that load a safetensors
+//! or flax msgpack file load the Orbax checkpoint of the same tree. [`Value`](crate::Value) keeps
+//! the paths as stored (an NNX state from `nnx.split` keeps its trailing `value` level); typed
+//! structs load NNX state with or without it. String leaves (`_strings.json`), `None` and empty
+//! containers are not tensors and are skipped.
+//!
+//! ```
+//! # use safejax::{bf16, Params, Tensor, Value};
+//! # use serde::Deserialize;
+//! #[derive(Deserialize, Params)]
+//! struct Dense { kernel: Tensor<bf16>, bias: Tensor<bf16> }
+//! #[derive(Deserialize, Params)]
+//! struct Params_ { #[serde(rename = "Dense_0")] dense: Dense }
+//! #[derive(Deserialize, Params)]
+//! struct Cnn { params: Params_ }
+//!
+//! let dir = "tests/fixtures/orbax/flax_cnn";
+//! let cnn: Cnn = safejax::orbax::Reader::new()
+//!     .options(safejax::Options::new().allow_unknown_keys(true))
+//!     .from_dir(dir)?;
+//! assert_eq!(cnn.params.dense.kernel.shape(), &[3, 2]);
+//! let tree: Value = safejax::orbax::from_dir(dir)?;
+//! assert_eq!(tree.leaves().count(), 10);
+//! # Ok::<(), safejax::Error>(())
+//! ```
+//!
+//! Untrusted checkpoints are read with every length and count bounded before allocation, zstd
+//! output bounded by the chunk's size, B-tree heights strictly decreasing, checksums verified and
+//! every path kept inside the checkpoint directory.
+
+mod bytes;
+mod codec;
+#[doc(hidden)]
+pub mod fuzz;
+mod kvstore;
+mod layout;
+mod metadata;
+mod ocdbt;
+mod source;
+mod write;
+mod zarr;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::de::DeserializeOwned;
+
+use self::kvstore::{KvStore, MAX_FILE_BYTES};
+use self::source::{LocalDir, Source};
+use crate::header::{Entry, Header, Span};
+use crate::schema::Schema;
+use crate::{Deserializer, Error, Options, Params, Result};
+
+pub(crate) fn invalid(path: &str, reason: impl std::fmt::Display) -> Error {
+    Error::InvalidOrbax {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads params from an Orbax checkpoint: the item directory (the one holding `_METADATA`), a step
+/// directory (its single tree item), or a `CheckpointManager` root (its latest finished step).
+pub fn from_dir<T: DeserializeOwned + Params>(path: impl AsRef<Path>) -> Result<T> {
+    Reader::new().from_dir(path)
+}
+
+/// Writes `params` as an Orbax checkpoint in the directory `path`, in Orbax's default layout (an
+/// OCDBT database of zarr v2 arrays, zstd-compressed, with `_METADATA` and `_sharding`), so that
+/// `ocp.StandardCheckpointer().restore(path)` returns the same tree: nested dicts, the same dtypes,
+/// shapes and values. The save is atomic as Orbax's own on a local disk: written into
+/// `<name>.orbax-checkpoint-tmp`, then moved into place (an existing checkpoint is swapped out in
+/// one step on Linux).
+pub fn to_dir<T: serde::Serialize + Params + ?Sized>(path: impl AsRef<Path>, params: &T) -> Result<()> {
+    write::to_dir(path.as_ref(), params)
+}
+
+/// Reading with settings: [`Options`] (unknown keys, dtype conversion) and, for a step of several
+/// items (`ocp.args.Composite`), which item to load.
+#[derive(Debug, Clone, Default)]
+pub struct Reader {
+    options: Options,
+    item: Option<String>,
+}
+
+impl Reader {
+    /// The defaults: strict [`Options`], the step's only tree item.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the [`Options`].
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Chooses the item of a step by name (`params` of `<step>/params/`).
+    pub fn item(mut self, name: impl Into<String>) -> Self {
+        self.item = Some(name.into());
+        self
+    }
+
+    /// Reads params from the checkpoint at `path` (see [`from_dir`]).
+    pub fn from_dir<T: DeserializeOwned + Params>(&self, path: impl AsRef<Path>) -> Result<T> {
+        let source = LocalDir::new(path.as_ref())?;
+        self.read(&source)
+    }
+
+    fn read<T: DeserializeOwned + Params>(&self, source: &dyn Source) -> Result<T> {
+        let item = layout::find_item(source, self.item.as_deref())?;
+        let (data, entries) = read_item(source, &item)?;
+        let load = |entries: Vec<Entry>| {
+            let header = Header {
+                entries,
+                metadata: None,
+                side: Vec::new(),
+            };
+            Deserializer::from_header(vec![&data], header, self.options.clone()).deserialize::<T>()
+        };
+        // NNX state saved from `nnx.split` ends every path in `value`; a typed struct of the same
+        // model (as `nnx.state` saved with safejax has it) loads with that level dropped.
+        let nnx_split = !entries.is_empty() && entries.iter().all(|e| e.key.ends_with(".value"));
+        if !nnx_split || matches!(T::SCHEMA, Schema::Any) {
+            return load(entries);
+        }
+        let stripped: Vec<Entry> = entries
+            .iter()
+            .map(|e| Entry {
+                key: e.key[..e.key.len() - ".value".len()].to_owned(),
+                ..e.clone()
+            })
+            .collect();
+        load(entries).or_else(|_| load(stripped))
+    }
+}
+
+/// Reads every array of the item at `item` (a prefix: `""` or ending with `/`) into one buffer,
+/// with a header entry per array.
+fn read_item(source: &dyn Source, item: &str) -> Result<(Vec<u8>, Vec<Entry>)> {
+    let metadata_path = format!("{item}_METADATA");
+    let text = source
+        .read(&metadata_path, 1 << 30)?
+        .ok_or_else(|| invalid(&metadata_path, "missing"))?;
+    let meta = metadata::parse(&text, &metadata_path)?;
+    let has_manifest = source.read(&format!("{item}manifest.ocdbt"), 1 << 30)?.is_some();
+    let store = if meta.use_ocdbt.unwrap_or(has_manifest) {
+        let dirs = if has_manifest {
+            vec![item.to_owned()]
+        } else {
+            // A multi-process save that was never merged: the union of the per-process databases.
+            let mut dirs = Vec::new();
+            for entry in source.list(item.trim_end_matches('/'))? {
+                let dir = format!("{item}{}/", entry.name);
+                if entry.is_dir
+                    && entry.name.starts_with("ocdbt.process_")
+                    && source
+                        .list(&dir[..dir.len() - 1])?
+                        .iter()
+                        .any(|e| e.name == "manifest.ocdbt")
+                {
+                    dirs.push(dir);
+                }
+            }
+            if dirs.is_empty() {
+                return Err(invalid(item, "use_ocdbt is set but there is no manifest.ocdbt"));
+            }
+            dirs
+        };
+        KvStore::ocdbt(source, &dirs)?
+    } else {
+        KvStore::files(source, item.to_owned())
+    };
+    let mut arrays = Vec::with_capacity(meta.arrays.len());
+    let mut seen = HashSet::new();
+    let mut total = 0usize;
+    for parts in &meta.arrays {
+        let key = parts.join(".");
+        if !seen.insert(key.clone()) {
+            return Err(Error::DuplicateKey { key });
+        }
+        let (first, second) = if meta.use_zarr3 {
+            ("zarr.json", ".zarray")
+        } else {
+            (".zarray", "zarr.json")
+        };
+        let array = match store.get(&format!("{key}/{first}"), MAX_FILE_BYTES.min(1 << 24))? {
+            Some(text) if first == ".zarray" => zarr::parse_zarray(&text, &key)?,
+            Some(text) => zarr::parse_zarr_json(&text, &key)?,
+            None => match store.get(&format!("{key}/{second}"), 1 << 24)? {
+                Some(text) if second == ".zarray" => zarr::parse_zarray(&text, &key)?,
+                Some(text) => zarr::parse_zarr_json(&text, &key)?,
+                None => {
+                    return Err(invalid(
+                        &key,
+                        "an array in _METADATA with neither .zarray nor zarr.json",
+                    ))
+                }
+            },
+        };
+        total = total
+            .checked_add(array.byte_len())
+            .ok_or_else(|| invalid(item, "the arrays hold more bytes than fit in memory"))?;
+        arrays.push((key, array));
+    }
+    let mut data = Vec::new();
+    data.try_reserve_exact(total)
+        .map_err(|_| invalid(item, format_args!("cannot allocate {total} bytes for the arrays")))?;
+    data.resize(total, 0);
+    // Each array gets its own slice of the buffer; threads take arrays from a shared queue and
+    // decode their chunks into place.
+    let mut work = Vec::with_capacity(arrays.len());
+    let mut rest: &mut [u8] = &mut data;
+    for (key, array) in &arrays {
+        let (slice, tail) = std::mem::take(&mut rest).split_at_mut(array.byte_len());
+        work.push((key.as_str(), array, slice));
+        rest = tail;
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(work.len())
+        .max(1);
+    let queue = Mutex::new(work);
+    let store = &store;
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let next = queue.lock().expect("no worker panics holding the lock").pop();
+                    let Some((key, array, slice)) = next else { return Ok(()) };
+                    array.read_into(store, key, slice)?;
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    results.into_iter().collect::<Result<()>>()?;
+    let mut entries = Vec::with_capacity(arrays.len());
+    let mut start = 0;
+    for (key, array) in arrays {
+        let end = start + array.byte_len();
+        entries.push(Entry {
+            key,
+            dtype: array.dtype,
+            shape: array.shape,
+            start,
+            end,
+            span: Span::Input(0),
+        });
+        start = end;
+    }
+    Ok((data, entries))
+}

@@ -1,0 +1,355 @@
+//! Writing Orbax's default layout (what `StandardCheckpointer().save` writes): an OCDBT database
+//! of zarr v2 arrays, one zstd chunk each, with `_METADATA`, `_sharding` and
+//! `_CHECKPOINT_METADATA`; written into `<name>.orbax-checkpoint-tmp` and moved into place.
+//!
+//! The database is one leaf B-tree node: zarr metadata and chunks up to 1024 bytes inline, larger
+//! chunks out of line in the same data file, as tensorstore does with Orbax's configuration.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::codec::crc32c;
+use super::invalid;
+use super::ocdbt::{BTREE_NODE_MAGIC, MANIFEST_MAGIC};
+use super::zarr::zarr_v2_name;
+use crate::{Error, Params, Result, Serializer};
+
+/// Orbax's OCDBT configuration.
+const MAX_INLINE_VALUE_BYTES: usize = 1024;
+const MAX_DECODED_NODE_BYTES: u64 = 100_000_000;
+/// Orbax's zarr v2 compressor level.
+const ZSTD_LEVEL: i32 = 1;
+const HANDLER: &str = "orbax.checkpoint._src.handlers.standard_checkpoint_handler.StandardCheckpointHandler";
+
+struct Array {
+    path: Vec<String>,
+    name: String,
+    shape: Vec<usize>,
+    zarray: Vec<u8>,
+    chunk: Vec<u8>,
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// An envelope with a zstd body, as tensorstore writes with Orbax's configuration.
+fn envelope(magic: u32, body: &[u8]) -> Result<Vec<u8>> {
+    let compressed = zstd::bulk::compress(body, 0)?;
+    let mut out = magic.to_be_bytes().to_vec();
+    out.extend_from_slice(&((12 + 2 + compressed.len() + 4) as u64).to_le_bytes());
+    out.extend_from_slice(&[0, 1]); // version 0, zstd
+    out.extend_from_slice(&compressed);
+    let crc = crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// A data file table of one file.
+fn one_file_table(out: &mut Vec<u8>, path: &str) {
+    out.push(1);
+    varint(out, path.len() as u64);
+    out.push(0);
+    out.extend_from_slice(path.as_bytes());
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Base64 with the URL-safe alphabet and padding (Python's `base64.urlsafe_b64encode`).
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for group in bytes.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A tree path as Python prints the tuple (`('params', 'w')`), the key of `_METADATA`'s entries.
+fn tuple_repr(path: &[String]) -> String {
+    let parts: Vec<String> = path
+        .iter()
+        .map(|p| format!("'{}'", p.replace('\\', "\\\\").replace('\'', "\\'")))
+        .collect();
+    if parts.len() == 1 {
+        format!("({},)", parts[0])
+    } else {
+        format!("({})", parts.join(", "))
+    }
+}
+
+fn arrays_of<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Array>> {
+    let mut arrays = Vec::new();
+    params.serialize(&mut Serializer::new::<T>(|leaf| {
+        let dtype = zarr_v2_name(leaf.dtype).ok_or_else(|| {
+            invalid(
+                leaf.key,
+                format_args!("{} has no zarr v2 name that Orbax reads", leaf.dtype),
+            )
+        })?;
+        let zarray = json!({
+            "chunks": leaf.shape, "compressor": {"id": "zstd", "level": ZSTD_LEVEL},
+            "dimension_separator": ".", "dtype": dtype, "fill_value": null, "filters": null,
+            "order": "C", "shape": leaf.shape, "zarr_format": 2,
+        });
+        arrays.push(Array {
+            path: leaf.path().map(str::to_owned).collect(),
+            name: leaf.key.to_owned(),
+            shape: leaf.shape.to_vec(),
+            zarray: serde_json::to_vec(&zarray).map_err(|e| Error::msg(e.to_string()))?,
+            chunk: zstd::bulk::compress(leaf.data, ZSTD_LEVEL)?,
+        });
+        Ok(())
+    }))?;
+    arrays.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(pair) = arrays.windows(2).find(|p| p[0].name == p[1].name) {
+        return Err(Error::DuplicateKey {
+            key: pair[0].name.clone(),
+        });
+    }
+    Ok(arrays)
+}
+
+/// The data file (out-of-line chunks, then the B-tree node) and the manifest.
+fn database(arrays: &[Array], data_file: &str, now: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut entries: Vec<(Vec<u8>, &[u8])> = Vec::new();
+    for array in arrays {
+        let chunk_key = if array.shape.is_empty() {
+            "0".to_owned()
+        } else {
+            vec!["0"; array.shape.len()].join(".")
+        };
+        entries.push((format!("{}/.zarray", array.name).into_bytes(), &array.zarray));
+        entries.push((format!("{}/{chunk_key}", array.name).into_bytes(), &array.chunk));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut file = Vec::new();
+    let mut offsets = Vec::with_capacity(entries.len());
+    for (_, value) in &entries {
+        if value.len() > MAX_INLINE_VALUE_BYTES {
+            offsets.push(Some(file.len() as u64));
+            file.extend_from_slice(value);
+        } else {
+            offsets.push(None);
+        }
+    }
+    let indirect_bytes = file.len() as u64;
+    let mut body = vec![0u8]; // height 0: a leaf
+    one_file_table(&mut body, data_file);
+    varint(&mut body, entries.len() as u64);
+    let prefixes: Vec<usize> = (1..entries.len())
+        .map(|i| common_prefix(&entries[i - 1].0, &entries[i].0))
+        .collect();
+    for &p in &prefixes {
+        varint(&mut body, p as u64);
+    }
+    for (i, (key, _)) in entries.iter().enumerate() {
+        let prefix = if i == 0 { 0 } else { prefixes[i - 1] };
+        varint(&mut body, (key.len() - prefix) as u64);
+    }
+    for (i, (key, _)) in entries.iter().enumerate() {
+        let prefix = if i == 0 { 0 } else { prefixes[i - 1] };
+        body.extend_from_slice(&key[prefix..]);
+    }
+    for (_, value) in &entries {
+        varint(&mut body, value.len() as u64);
+    }
+    for offset in &offsets {
+        body.push(u8::from(offset.is_some()));
+    }
+    // Every out-of-line value is in file 0.
+    body.extend(std::iter::repeat_n(0, offsets.iter().flatten().count()));
+    for &offset in offsets.iter().flatten() {
+        varint(&mut body, offset);
+    }
+    for ((_, value), offset) in entries.iter().zip(&offsets) {
+        if offset.is_none() {
+            body.extend_from_slice(value);
+        }
+    }
+    if body.len() as u64 > MAX_DECODED_NODE_BYTES {
+        return Err(Error::msg("too many arrays for one OCDBT node"));
+    }
+    let node = envelope(BTREE_NODE_MAGIC, &body)?;
+    let node_offset = file.len() as u64;
+    file.extend_from_slice(&node);
+
+    let mut manifest = now.to_le_bytes().repeat(2); // uuid: any 16 bytes unique to this database
+    manifest.push(0); // single manifest
+    varint(&mut manifest, MAX_INLINE_VALUE_BYTES as u64);
+    varint(&mut manifest, MAX_DECODED_NODE_BYTES);
+    manifest.push(4); // version tree arity log2
+    manifest.push(1); // zstd, level 0 (the default)
+    manifest.extend_from_slice(&0i32.to_le_bytes());
+    one_file_table(&mut manifest, data_file);
+    manifest.extend_from_slice(&[1, 1, 0, 0]); // one version: generation 1, height 0, file 0
+    varint(&mut manifest, node_offset);
+    varint(&mut manifest, node.len() as u64);
+    varint(&mut manifest, entries.len() as u64);
+    varint(&mut manifest, node.len() as u64);
+    varint(&mut manifest, indirect_bytes);
+    manifest.extend_from_slice(&now.to_le_bytes());
+    manifest.push(0); // no version tree nodes
+    Ok((file, envelope(MANIFEST_MAGIC, &manifest)?))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Writes the checkpoint's files into the empty directory `dir`.
+fn write_item(dir: &Path, arrays: &[Array], now: u64) -> Result<()> {
+    // A name unique to this save, as tensorstore's random 32 hex digits are.
+    let data_file = format!("d/{now:024x}{:08x}", std::process::id());
+    let (file, manifest) = database(arrays, &data_file, now)?;
+    fs::create_dir_all(dir.join("d"))?;
+    write_synced(&dir.join(&data_file), &file)?;
+    write_synced(&dir.join("manifest.ocdbt"), &manifest)?;
+    let mut tree = serde_json::Map::new();
+    let mut sharding = serde_json::Map::new();
+    for array in arrays {
+        let keys: Vec<_> = array.path.iter().map(|k| json!({"key": k, "key_type": 2})).collect();
+        tree.insert(
+            tuple_repr(&array.path),
+            json!({"key_metadata": keys, "value_metadata":
+                {"value_type": "jax.Array", "skip_deserialize": false, "write_shape": array.shape}}),
+        );
+        sharding.insert(
+            base64url(array.name.as_bytes()),
+            json!("{\"sharding_type\": \"SingleDeviceSharding\", \"device_str\": \"cpu:0\"}"),
+        );
+    }
+    let metadata = json!({"tree_metadata": tree, "use_ocdbt": true, "use_zarr3": false,
+        "store_array_data_equal_to_fill_value": true, "custom_metadata": null});
+    let checkpoint = json!({"item_handlers": HANDLER, "metrics": {}, "performance_metrics": {},
+        "init_timestamp_nsecs": now, "commit_timestamp_nsecs": now, "custom_metadata": {}});
+    let text = |v: &serde_json::Value| serde_json::to_vec(v).map_err(|e| Error::msg(e.to_string()));
+    write_synced(&dir.join("_METADATA"), &text(&metadata)?)?;
+    write_synced(&dir.join("_sharding"), &text(&serde_json::Value::Object(sharding))?)?;
+    write_synced(&dir.join("_CHECKPOINT_METADATA"), &text(&checkpoint)?)?;
+    sync_dir(&dir.join("d"))?;
+    sync_dir(dir)
+}
+
+/// Moves the finished `tmp` to `target`. An existing checkpoint there is swapped out atomically
+/// (Linux's `renameat2(RENAME_EXCHANGE)`; after a crash, `target` is the old one or the new one)
+/// and then removed.
+fn commit(tmp: &Path, target: &Path) -> Result<()> {
+    if !target.exists() {
+        fs::rename(tmp, target)?;
+        return Ok(());
+    }
+    exchange(tmp, target)?;
+    // `tmp` now holds the old checkpoint.
+    fs::remove_dir_all(tmp)?;
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::msg("a path holds a NUL byte"));
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the call; AT_FDCWD makes
+    // them relative to the working directory, as `std::fs::rename` does.
+    let code = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if code != 0 {
+        return Err(Error::Io(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    // Without an atomic exchange: the old checkpoint moves aside, then the new one in.
+    let aside = b.with_extension("orbax-checkpoint-old");
+    fs::rename(b, &aside)?;
+    fs::rename(a, b)?;
+    fs::rename(&aside, a)?;
+    Ok(())
+}
+
+pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(path: &Path, params: &T) -> Result<()> {
+    let arrays = arrays_of(params)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let name = path
+        .file_name()
+        .ok_or_else(|| invalid(&path.display().to_string(), "no directory name to write"))?;
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(".orbax-checkpoint-tmp");
+    let tmp: PathBuf = path.with_file_name(tmp_name);
+    if tmp.exists() {
+        // What a crashed save left behind.
+        fs::remove_dir_all(&tmp)?;
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)?;
+    }
+    fs::create_dir(&tmp)?;
+    let written = write_item(&tmp, &arrays, now).and_then(|()| commit(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    written?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_tuples_as_python_prints_them() {
+        assert_eq!(
+            base64url(b"batch_stats.BatchNorm_0.mean"),
+            "YmF0Y2hfc3RhdHMuQmF0Y2hOb3JtXzAubWVhbg=="
+        );
+        assert_eq!(base64url(b"ab"), "YWI=");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8=");
+        assert_eq!(tuple_repr(&["params".into(), "w".into()]), "('params', 'w')");
+        assert_eq!(tuple_repr(&["step".into()]), "('step',)");
+    }
+}
