@@ -7,6 +7,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
 use super::invalid;
+use crate::error::IoAt;
 use crate::{Error, Result};
 
 /// One entry of a directory listing.
@@ -34,9 +35,7 @@ pub(crate) struct LocalDir {
 
 impl LocalDir {
     pub(crate) fn new(root: &Path) -> Result<Self> {
-        let root = root
-            .canonicalize()
-            .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", root.display()))))?;
+        let root = root.canonicalize().at(root)?;
         Ok(LocalDir { root })
     }
 
@@ -55,7 +54,7 @@ impl LocalDir {
             Ok(real) if real.starts_with(&self.root) => Ok(Some(real)),
             Ok(_) => Err(invalid(path, "a symlink leads out of the checkpoint directory")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Io(e)),
+            Err(e) => Err(Error::io(&full, e)),
         }
     }
 }
@@ -68,8 +67,8 @@ impl Source for LocalDir {
         if full.is_dir() {
             return Ok(None);
         }
-        let mut file = File::open(&full)?;
-        let len = file.metadata()?.len();
+        let mut file = File::open(&full).at(&full)?;
+        let len = file.metadata().at(&full)?.len();
         if len > limit {
             return Err(invalid(
                 path,
@@ -77,7 +76,7 @@ impl Source for LocalDir {
             ));
         }
         let mut bytes = Vec::with_capacity(len as usize);
-        file.read_to_end(&mut bytes)?;
+        file.read_to_end(&mut bytes).at(&full)?;
         Ok(Some(bytes))
     }
 
@@ -85,17 +84,17 @@ impl Source for LocalDir {
         let full = self
             .resolve(path)?
             .ok_or_else(|| invalid(path, "a data file that the database refers to is missing"))?;
-        let mut file = File::open(&full)?;
-        let size = file.metadata()?.len();
+        let mut file = File::open(&full).at(&full)?;
+        let size = file.metadata().at(&full)?.len();
         if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(invalid(
                 path,
                 format_args!("bytes {offset}..+{len} asked for, the file has {size}"),
             ));
         }
-        file.seek(SeekFrom::Start(offset))?;
+        file.seek(SeekFrom::Start(offset)).at(&full)?;
         let mut bytes = vec![0; len as usize];
-        file.read_exact(&mut bytes)?;
+        file.read_exact(&mut bytes).at(&full)?;
         Ok(bytes)
     }
 
@@ -107,8 +106,8 @@ impl Source for LocalDir {
             return Ok(Vec::new());
         }
         let mut entries = Vec::new();
-        for entry in std::fs::read_dir(full)? {
-            let entry = entry?;
+        for entry in std::fs::read_dir(&full).at(&full)? {
+            let entry = entry.at(&full)?;
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };

@@ -17,6 +17,7 @@ use super::codec::crc32c;
 use super::invalid;
 use super::ocdbt::{BTREE_NODE_MAGIC, MANIFEST_MAGIC};
 use super::zarr::zarr_v2_name;
+use crate::error::IoAt;
 use crate::{Error, Params, Result, Serializer};
 
 /// Orbax's OCDBT configuration.
@@ -44,7 +45,7 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
 
 /// An envelope with a zstd body, as tensorstore writes with Orbax's configuration.
 fn envelope(magic: u32, body: &[u8]) -> Result<Vec<u8>> {
-    let compressed = zstd::bulk::compress(body, 0)?;
+    let compressed = zstd::bulk::compress(body, 0).map_err(|e| Error::msg(format_args!("zstd: {e}")))?;
     let mut out = magic.to_be_bytes().to_vec();
     out.extend_from_slice(&((12 + 2 + compressed.len() + 4) as u64).to_le_bytes());
     out.extend_from_slice(&[0, 1]); // version 0, zstd
@@ -118,7 +119,8 @@ fn arrays_of<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Array>> {
             name: leaf.key.to_owned(),
             shape: leaf.shape.to_vec(),
             zarray: serde_json::to_vec(&zarray).map_err(|e| Error::msg(e.to_string()))?,
-            chunk: zstd::bulk::compress(leaf.data, ZSTD_LEVEL)?,
+            chunk: zstd::bulk::compress(leaf.data, ZSTD_LEVEL)
+                .map_err(|e| Error::msg(format_args!("zstd at `{}`: {e}", leaf.key)))?,
         });
         Ok(())
     }))?;
@@ -215,14 +217,14 @@ fn database(arrays: &[Array], data_file: &str, now: u64) -> Result<(Vec<u8>, Vec
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
+    let mut file = fs::File::create(path).at(path)?;
+    file.write_all(bytes).at(path)?;
+    file.sync_all().at(path)?;
     Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)?.sync_all()?;
+    fs::File::open(dir).at(dir)?.sync_all().at(dir)?;
     Ok(())
 }
 
@@ -231,7 +233,7 @@ fn write_item(dir: &Path, arrays: &[Array], now: u64) -> Result<()> {
     // A name unique to this save, as tensorstore's random 32 hex digits are.
     let data_file = format!("d/{now:024x}{:08x}", std::process::id());
     let (file, manifest) = database(arrays, &data_file, now)?;
-    fs::create_dir_all(dir.join("d"))?;
+    fs::create_dir_all(dir.join("d")).at(&dir.join("d"))?;
     write_synced(&dir.join(&data_file), &file)?;
     write_synced(&dir.join("manifest.ocdbt"), &manifest)?;
     let mut tree = serde_json::Map::new();
@@ -265,12 +267,12 @@ fn write_item(dir: &Path, arrays: &[Array], now: u64) -> Result<()> {
 /// and then removed.
 fn commit(tmp: &Path, target: &Path) -> Result<()> {
     if !target.exists() {
-        fs::rename(tmp, target)?;
+        fs::rename(tmp, target).at(target)?;
         return Ok(());
     }
     exchange(tmp, target)?;
     // `tmp` now holds the old checkpoint.
-    fs::remove_dir_all(tmp)?;
+    fs::remove_dir_all(tmp).at(tmp)?;
     Ok(())
 }
 
@@ -279,6 +281,7 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::msg("a path holds a NUL byte"));
+    let target = b;
     let (a, b) = (c(a)?, c(b)?);
     // SAFETY: both paths are valid NUL-terminated strings that outlive the call; AT_FDCWD makes
     // them relative to the working directory, as `std::fs::rename` does.
@@ -292,7 +295,7 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
         )
     };
     if code != 0 {
-        return Err(Error::Io(std::io::Error::last_os_error()));
+        return Err(Error::io(target, std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -301,9 +304,9 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
 fn exchange(a: &Path, b: &Path) -> Result<()> {
     // Without an atomic exchange: the old checkpoint moves aside, then the new one in.
     let aside = b.with_extension("orbax-checkpoint-old");
-    fs::rename(b, &aside)?;
-    fs::rename(a, b)?;
-    fs::rename(&aside, a)?;
+    fs::rename(b, &aside).at(b)?;
+    fs::rename(a, b).at(b)?;
+    fs::rename(&aside, a).at(a)?;
     Ok(())
 }
 
@@ -320,12 +323,12 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(path: &Path, params: &T) ->
     let tmp: PathBuf = path.with_file_name(tmp_name);
     if tmp.exists() {
         // What a crashed save left behind.
-        fs::remove_dir_all(&tmp)?;
+        fs::remove_dir_all(&tmp).at(&tmp)?;
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent)?;
+        fs::create_dir_all(parent).at(parent)?;
     }
-    fs::create_dir(&tmp)?;
+    fs::create_dir(&tmp).at(&tmp)?;
     let written = write_item(&tmp, &arrays, now).and_then(|()| commit(&tmp, path));
     if written.is_err() {
         let _ = fs::remove_dir_all(&tmp);
