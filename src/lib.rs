@@ -23,6 +23,7 @@ pub mod schema;
 mod ser;
 mod shard;
 mod tensor;
+pub mod torch;
 mod write;
 
 use std::collections::BTreeMap;
