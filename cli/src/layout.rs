@@ -30,7 +30,65 @@ impl Layout {
     }
 }
 
-/// The arguments of a layout change.
+/// The command-line arguments of a layout change (flattened into `convert`'s).
+#[derive(clap::Args)]
+pub struct Args {
+    /// Map names and axis orders to PyTorch's (`torch`: kernels to `weight`, transposed or
+    /// OIHW, `scale`/`embedding` to `weight`, `mean`/`var` to `running_*`, roots dropped;
+    /// metadata `format: pt`) or back (`flax`). Ambiguous kernels are refused until --keep or
+    /// --permute decides.
+    #[arg(long, value_enum)]
+    layout: Option<Layout>,
+    /// With --layout: source keys matching this regex keep the axis order they are stored in
+    /// (repeatable).
+    #[arg(long, value_name = "REGEX", requires = "layout")]
+    keep: Vec<String>,
+    /// With --layout: source keys matching REGEX get their axes in this order, like
+    /// `c_attn\.kernel$=1,0` (repeatable).
+    #[arg(long, value_name = "REGEX=AXES", requires = "layout", value_parser = parse_permute)]
+    permute: Vec<(String, Vec<usize>)>,
+    /// With --layout: rewrite target names matching REGEX (`$1` for groups), like
+    /// `^=bert.` (repeatable, in order).
+    #[arg(long, value_name = "REGEX=TO", requires = "layout", value_parser = parse_rename)]
+    rename: Vec<(String, String)>,
+    /// With --layout: put this name (and a `.`) in front of every target key.
+    #[arg(long, value_name = "NAME", requires = "layout")]
+    prefix: Option<String>,
+    /// With --layout: linen list names `layers_0` become `layers.0` (torch) or back (flax).
+    #[arg(long, requires = "layout")]
+    list_names: bool,
+    /// With --layout: fail unless the result has exactly this checkpoint's keys and shapes
+    /// (every missing, unexpected and mis-shaped key is listed); for --layout flax it also
+    /// chooses names that PyTorch's alone cannot tell (`scale` or `weight`).
+    #[arg(long, value_name = "CKPT", requires = "layout")]
+    reference: Option<std::path::PathBuf>,
+    /// With --layout: print the mapping (source, target, shapes, permutation, rule) and write
+    /// nothing.
+    #[arg(long, requires = "layout")]
+    dry_run: bool,
+    /// With --dry-run: print it as JSON.
+    #[arg(long, requires = "dry_run")]
+    json: bool,
+}
+
+impl Args {
+    /// The layout change asked for, if any, and `Some(json)` for a dry run.
+    pub fn options(self) -> (Option<Options>, Option<bool>) {
+        let dry_run = self.dry_run.then_some(self.json);
+        let options = self.layout.map(|layout| Options {
+            layout,
+            keep: self.keep,
+            permute: self.permute,
+            rename: self.rename,
+            prefix: self.prefix,
+            list_names: self.list_names,
+            reference: self.reference,
+        });
+        (options, dry_run)
+    }
+}
+
+/// A layout change.
 pub struct Options {
     /// Where to.
     pub layout: Layout,

@@ -96,42 +96,8 @@ enum Command {
         /// Never show a progress bar (shown on a terminal for outputs over 256 MiB).
         #[arg(long)]
         no_progress: bool,
-        /// Map names and axis orders to PyTorch's (`torch`: kernels to `weight`, transposed or
-        /// OIHW, `scale`/`embedding` to `weight`, `mean`/`var` to `running_*`, roots dropped;
-        /// metadata `format: pt`) or back (`flax`). Ambiguous kernels are refused until --keep or
-        /// --permute decides.
-        #[arg(long, value_enum)]
-        layout: Option<layout::Layout>,
-        /// With --layout: source keys matching this regex keep the axis order they are stored in
-        /// (repeatable).
-        #[arg(long, value_name = "REGEX", requires = "layout")]
-        keep: Vec<String>,
-        /// With --layout: source keys matching REGEX get their axes in this order, like
-        /// `c_attn\.kernel$=1,0` (repeatable).
-        #[arg(long, value_name = "REGEX=AXES", requires = "layout", value_parser = layout::parse_permute)]
-        permute: Vec<(String, Vec<usize>)>,
-        /// With --layout: rewrite target names matching REGEX (`$1` for groups), like
-        /// `^=bert.` (repeatable, in order).
-        #[arg(long, value_name = "REGEX=TO", requires = "layout", value_parser = layout::parse_rename)]
-        rename: Vec<(String, String)>,
-        /// With --layout: put this name (and a `.`) in front of every target key.
-        #[arg(long, value_name = "NAME", requires = "layout")]
-        prefix: Option<String>,
-        /// With --layout: linen list names `layers_0` become `layers.0` (torch) or back (flax).
-        #[arg(long, requires = "layout")]
-        list_names: bool,
-        /// With --layout: fail unless the result has exactly this checkpoint's keys and shapes
-        /// (every missing, unexpected and mis-shaped key is listed); for --layout flax it also
-        /// chooses names that PyTorch's alone cannot tell (`scale` or `weight`).
-        #[arg(long, value_name = "CKPT", requires = "layout")]
-        reference: Option<PathBuf>,
-        /// With --layout: print the mapping (source, target, shapes, permutation, rule) and write
-        /// nothing.
-        #[arg(long, requires = "layout")]
-        dry_run: bool,
-        /// With --dry-run: print it as JSON.
-        #[arg(long, requires = "dry_run")]
-        json: bool,
+        #[command(flatten)]
+        layout: layout::Args,
     },
     /// Print Rust structs with `#[derive(Serialize, Deserialize, Params)]` that load the
     /// checkpoint.
@@ -262,26 +228,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             drop_metadata,
             no_progress,
             layout,
-            keep,
-            permute,
-            rename,
-            prefix,
-            list_names,
-            reference,
-            dry_run,
-            json,
         } => {
             let ckpt = Checkpoint::open(&input)?;
-            let layout = layout.map(|layout| layout::Options {
-                layout,
-                keep,
-                permute,
-                rename,
-                prefix,
-                list_names,
-                reference,
-            });
-            if let (Some(layout), true) = (&layout, dry_run) {
+            let (layout, dry_run) = layout.options();
+            if let (Some(layout), Some(json)) = (&layout, dry_run) {
                 print(&layout.dry_run(&ckpt, json)?)?;
                 return Ok(ExitCode::SUCCESS);
             }

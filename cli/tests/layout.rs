@@ -66,6 +66,15 @@ fn decisions(model: &str) -> Vec<String> {
     }
 }
 
+/// `convert INPUT OUT --layout torch` with the decisions the model needs, and `extra`.
+fn to_torch_args(model: &str, input: &str, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["convert".to_owned(), fixture(model, input), out.display().to_string()];
+    args.extend(["--layout".to_owned(), "torch".to_owned()]);
+    args.extend(decisions(model));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
 /// Every tensor of a checkpoint (file or directory), flat.
 fn load(path: &Path) -> BTreeMap<String, DynTensor> {
     let value: Value = if path.is_dir() {
@@ -139,14 +148,7 @@ fn every_model_converts_to_the_names_shapes_and_values_transformers_gives() {
     let dir = scratch("single");
     for model in MODELS {
         let out = dir.join(format!("{model}.safetensors"));
-        let mut args = vec![
-            "convert".to_owned(),
-            fixture(model, "safetensors"),
-            out.display().to_string(),
-        ];
-        args.extend(["--layout".into(), "torch".into()]);
-        args.extend(decisions(model));
-        let text = ok(&args);
+        let text = ok(&to_torch_args(model, "safetensors", &out, &[]));
         assert!(text.contains("wrote"), "{text}");
         assert_pytorch_layout(model, &load(&out));
         let meta = safejax::read_metadata(&std::fs::read(&out).unwrap()).unwrap();
@@ -160,10 +162,7 @@ fn sharded_inputs_give_sharded_outputs() {
     for model in MODELS {
         for input in ["safetensors_sharded", "msgpack_sharded"] {
             let out = dir.join(format!("{model}_{input}"));
-            let mut args = vec!["convert".to_owned(), fixture(model, input), out.display().to_string()];
-            args.extend(["--layout", "torch", "--shard-size", "2KB"].map(String::from));
-            args.extend(decisions(model));
-            ok(&args);
+            ok(&to_torch_args(model, input, &out, &["--shard-size", "2KB"]));
             let shards = std::fs::read_dir(&out).unwrap().count();
             assert!(shards > 2, "{model} {input}: {shards} files");
             assert!(out.join("model.safetensors.index.json").is_file());
@@ -175,13 +174,12 @@ fn sharded_inputs_give_sharded_outputs() {
 #[test]
 fn dry_run_json_reports_the_rules_transformers_applies() {
     for model in MODELS {
-        let mut args = vec![
-            "convert".to_owned(),
-            fixture(model, "safetensors"),
-            "unused.safetensors".into(),
-        ];
-        args.extend(["--layout", "torch", "--dry-run", "--json"].map(String::from));
-        args.extend(decisions(model));
+        let args = to_torch_args(
+            model,
+            "safetensors",
+            Path::new("unused.safetensors"),
+            &["--dry-run", "--json"],
+        );
         let doc: Json = serde_json::from_str(&ok(&args)).unwrap();
         assert_eq!(doc["metadata"]["format"], "pt");
         let expected = pytorch_json(model);
@@ -352,14 +350,7 @@ fn torch_layouts_convert_back_to_the_flax_checkpoint() {
     let dir = scratch("back");
     for model in MODELS {
         let torch = dir.join(format!("{model}_pt.safetensors"));
-        let mut args = vec![
-            "convert".to_owned(),
-            fixture(model, "safetensors"),
-            torch.display().to_string(),
-        ];
-        args.extend(["--layout".into(), "torch".into()]);
-        args.extend(decisions(model));
-        ok(&args);
+        ok(&to_torch_args(model, "safetensors", &torch, &[]));
         let flax = dir.join(format!("{model}_flax.safetensors"));
         let mut args = vec![
             "convert".to_owned(),

@@ -176,64 +176,25 @@ pub(crate) fn permute_bytes(input: &[u8], elem: usize, shape: &[usize], perm: &[
         });
         return out;
     }
-    let rest: Vec<usize> = (0..n).filter(|&a| a != inner_in && a != inner_out).collect();
+    let walk = Walk {
+        shape: &shape,
+        rest: (0..n).filter(|&a| a != inner_in && a != inner_out).collect(),
+        in_strides: &in_strides,
+        out_strides: &out_strides,
+        inner_in,
+        inner_out,
+    };
     match elem {
-        1 => tiles::<1>(
-            input,
-            &mut out,
-            &shape,
-            &rest,
-            &in_strides,
-            &out_strides,
-            inner_in,
-            inner_out,
-        ),
-        2 => tiles::<2>(
-            input,
-            &mut out,
-            &shape,
-            &rest,
-            &in_strides,
-            &out_strides,
-            inner_in,
-            inner_out,
-        ),
-        4 => tiles::<4>(
-            input,
-            &mut out,
-            &shape,
-            &rest,
-            &in_strides,
-            &out_strides,
-            inner_in,
-            inner_out,
-        ),
-        8 => tiles::<8>(
-            input,
-            &mut out,
-            &shape,
-            &rest,
-            &in_strides,
-            &out_strides,
-            inner_in,
-            inner_out,
-        ),
-        16 => tiles::<16>(
-            input,
-            &mut out,
-            &shape,
-            &rest,
-            &in_strides,
-            &out_strides,
-            inner_in,
-            inner_out,
-        ),
+        1 => tiles::<1>(input, &mut out, &walk),
+        2 => tiles::<2>(input, &mut out, &walk),
+        4 => tiles::<4>(input, &mut out, &walk),
+        8 => tiles::<8>(input, &mut out, &walk),
+        16 => tiles::<16>(input, &mut out, &walk),
         _ => {
-            // Odd element sizes (no safetensors dtype has one today): the same tiling, element by
+            // Odd element sizes (no safetensors dtype has one today): the same walk, element by
             // element through a slice copy.
-            let (rows, cols) = (shape[inner_out], shape[inner_in]);
-            let (row_in, col_out) = (in_strides[inner_out], out_strides[inner_in]);
-            odometer(&shape, &rest, &in_strides, &out_strides, |i0, o0| {
+            let (rows, cols, row_in, col_out) = walk.plane();
+            odometer(&shape, &walk.rest, &in_strides, &out_strides, |i0, o0| {
                 for r in 0..rows {
                     for c in 0..cols {
                         let i = (i0 + r * row_in + c) * elem;
@@ -247,22 +208,34 @@ pub(crate) fn permute_bytes(input: &[u8], elem: usize, shape: &[usize], perm: &[
     out
 }
 
-/// The tiled transpose of the axes `inner_out` (rows: the input steps over them, the output walks
-/// them contiguously) and `inner_in` (columns: contiguous in the input), for each index of `rest`.
-#[allow(clippy::too_many_arguments)]
-fn tiles<const E: usize>(
-    input: &[u8],
-    out: &mut [u8],
-    shape: &[usize],
-    rest: &[usize],
-    in_strides: &[usize],
-    out_strides: &[usize],
+/// How to walk a simplified permute: the two axes that are transposed (`inner_out`, the output's
+/// innermost, is the rows; `inner_in`, the input's innermost, the columns) and the `rest`.
+struct Walk<'a> {
+    shape: &'a [usize],
+    rest: Vec<usize>,
+    in_strides: &'a [usize],
+    out_strides: &'a [usize],
     inner_in: usize,
     inner_out: usize,
-) {
-    let (rows, cols) = (shape[inner_out], shape[inner_in]);
-    let (row_in, col_out) = (in_strides[inner_out], out_strides[inner_in]);
-    odometer(shape, rest, in_strides, out_strides, |i0, o0| {
+}
+
+impl Walk<'_> {
+    /// Rows, columns, the input's step between rows, the output's step between columns.
+    fn plane(&self) -> (usize, usize, usize, usize) {
+        (
+            self.shape[self.inner_out],
+            self.shape[self.inner_in],
+            self.in_strides[self.inner_out],
+            self.out_strides[self.inner_in],
+        )
+    }
+}
+
+/// The tiled transpose of the walk's plane (rows: the input steps over them, the output walks them
+/// contiguously; columns: contiguous in the input), for each index of the other axes.
+fn tiles<const E: usize>(input: &[u8], out: &mut [u8], walk: &Walk<'_>) {
+    let (rows, cols, row_in, col_out) = walk.plane();
+    odometer(walk.shape, &walk.rest, walk.in_strides, walk.out_strides, |i0, o0| {
         for r0 in (0..rows).step_by(TILE) {
             let r1 = (r0 + TILE).min(rows);
             for c0 in (0..cols).step_by(TILE) {
