@@ -245,6 +245,38 @@ fn write_hf(out: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
     Ok(written)
 }
 
+/// Every HF fixture converted to the PyTorch layout by `safejax::torch` (GPT-2's Conv1D kernels
+/// transposed, as transformers' PyTorch Conv1D wants), one file and sharded, as
+/// `scripts/check_rust_hf.py` reads `<model>/pytorch/` and `<model>/pytorch_sharded/`.
+fn write_hf_pytorch(out: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let pt = safejax::Options::new().metadata("format", "pt");
+    let mut written = Vec::new();
+    for model in ["bert", "gpt2", "llama", "t5", "vit", "resnet"] {
+        let fixture = fixtures.join(format!("hf_{model}"));
+        let value: safejax::Value = safejax::from_dir(fixture.join("msgpack"))?;
+        let conv1d = |k: &str| {
+            [".c_attn.kernel", ".c_proj.kernel", ".c_fc.kernel"]
+                .iter()
+                .any(|s| k.ends_with(s))
+        };
+        let converted = safejax::torch::Mapping::to_torch()
+            .permute(conv1d, vec![1, 0])
+            .apply(&value)?;
+        for layout in ["pytorch", "pytorch_sharded"] {
+            let dir = out.join(model).join(layout);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::copy(fixture.join("msgpack/config.json"), dir.join("config.json"))?;
+            match layout {
+                "pytorch" => pt.to_file(dir.join("model.safetensors"), &converted.tensors)?,
+                _ => pt.to_dir(&dir, &converted.tensors, 2500)?,
+            }
+            written.push(dir);
+        }
+    }
+    Ok(written)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::args().nth(1).ok_or("usage: interop_write OUT_DIR")?);
     let out = root.join("safetensors");
@@ -266,6 +298,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     written.push(copy_msgpack::<NnxModel>("nnx_model", &msgpack_out)?);
     written.push(copy_msgpack::<safejax::Value>("chunked", &msgpack_out)?);
     written.extend(write_hf(&root.join("hf/bert"))?);
+    written.extend(write_hf_pytorch(&root.join("hf"))?);
     for path in &written {
         println!("wrote {}", path.display());
     }

@@ -4,7 +4,8 @@
 # file, run the model, and compare outputs and bytes (scripts/check_rust_files.py); flax reads the
 # msgpack files Rust writes (scripts/check_rust_msgpack.py), and transformers loads the Hugging Face
 # checkpoints Rust writes (scripts/check_rust_hf.py, itself proven on fixture copies and broken copies
-# by scripts/test_check_rust_hf.py).
+# by scripts/test_check_rust_hf.py), among them every HF fixture converted to the PyTorch layout by
+# safejax::torch (<model>/pytorch/ and pytorch_sharded/).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -92,6 +92,7 @@ mod ser;
 mod shard;
 mod sniff;
 mod tensor;
+pub mod torch;
 mod write;
 
 use std::collections::BTreeMap;

@@ -72,6 +72,8 @@ pub struct Options {
     pub drop_metadata: bool,
     /// Never show a progress bar.
     pub no_progress: bool,
+    /// Change names and axis orders to this layout (its `format` metadata replaces the input's).
+    pub layout: Option<crate::layout::Options>,
 }
 
 /// Parses a size: `5GB` (10^9 bytes, as Hugging Face counts), `500MiB` (2^20), `1.5G`, `4096`.
@@ -222,6 +224,27 @@ pub fn run(input: &Checkpoint, out: &Path, options: &Options) -> Result<String> 
         };
         tensors.insert(e.key.clone(), view);
     }
+    // A layout change: the library maps names and moves axes; the output is the mapped tensors.
+    let mapped = match &options.layout {
+        Some(layout) => {
+            metadata.insert("format".to_owned(), layout.layout.format().to_owned());
+            Some(layout.apply(&tensors)?)
+        }
+        None => None,
+    };
+    let tensors = match &mapped {
+        Some(mapped) => mapped
+            .tensors
+            .iter()
+            .map(|(k, t)| {
+                Ok((
+                    k.clone(),
+                    DynTensorView::new(t.dtype(), t.shape().to_vec(), t.as_bytes())?,
+                ))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?,
+        None => tensors,
+    };
     let out_bytes: u64 = tensors.values().map(|t| t.as_bytes().len() as u64).sum();
 
     let format = match &target {
@@ -279,7 +302,12 @@ fn target(input: &Checkpoint, out: &Path, options: &Options) -> Result<Target> {
                 out.display()
             );
         }
-        let format = options.to.map_or(input.format, Format::from);
+        // PyTorch's layout is read from safetensors; flax msgpack is flax's own format.
+        let default = match options.layout.as_ref().map(|l| l.layout) {
+            Some(crate::layout::Layout::Torch) => Format::Safetensors,
+            _ => input.format,
+        };
+        let format = options.to.map_or(default, Format::from);
         return Ok(Target::Dir(
             out.to_owned(),
             format,

@@ -6,6 +6,7 @@ mod convert;
 mod diff;
 mod fmt;
 mod inspect;
+mod layout;
 mod source;
 
 use std::io::Write;
@@ -76,7 +77,8 @@ enum Command {
         input: PathBuf,
         /// Where to write.
         out: PathBuf,
-        /// The output format (by default from OUT's extension; for a directory, the input's).
+        /// The output format (by default from OUT's extension; for a directory, the input's, or
+        /// safetensors with --layout torch).
         #[arg(long, value_enum)]
         to: Option<convert::OutputFormat>,
         /// Write shards of at most this size: 5GB (10^9 bytes), 500MiB (2^20), 1048576.
@@ -94,6 +96,8 @@ enum Command {
         /// Never show a progress bar (shown on a terminal for outputs over 256 MiB).
         #[arg(long)]
         no_progress: bool,
+        #[command(flatten)]
+        layout: layout::Args,
     },
     /// Print Rust structs with `#[derive(Serialize, Deserialize, Params)]` that load the
     /// checkpoint.
@@ -218,8 +222,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             metadata,
             drop_metadata,
             no_progress,
+            layout,
         } => {
             let ckpt = Checkpoint::open(&input)?;
+            let (layout, dry_run) = layout.options();
+            if let (Some(layout), Some(json)) = (&layout, dry_run) {
+                print(&layout.dry_run(&ckpt, json)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let options = convert::Options {
                 to,
                 shard_size,
@@ -227,6 +237,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 metadata,
                 drop_metadata,
                 no_progress,
+                layout,
             };
             print(&convert::run(&ckpt, &out, &options)?)?;
             Ok(ExitCode::SUCCESS)
