@@ -10,7 +10,6 @@
 //! The difference between the counts of N + 1 and 1 repetitions, over N, is one operation's count
 //! without the setup (`BENCHMARKS.md` has the figures).
 
-#[allow(dead_code)]
 #[path = "../benches/common/mod.rs"]
 mod common;
 

@@ -145,13 +145,7 @@ fn kill_directory_saves(mode: &str, msgpack: bool, min_kills: u32) -> (Vec<u32>,
             "kill {kill}: the writer ended by itself"
         );
 
-        let loaded: Layers =
-            safejax::from_dir(&path).unwrap_or_else(|e| panic!("kill {kill}: the checkpoint does not load: {e}"));
-        let which = sets
-            .iter()
-            .position(|(set, _)| *set == loaded)
-            .unwrap_or_else(|| panic!("kill {kill}: the checkpoint is no param set: a mix"));
-        outcomes[which] += 1;
+        outcomes[overwrite_loop::crash_support::which_set(dir.path(), sets.iter().map(|(set, _)| set), kill)] += 1;
         for (name, text) in unrelated {
             assert_eq!(
                 std::fs::read_to_string(dir.path().join(name)).unwrap(),

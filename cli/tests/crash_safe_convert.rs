@@ -81,13 +81,7 @@ fn a_killed_convert_leaves_the_old_or_the_new_checkpoint() {
         child.kill().unwrap(); // SIGKILL, or nothing if it is done
         child.wait().unwrap();
 
-        let loaded: Layers =
-            safejax::from_dir(&out).unwrap_or_else(|e| panic!("kill {kill}: the checkpoint does not load: {e}"));
-        let which = sets
-            .iter()
-            .position(|s| *s == loaded)
-            .unwrap_or_else(|| panic!("kill {kill}: the checkpoint is no param set: a mix"));
-        outcomes[which] += 1;
+        outcomes[crash_support::which_set(&out, &sets, kill)] += 1;
         assert_eq!(
             std::fs::read_to_string(out.join("config.json")).unwrap(),
             "{\"model_type\": \"bert\"}",

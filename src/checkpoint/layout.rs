@@ -129,7 +129,7 @@ impl Format {
 
 /// Checks a shard file name from an index: a plain file name in the index's directory, with the
 /// extension of the format.
-pub(crate) fn checked_shard<'n>(name: &'n str, format: Format) -> Result<&'n str> {
+pub(crate) fn checked_shard(name: &str, format: Format) -> Result<&str> {
     let extension = format.extension();
     let plain = !name.is_empty()
         && !name.contains(['/', '\\', '\0'])

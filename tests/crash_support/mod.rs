@@ -54,3 +54,13 @@ pub fn leftovers(dir: &Path, stem: &str, extension: &str) -> usize {
         .filter(|n| (n.starts_with(stem) || n.starts_with(&format!(".{stem}"))) && !committed.contains(n))
         .count()
 }
+
+/// Which of `sets` the checkpoint directory `dir` holds after kill `kill`: it must load, and be
+/// one of them exactly, not a mix.
+pub fn which_set<'s>(dir: &Path, sets: impl IntoIterator<Item = &'s Layers>, kill: u32) -> usize {
+    let loaded: Layers =
+        safejax::from_dir(dir).unwrap_or_else(|e| panic!("kill {kill}: the checkpoint does not load: {e}"));
+    sets.into_iter()
+        .position(|set| *set == loaded)
+        .unwrap_or_else(|| panic!("kill {kill}: the checkpoint is no param set: a mix"))
+}
