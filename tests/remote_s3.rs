@@ -363,54 +363,7 @@ fn missing_and_corrupt_objects_on_s3_are_clear_errors() {
         "{err:?}"
     );
 
-    let fixture = common::fixture_bytes("flax_cnn");
-    type Check = fn(&Error) -> bool;
-    let cases: Vec<(&str, Vec<u8>, Check)> = vec![
-        ("empty", vec![], |e| {
-            matches!(
-                e,
-                Error::Truncated {
-                    what: "the header length",
-                    needed: 8,
-                    found: 0
-                }
-            )
-        }),
-        ("short", vec![7; 5], |e| {
-            matches!(
-                e,
-                Error::Truncated {
-                    what: "the header length",
-                    needed: 8,
-                    found: 5
-                }
-            )
-        }),
-        ("cut", fixture[..fixture.len() - 10].to_vec(), |e| {
-            matches!(
-                e,
-                Error::Truncated {
-                    what: "the tensor data",
-                    ..
-                }
-            )
-        }),
-        ("garbage", [&8u64.to_le_bytes()[..], b"not json"].concat(), |e| {
-            matches!(e, Error::InvalidHeader { .. })
-        }),
-    ];
-    for (name, bytes, expected) in cases {
-        let path = Path::from(name);
-        rt.block_on(store.put(&path, PutPayload::from(bytes))).unwrap();
-        let err = rt
-            .block_on(remote.from_object::<common::models::FlaxCnn>(&path))
-            .unwrap_err();
-        let Error::InFile { path, source } = &err else {
-            panic!("{name}: {err:?}")
-        };
-        assert_eq!(path, name);
-        assert!(expected(source), "{name}: {source:?}");
-    }
+    corrupt_objects_are_refused(store.as_ref(), &remote, &rt);
     // A shard index naming a file outside its prefix is refused before any shard is read.
     let index = r#"{"metadata": {"total_size": 4}, "weight_map": {"a": "../escape.safetensors"}}"#;
     rt.block_on(store.put(&Path::from("bad/model.safetensors.index.json"), PutPayload::from(index)))
