@@ -17,6 +17,9 @@ pub(crate) enum Kind {
     Opaque,
 }
 
+/// Appends an integer as one element, or `None` if it does not fit.
+type WriteInt = fn(i128, &mut Vec<u8>) -> Option<()>;
+
 /// One row of the dtype table.
 struct Row {
     bits: usize,
@@ -37,7 +40,7 @@ struct Row {
     /// One element read as `i128` (integers).
     to_i128: Option<fn(&[u8]) -> i128>,
     /// One element written from `i128`; `None` if it does not fit (integers).
-    from_i128: Option<fn(i128, &mut Vec<u8>) -> Option<()>>,
+    from_i128: Option<WriteInt>,
 }
 
 /// The one place that lists the dtypes: each row gives the safetensors name (the variant), the size
@@ -345,7 +348,7 @@ impl Dtype {
     }
 
     /// Appends `v` as this integer dtype, or `None` if it does not fit.
-    pub(crate) fn i128_writer(self) -> Option<fn(i128, &mut Vec<u8>) -> Option<()>> {
+    pub(crate) fn i128_writer(self) -> Option<WriteInt> {
         self.row().from_i128
     }
 }

@@ -13,7 +13,7 @@ pub(crate) mod sealed {
 }
 
 /// A Rust type that stores one element of a safetensors dtype: `bool`, `u8`..`u64`, `i8`..`i64`,
-/// [`struct@f16`], [`struct@bf16`], `f32`, `f64`.
+/// [`f16`](crate::f16), [`bf16`](crate::bf16), `f32`, `f64`.
 ///
 /// The dtype is fixed by the type, so `Tensor<f32>` only ever holds `F32` data: a file with another
 /// dtype is an error (or a conversion, with [`Options::convert_dtypes`](crate::Options::convert_dtypes)).

@@ -17,7 +17,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing a file, a directory or a writer failed.
-    #[error("{}{source}", IoPath(path.as_deref()))]
+    #[error("{}{source}", io_prefix(path.as_deref()))]
     Io {
         /// The file or directory, or `None` for a writer or reader the caller handed over.
         path: Option<PathBuf>,
@@ -59,7 +59,7 @@ pub enum Error {
 
     /// The input is in the other format this crate reads (flax msgpack given to a safetensors
     /// reader, or the reverse).
-    #[error("{}looks like {found}, not {expected}: read it with `{instead}`", In(path.as_deref()))]
+    #[error("{}looks like {found}, not {expected}: read it with `{instead}`", input_prefix(path.as_deref()))]
     WrongFormat {
         /// The file, if the input came from one.
         path: Option<PathBuf>,
@@ -322,26 +322,36 @@ fn at(key: &Option<String>) -> String {
     key.as_ref().map(|k| format!("at `{k}`: ")).unwrap_or_default()
 }
 
-/// An I/O error's prefix: "`/x/model.safetensors`: ", or "I/O error: " for a caller's writer.
-struct IoPath<'a>(Option<&'a Path>);
+/// What a message starts with: the quoted path and `then`, or `otherwise` without a path.
+struct Prefix<'a> {
+    path: Option<&'a Path>,
+    then: &'static str,
+    otherwise: &'static str,
+}
 
-impl Display for IoPath<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(path) => write!(f, "`{}`: ", path.display()),
-            None => f.write_str("I/O error: "),
-        }
+/// An I/O error's prefix: "`/x/model.safetensors`: ", or "I/O error: " for a caller's writer.
+fn io_prefix(path: Option<&Path>) -> Prefix<'_> {
+    Prefix {
+        path,
+        then: ": ",
+        otherwise: "I/O error: ",
     }
 }
 
 /// "`/x/model.msgpack` " before a sentence about the file, or "the input " for bytes.
-struct In<'a>(Option<&'a Path>);
+fn input_prefix(path: Option<&Path>) -> Prefix<'_> {
+    Prefix {
+        path,
+        then: " ",
+        otherwise: "the input ",
+    }
+}
 
-impl Display for In<'_> {
+impl Display for Prefix<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(path) => write!(f, "`{}` ", path.display()),
-            None => f.write_str("the input "),
+        match self.path {
+            Some(path) => write!(f, "`{}`{}", path.display(), self.then),
+            None => f.write_str(self.otherwise),
         }
     }
 }

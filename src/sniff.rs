@@ -28,37 +28,50 @@ pub(crate) fn looks_like_safetensors(head: &[u8]) -> bool {
 
 /// `error`, from reading `head` as safetensors, or that the input is flax msgpack if it looks so.
 pub(crate) fn safetensors_error(head: &[u8], path: Option<&Path>, error: Error) -> Error {
-    if looks_like_msgpack(head) {
-        Error::WrongFormat {
-            path: path.map(Path::to_owned),
-            found: "flax msgpack",
-            expected: "safetensors",
-            instead: if path.is_some() {
-                "safejax::msgpack::from_file"
-            } else {
-                "safejax::msgpack::from_bytes"
-            },
-        }
+    let instead = if path.is_some() {
+        "safejax::msgpack::from_file"
     } else {
-        error
-    }
+        "safejax::msgpack::from_bytes"
+    };
+    wrong_format(
+        looks_like_msgpack(head),
+        path,
+        ("flax msgpack", "safetensors", instead),
+        error,
+    )
 }
 
 /// `error`, from reading `head` as flax msgpack, or that the input is safetensors if it looks so.
 pub(crate) fn msgpack_error(head: &[u8], path: Option<&Path>, error: Error) -> Error {
-    if looks_like_safetensors(head) {
-        Error::WrongFormat {
-            path: path.map(Path::to_owned),
-            found: "safetensors",
-            expected: "flax msgpack",
-            instead: if path.is_some() {
-                "safejax::from_file"
-            } else {
-                "safejax::from_bytes"
-            },
-        }
+    let instead = if path.is_some() {
+        "safejax::from_file"
     } else {
-        error
+        "safejax::from_bytes"
+    };
+    wrong_format(
+        looks_like_safetensors(head),
+        path,
+        ("safetensors", "flax msgpack", instead),
+        error,
+    )
+}
+
+/// [`Error::WrongFormat`] with what was `found`, what `expected` and the function to call
+/// `instead`, if the input looks like the other format; else `error`.
+fn wrong_format(
+    other: bool,
+    path: Option<&Path>,
+    (found, expected, instead): (&'static str, &'static str, &'static str),
+    error: Error,
+) -> Error {
+    if !other {
+        return error;
+    }
+    Error::WrongFormat {
+        path: path.map(Path::to_owned),
+        found,
+        expected,
+        instead,
     }
 }
 

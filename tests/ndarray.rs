@@ -226,22 +226,7 @@ struct AllDtypes {
 }
 
 /// The same values in `Tensor` leaves.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
-struct AllDtypesTensors {
-    b: Tensor<bool>,
-    u8: Tensor<u8>,
-    i8: Tensor<i8>,
-    u16: Tensor<u16>,
-    i16: Tensor<i16>,
-    u32: Tensor<u32>,
-    i32: Tensor<i32>,
-    u64: Tensor<u64>,
-    i64: Tensor<i64>,
-    f16: Tensor<f16>,
-    bf16: Tensor<bf16>,
-    f32: Tensor<f32>,
-    f64: Tensor<f64>,
-}
+use common::models::AllDtypes as AllDtypesTensors;
 
 fn all_dtypes() -> AllDtypes {
     AllDtypes {

@@ -3,27 +3,19 @@
 //!
 //! Cases: 48 by default; set `PROPTEST_CASES` for more.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use safejax::{bf16, f16, Element, Params, Tensor};
 use serde::{Deserialize, Serialize};
 
+use common::models::AllDtypes;
+
 #[derive(Debug, Clone, Serialize, Deserialize, Params)]
 struct Tree {
-    b: Tensor<bool>,
-    u8: Tensor<u8>,
-    i8: Tensor<i8>,
-    u16: Tensor<u16>,
-    i16: Tensor<i16>,
-    u32: Tensor<u32>,
-    i32: Tensor<i32>,
-    u64: Tensor<u64>,
-    i64: Tensor<i64>,
-    f16: Tensor<f16>,
-    bf16: Tensor<bf16>,
-    f32: Tensor<f32>,
-    f64: Tensor<f64>,
+    all: AllDtypes,
     flag: bool,
     step: i64,
     rate: f32,
@@ -198,19 +190,21 @@ fn tree() -> impl Strategy<Value = Tree> {
             ob,
             nnx,
         )| Tree {
-            b,
-            u8,
-            i8,
-            u16,
-            i16,
-            u32,
-            i32,
-            u64,
-            i64,
-            f16,
-            bf16,
-            f32,
-            f64,
+            all: AllDtypes {
+                b,
+                u8,
+                i8,
+                u16,
+                i16,
+                u32,
+                i32,
+                u64,
+                i64,
+                f16,
+                bf16,
+                f32,
+                f64,
+            },
             flag,
             step,
             rate,

@@ -363,42 +363,7 @@ fn missing_and_corrupt_objects_on_s3_are_clear_errors() {
         "{err:?}"
     );
 
-    let fixture = common::fixture_bytes("flax_cnn");
-    let cases: Vec<(&str, Vec<u8>, remote_support::Check)> = vec![
-        ("empty", vec![], |e| {
-            matches!(
-                e,
-                Error::Truncated {
-                    what: "the header length",
-                    needed: 8,
-                    found: 0
-                }
-            )
-        }),
-        ("short", vec![7; 5], |e| {
-            matches!(
-                e,
-                Error::Truncated {
-                    what: "the header length",
-                    needed: 8,
-                    found: 5
-                }
-            )
-        }),
-        ("cut", fixture[..fixture.len() - 10].to_vec(), |e| {
-            matches!(
-                e,
-                Error::Truncated {
-                    what: "the tensor data",
-                    ..
-                }
-            )
-        }),
-        ("garbage", [&8u64.to_le_bytes()[..], b"not json"].concat(), |e| {
-            matches!(e, Error::InvalidHeader { .. })
-        }),
-    ];
-    assert_bad_objects(&rt, store.as_ref(), &remote, cases);
+    corrupt_objects_are_refused(store.as_ref(), &remote, &rt);
     // A shard index naming a file outside its prefix is refused before any shard is read.
     let index = r#"{"metadata": {"total_size": 4}, "weight_map": {"a": "../escape.safetensors"}}"#;
     rt.block_on(store.put(&Path::from("bad/model.safetensors.index.json"), PutPayload::from(index)))

@@ -2,7 +2,7 @@
 //! frameworks. Shared by the tests and by `examples/interop_write.rs`.
 #![allow(dead_code)]
 
-use safejax::{bf16, Params, Tensor};
+use safejax::{bf16, f16, Params, Tensor};
 use serde::{Deserialize, Serialize};
 
 // ---- flax linen ----
@@ -345,4 +345,22 @@ pub struct BertOutput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
 pub struct BertPooler {
     pub dense: Dense<f32>,
+}
+
+/// One tensor of every element type, in the order of the dtype table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct AllDtypes {
+    pub b: Tensor<bool>,
+    pub u8: Tensor<u8>,
+    pub i8: Tensor<i8>,
+    pub u16: Tensor<u16>,
+    pub i16: Tensor<i16>,
+    pub u32: Tensor<u32>,
+    pub i32: Tensor<i32>,
+    pub u64: Tensor<u64>,
+    pub i64: Tensor<i64>,
+    pub f16: Tensor<f16>,
+    pub bf16: Tensor<bf16>,
+    pub f32: Tensor<f32>,
+    pub f64: Tensor<f64>,
 }

@@ -202,15 +202,80 @@ impl MultipartUpload for CountingUpload {
 }
 
 /// The object whose upload failed with the failure a `CountingStore` injects, if `err` is that.
-pub fn injected_failure(err: &safejax::Error) -> Option<&str> {
+pub fn injected_failure(err: &Error) -> Option<&str> {
     match err {
-        safejax::Error::Remote {
+        Error::Remote {
             path,
             source: object_store::Error::Generic {
                 store: "CountingStore", ..
             },
         } => Some(path),
         _ => None,
+    }
+}
+
+/// Corrupt objects put in `store`, each loaded through `remote`: each fails with its error, inside
+/// an `Error::InFile` that names the object.
+pub fn corrupt_objects_are_refused(store: &dyn ObjectStore, remote: &Remote, rt: &tokio::runtime::Runtime) {
+    let fixture = fixture_bytes("flax_cnn");
+    let mut huge = fixture.clone();
+    huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let mut bad_json = fixture.clone();
+    bad_json[8] = b'[';
+    type Check = fn(&Error) -> bool;
+    let cases: Vec<(&str, Vec<u8>, Check)> = vec![
+        ("empty", vec![], |e| {
+            matches!(
+                e,
+                Error::Truncated {
+                    what: "the header length",
+                    needed: 8,
+                    found: 0
+                }
+            )
+        }),
+        ("short", vec![1, 2, 3], |e| {
+            matches!(
+                e,
+                Error::Truncated {
+                    what: "the header length",
+                    needed: 8,
+                    found: 3
+                }
+            )
+        }),
+        ("huge", huge, |e| {
+            matches!(
+                e,
+                Error::HeaderTooLarge {
+                    len: u64::MAX,
+                    max: 100_000_000
+                }
+            )
+        }),
+        ("json", bad_json, |e| matches!(e, Error::InvalidHeader { .. })),
+        ("cut", fixture[..fixture.len() - 10].to_vec(), |e| {
+            matches!(
+                e,
+                Error::Truncated {
+                    what: "the tensor data",
+                    ..
+                }
+            )
+        }),
+        ("long", [&fixture[..], &[0; 4]].concat(), |e| {
+            matches!(e, Error::TrailingBytes { len: 4 })
+        }),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = Path::from(name);
+        rt.block_on(store.put(&path, PutPayload::from(bytes))).unwrap();
+        let err = rt.block_on(remote.from_object::<FlaxCnn>(&path)).unwrap_err();
+        let Error::InFile { path, source } = &err else {
+            panic!("{name}: {err:?}")
+        };
+        assert_eq!(path, name);
+        assert!(expected(source.as_ref()), "{name}: {source:?}");
     }
 }
 
@@ -315,27 +380,4 @@ pub fn stack(layers: usize, width: usize) -> Stack {
 pub struct ThirdLayer {
     #[serde(rename = "layers_3")]
     pub layer: Dense<f32>,
-}
-
-/// A check of the error inside an object's `InFile` error.
-pub type Check = fn(&Error) -> bool;
-
-/// Puts each case's bytes into `store` under its name and checks that loading the object fails
-/// with an error that names the object and passes the case's check.
-pub fn assert_bad_objects(
-    rt: &tokio::runtime::Runtime,
-    store: &dyn ObjectStore,
-    remote: &Remote,
-    cases: Vec<(&str, Vec<u8>, Check)>,
-) {
-    for (name, bytes, expected) in cases {
-        let path = Path::from(name);
-        rt.block_on(store.put(&path, PutPayload::from(bytes))).unwrap();
-        let err = rt.block_on(remote.from_object::<FlaxCnn>(&path)).unwrap_err();
-        let Error::InFile { path, source } = &err else {
-            panic!("{name}: {err:?}")
-        };
-        assert_eq!(path, name);
-        assert!(expected(source), "{name}: {source:?}");
-    }
 }
