@@ -102,8 +102,8 @@ fn renames() {
 
 /// One struct per `rename_all` rule, compared with the names serde_json writes: the derive must
 /// agree with serde_derive on every rule.
-macro_rules! rename_all_case {
-    ($test:ident, $rule:literal, [$($expected:literal),*]) => {
+macro_rules! rename_all_cases {
+    ($($test:ident: $rule:literal => [$($expected:literal),*];)*) => {$(
         #[test]
         fn $test() {
             #[derive(Serialize, Deserialize, Params, Default)]
@@ -127,49 +127,19 @@ macro_rules! rename_all_case {
             serde_names.sort_unstable();
             assert_eq!(schema_names, serde_names);
         }
-    };
+    )*};
 }
 
-rename_all_case!(
-    rename_all_lowercase,
-    "lowercase",
-    ["batch_norm", "dense_0", "_rng", "conv1D", "kept_AS_is"]
-);
-rename_all_case!(
-    rename_all_uppercase,
-    "UPPERCASE",
-    ["BATCH_NORM", "DENSE_0", "_RNG", "CONV1D", "kept_AS_is"]
-);
-rename_all_case!(
-    rename_all_pascal,
-    "PascalCase",
-    ["BatchNorm", "Dense0", "Rng", "Conv1D", "kept_AS_is"]
-);
-rename_all_case!(
-    rename_all_camel,
-    "camelCase",
-    ["batchNorm", "dense0", "rng", "conv1D", "kept_AS_is"]
-);
-rename_all_case!(
-    rename_all_snake,
-    "snake_case",
-    ["batch_norm", "dense_0", "_rng", "conv1D", "kept_AS_is"]
-);
-rename_all_case!(
-    rename_all_screaming_snake,
-    "SCREAMING_SNAKE_CASE",
-    ["BATCH_NORM", "DENSE_0", "_RNG", "CONV1D", "kept_AS_is"]
-);
-rename_all_case!(
-    rename_all_kebab,
-    "kebab-case",
-    ["batch-norm", "dense-0", "-rng", "conv1D", "kept_AS_is"]
-);
-rename_all_case!(
-    rename_all_screaming_kebab,
-    "SCREAMING-KEBAB-CASE",
-    ["BATCH-NORM", "DENSE-0", "-RNG", "CONV1D", "kept_AS_is"]
-);
+rename_all_cases! {
+    rename_all_lowercase: "lowercase" => ["batch_norm", "dense_0", "_rng", "conv1D", "kept_AS_is"];
+    rename_all_uppercase: "UPPERCASE" => ["BATCH_NORM", "DENSE_0", "_RNG", "CONV1D", "kept_AS_is"];
+    rename_all_pascal: "PascalCase" => ["BatchNorm", "Dense0", "Rng", "Conv1D", "kept_AS_is"];
+    rename_all_camel: "camelCase" => ["batchNorm", "dense0", "rng", "conv1D", "kept_AS_is"];
+    rename_all_snake: "snake_case" => ["batch_norm", "dense_0", "_rng", "conv1D", "kept_AS_is"];
+    rename_all_screaming_snake: "SCREAMING_SNAKE_CASE" => ["BATCH_NORM", "DENSE_0", "_RNG", "CONV1D", "kept_AS_is"];
+    rename_all_kebab: "kebab-case" => ["batch-norm", "dense-0", "-rng", "conv1D", "kept_AS_is"];
+    rename_all_screaming_kebab: "SCREAMING-KEBAB-CASE" => ["BATCH-NORM", "DENSE-0", "-RNG", "CONV1D", "kept_AS_is"];
+}
 
 #[derive(Serialize, Deserialize, Params)]
 #[serde(rename_all(serialize = "camelCase", deserialize = "camelCase"))]

@@ -4,40 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use safejax::{Dtype, DynTensor};
 use serde_json::Value as Json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_safejax");
-
-/// The safejax crate, where `tests/fixtures` is; commands run there.
-fn crate_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn safejax<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(args: I) -> Output {
-    let out = Command::new(BIN).args(args).current_dir(crate_root()).output().unwrap();
-    Output {
-        code: out.status.code().expect("exited"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-/// A scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod support;
+use support::*;
 
 /// Every fixture the command must handle: files, msgpack files, Hugging Face directories.
 fn fixtures() -> Vec<String> {

@@ -14,15 +14,8 @@ use std::process::Command;
 
 use safejax::{Dtype, DynTensor};
 
-const BIN: &str = env!("CARGO_BIN_EXE_safejax");
-
-/// The safejax crate (the workspace root).
-fn crate_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("cli/ is in the workspace")
-        .to_owned()
-}
+mod support;
+use support::{crate_root, BIN};
 
 /// How a fixture is loaded and checked.
 #[derive(Clone, Copy, Debug, PartialEq)]

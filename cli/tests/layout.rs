@@ -4,49 +4,18 @@
 //! outputs, the refusals, `--dry-run --json`, `--reference`, and the way back.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use safejax::{DynTensor, Value};
 use serde_json::Value as Json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_safejax");
+mod support;
+use support::*;
+
 const MODELS: [&str; 6] = ["bert", "gpt2", "llama", "t5", "vit", "resnet"];
 /// GPT-2's Conv1D kernels are refused without a decision; transformers' PyTorch GPT-2 (Conv1D,
 /// weight [in, out]) wants them transposed.
 const GPT2_CONV1D: &str = r"\.c_(attn|proj|fc)\.kernel$=1,0";
-
-fn crate_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn safejax<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    let out = Command::new(BIN).args(args).current_dir(crate_root()).output().unwrap();
-    Output {
-        code: out.status.code().expect("exited"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-fn ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
-    let out = safejax(args);
-    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
-    out.stdout
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("layout").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn fixture(model: &str, layout: &str) -> String {
     format!("tests/fixtures/hf_{model}/{layout}")
