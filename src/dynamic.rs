@@ -32,6 +32,26 @@ pub struct DynTensor {
     data: Vec<u8>,
 }
 
+/// The accessors that owned and borrowed dynamic tensors share.
+macro_rules! dyn_accessors {
+    () => {
+        /// The dtype.
+        pub fn dtype(&self) -> Dtype {
+            self.dtype
+        }
+
+        /// The dimensions.
+        pub fn shape(&self) -> &[usize] {
+            &self.shape
+        }
+
+        /// The elements' little-endian bytes.
+        pub fn as_bytes(&self) -> &[u8] {
+            &self.data
+        }
+    };
+}
+
 impl DynTensor {
     /// A tensor of `dtype` and `shape` holding `data` (little-endian, row-major); an error when the
     /// byte count does not fit.
@@ -40,20 +60,7 @@ impl DynTensor {
         Ok(DynTensor { dtype, shape, data })
     }
 
-    /// The dtype.
-    pub fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
-    /// The dimensions.
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    /// The elements' little-endian bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.data
-    }
+    dyn_accessors!();
 
     /// The elements' little-endian bytes, without copying.
     pub fn into_bytes(self) -> Vec<u8> {
@@ -136,20 +143,7 @@ impl<'a> DynTensorView<'a> {
         })
     }
 
-    /// The dtype.
-    pub fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
-    /// The dimensions.
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    /// The elements' little-endian bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.data
-    }
+    dyn_accessors!();
 
     /// Whether the bytes are borrowed from the input.
     pub fn is_borrowed(&self) -> bool {

@@ -652,18 +652,21 @@ macro_rules! capture_int {
     )*};
 }
 
+/// Serializer methods that fail with `concat!($prefix, "expected ", $what)`: the `reject!`
+/// form lists plain methods; `reject_nested!` gives every compound and wrapper method but
+/// sequences and tuples (whose serializers differ), newtype structs passing through. Shared with
+/// `ndarray::serde_form`, whose messages carry a prefix.
 macro_rules! reject {
-    ($what:literal; $($method:ident($($arg:ty),*)),*) => {$(
+    ($prefix:literal, $what:literal; $($method:ident($($arg:ty),*)),* $(,)?) => {$(
         fn $method(self, $(_: $arg),*) -> Result<Self::Ok> {
-            Err(Error::msg(concat!("expected ", $what)))
+            Err(Error::msg(concat!($prefix, "expected ", $what)))
         }
     )*};
 }
+pub(crate) use reject;
 
-macro_rules! reject_compound {
-    ($what:literal) => {
-        type SerializeSeq = Impossible<Self::Ok, Error>;
-        type SerializeTuple = Impossible<Self::Ok, Error>;
+macro_rules! reject_nested {
+    ($prefix:literal, $what:literal) => {
         type SerializeTupleStruct = Impossible<Self::Ok, Error>;
         type SerializeTupleVariant = Impossible<Self::Ok, Error>;
         type SerializeMap = Impossible<Self::Ok, Error>;
@@ -671,7 +674,7 @@ macro_rules! reject_compound {
         type SerializeStructVariant = Impossible<Self::Ok, Error>;
 
         fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Self::Ok> {
-            Err(Error::msg(concat!("expected ", $what)))
+            Err(Error::msg(concat!($prefix, "expected ", $what)))
         }
         fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, value: &T) -> Result<Self::Ok> {
             value.serialize(self)
@@ -683,13 +686,10 @@ macro_rules! reject_compound {
             _: &'static str,
             _: &T,
         ) -> Result<Self::Ok> {
-            Err(Error::msg(concat!("expected ", $what)))
-        }
-        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
-            Err(Error::msg(concat!("expected ", $what)))
+            Err(Error::msg(concat!($prefix, "expected ", $what)))
         }
         fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
-            Err(Error::msg(concat!("expected ", $what)))
+            Err(Error::msg(concat!($prefix, "expected ", $what)))
         }
         fn serialize_tuple_variant(
             self,
@@ -698,13 +698,13 @@ macro_rules! reject_compound {
             _: &'static str,
             _: usize,
         ) -> Result<Self::SerializeTupleVariant> {
-            Err(Error::msg(concat!("expected ", $what)))
+            Err(Error::msg(concat!($prefix, "expected ", $what)))
         }
         fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
-            Err(Error::msg(concat!("expected ", $what)))
+            Err(Error::msg(concat!($prefix, "expected ", $what)))
         }
         fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
-            Err(Error::msg(concat!("expected ", $what)))
+            Err(Error::msg(concat!($prefix, "expected ", $what)))
         }
         fn serialize_struct_variant(
             self,
@@ -713,6 +713,22 @@ macro_rules! reject_compound {
             _: &'static str,
             _: usize,
         ) -> Result<Self::SerializeStructVariant> {
+            Err(Error::msg(concat!($prefix, "expected ", $what)))
+        }
+    };
+}
+pub(crate) use reject_nested;
+
+/// A serializer that takes no sequence, tuple or other compound.
+macro_rules! reject_compound {
+    ($what:literal) => {
+        type SerializeSeq = Impossible<Self::Ok, Error>;
+        type SerializeTuple = Impossible<Self::Ok, Error>;
+        reject_nested!("", $what);
+        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
+            Err(Error::msg(concat!("expected ", $what)))
+        }
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
             Err(Error::msg(concat!("expected ", $what)))
         }
     };
@@ -736,10 +752,7 @@ impl ser::Serializer for MapKeySerializer {
         serialize_i32(i32),
         serialize_i64(i64)
     );
-    reject!("a string or integer map key"; serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
-        Err(Error::msg("expected a string or integer map key"))
-    }
+    reject!("", "a string or integer map key"; serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
 }
 
 /// Captures the tensor's `dtype` string.
@@ -753,10 +766,7 @@ impl ser::Serializer for StrCapture {
     fn serialize_str(self, v: &str) -> Result<String> {
         Ok(v.to_owned())
     }
-    reject!("a dtype name"; serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
-        Err(Error::msg("expected a dtype name"))
-    }
+    reject!("", "a dtype name"; serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
 }
 
 /// Receives the tensor's `data` and emits the leaf while serde lends the bytes.
@@ -772,10 +782,7 @@ impl ser::Serializer for DataEmitter<'_, '_> {
     fn serialize_bytes(self, data: &[u8]) -> Result<()> {
         self.tensor.emit(data)
     }
-    reject!("tensor bytes"; serialize_str(&str), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
-        Err(Error::msg("expected tensor bytes"))
-    }
+    reject!("", "tensor bytes"; serialize_str(&str), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
 }
 
 /// Captures the tensor's `shape`.
@@ -845,7 +852,7 @@ impl ser::Serializer for ShapeCapture {
     ) -> Result<Self::SerializeStructVariant> {
         Err(Error::msg("expected a shape"))
     }
-    reject!("a shape"; serialize_str(&str), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
+    reject!("", "a shape"; serialize_str(&str), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
 }
 
 impl ser::SerializeSeq for ShapeCapture {

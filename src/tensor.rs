@@ -46,6 +46,26 @@ pub struct Tensor<T> {
     data: Vec<T>,
 }
 
+/// The accessors that owned tensors and views share.
+macro_rules! element_accessors {
+    () => {
+        /// The dtype, `T::DTYPE`.
+        pub fn dtype(&self) -> Dtype {
+            T::DTYPE
+        }
+
+        /// Number of elements.
+        pub fn len(&self) -> usize {
+            self.data.len()
+        }
+
+        /// Whether the tensor has no elements (a 0 in its shape).
+        pub fn is_empty(&self) -> bool {
+            self.data.is_empty()
+        }
+    };
+}
+
 impl<T: Element> Tensor<T> {
     /// A tensor of `shape` holding `data` in row-major order; an error when their sizes disagree.
     pub fn new(shape: Vec<usize>, data: Vec<T>) -> Result<Self> {
@@ -99,20 +119,7 @@ impl<T: Element> Tensor<T> {
         (self.shape, self.data)
     }
 
-    /// The dtype, `T::DTYPE`.
-    pub fn dtype(&self) -> Dtype {
-        T::DTYPE
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.data.len()
-    }
-
-    /// Whether the tensor has no elements (a 0 in its shape).
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
+    element_accessors!();
 
     /// A view borrowing this tensor.
     pub fn view(&self) -> TensorView<'_, T> {
@@ -158,20 +165,7 @@ impl<'a, T: Element> TensorView<'a, T> {
         matches!(self.data, Cow::Borrowed(_))
     }
 
-    /// The dtype, `T::DTYPE`.
-    pub fn dtype(&self) -> Dtype {
-        T::DTYPE
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.data.len()
-    }
-
-    /// Whether the view has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
+    element_accessors!();
 
     /// The shape and the elements as held: borrowed from the input, or a copy.
     #[cfg_attr(not(feature = "ndarray"), allow(dead_code))]

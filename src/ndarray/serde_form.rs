@@ -14,6 +14,7 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, V
 use serde::ser::{self, Impossible, Serialize};
 
 use crate::schema::LeafSchema;
+use crate::ser::{reject, reject_nested};
 use crate::tensor::element_count;
 use crate::{Dtype, Error, Result};
 
@@ -243,68 +244,6 @@ impl ArrayFields {
     }
 }
 
-/// Boilerplate for the serializers below: every method not listed fails with `$what`.
-macro_rules! refuse {
-    ($what:literal; $($method:ident($($arg:ty),*)),* $(,)?) => {$(
-        fn $method(self, $(_: $arg),*) -> Result<()> {
-            Err(Error::msg(concat!("ndarray's serde form: expected ", $what)))
-        }
-    )*};
-}
-
-macro_rules! refuse_compound {
-    ($what:literal) => {
-        type SerializeTupleStruct = Impossible<(), Error>;
-        type SerializeTupleVariant = Impossible<(), Error>;
-        type SerializeMap = Impossible<(), Error>;
-        type SerializeStruct = Impossible<(), Error>;
-        type SerializeStructVariant = Impossible<(), Error>;
-
-        fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<()> {
-            Err(Error::msg(concat!("ndarray's serde form: expected ", $what)))
-        }
-        fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, value: &T) -> Result<()> {
-            value.serialize(self)
-        }
-        fn serialize_newtype_variant<T: ?Sized + Serialize>(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: &T,
-        ) -> Result<()> {
-            Err(Error::msg(concat!("ndarray's serde form: expected ", $what)))
-        }
-        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
-            Err(Error::msg(concat!("ndarray's serde form: expected ", $what)))
-        }
-        fn serialize_tuple_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleVariant> {
-            Err(Error::msg(concat!("ndarray's serde form: expected ", $what)))
-        }
-        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
-            Err(Error::msg(concat!("ndarray's serde form: expected ", $what)))
-        }
-        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
-            Err(Error::msg(concat!("ndarray's serde form: expected ", $what)))
-        }
-        fn serialize_struct_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStructVariant> {
-            Err(Error::msg(concat!("ndarray's serde form: expected ", $what)))
-        }
-    };
-}
-
 /// Captures a size (`v`) or a tuple or list of sizes (`dim`).
 struct Sizes<'a> {
     out: &'a mut Vec<u64>,
@@ -333,7 +272,7 @@ impl ser::Serializer for Sizes<'_> {
     type Error = Error;
     type SerializeSeq = Self;
     type SerializeTuple = Self;
-    refuse_compound!("sizes");
+    reject_nested!("ndarray's serde form: ", "sizes");
 
     fn serialize_u8(self, v: u8) -> Result<()> {
         self.push(v.into())
@@ -353,7 +292,7 @@ impl ser::Serializer for Sizes<'_> {
     fn serialize_tuple(self, _: usize) -> Result<Self> {
         self.list()
     }
-    refuse!("sizes"; serialize_bool(bool), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32),
+    reject!("ndarray's serde form: ", "sizes"; serialize_bool(bool), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32),
         serialize_i64(i64), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_str(&str),
         serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str),
         serialize_unit_variant(&'static str, u32, &'static str));
@@ -410,7 +349,7 @@ impl ser::Serializer for Elements<'_> {
     type Error = Error;
     type SerializeSeq = Self;
     type SerializeTuple = Impossible<(), Error>;
-    refuse_compound!("elements");
+    reject_nested!("ndarray's serde form: ", "elements");
 
     fn serialize_bool(self, v: bool) -> Result<()> {
         let fits = self.dtype == Dtype::BOOL;
@@ -473,7 +412,7 @@ impl ser::Serializer for Elements<'_> {
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
         Err(Error::msg("ndarray's serde form: expected elements"))
     }
-    refuse!("elements"; serialize_char(char), serialize_str(&str), serialize_bytes(&[u8]),
+    reject!("ndarray's serde form: ", "elements"; serialize_char(char), serialize_str(&str), serialize_bytes(&[u8]),
         serialize_none(), serialize_unit(), serialize_unit_struct(&'static str),
         serialize_unit_variant(&'static str, u32, &'static str));
 }
