@@ -253,7 +253,7 @@ pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, o
 
 /// Writes `bytes` to the file at `path`, atomically.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_with(path, |file| Ok(file.write_all(bytes).map_err(Error::stream)?))
+    write_atomic_with(path, |file| file.write_all(bytes).map_err(Error::stream))
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ impl Store for LocalDir {
 
     async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
         write_atomic_with(&self.dir.join(name), |file| {
-            Ok(file.write_all(&bytes).map_err(Error::stream)?)
+            file.write_all(&bytes).map_err(Error::stream)
         })
     }
 

@@ -226,7 +226,7 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
     for (k, name) in begun.names.iter().enumerate() {
         let members: Vec<usize> = (0..plan.planned.len()).filter(|&i| shard_of[i] == k).collect();
         let bytes = encode(params, &plan, &members, chunk_bytes)?;
-        store.write_with(name, |out| Ok(out.write_all(&bytes).map_err(Error::stream)?))?;
+        store.write_with(name, |out| out.write_all(&bytes).map_err(Error::stream))?;
     }
     let index = (shards > 1).then(|| {
         let keys = plan
