@@ -287,28 +287,31 @@ register(Model(
 # haiku: hk.nets.MLP([3, 2])
 # --------------------------------------------------------------------------------------------------
 
-_haiku_mlp = hk.transform(lambda x: hk.nets.MLP([3, 2])(x))
+def register_haiku_transformed(name, transformed, input_shape, description):
+    """Registers a stateless `hk.transform`ed model: params from `init` at SEED, perturbed so that
+    no leaf keeps its initial value, applied with no rng."""
+
+    def make_input():
+        return det_input(input_shape)
+
+    def init():
+        params = transformed.init(jax.random.PRNGKey(SEED), jnp.asarray(make_input()))
+        return unflatten(perturb_flat(flatten(params), lambda k: True))
+
+    def apply(params, x):
+        return to_np(transformed.apply(params, None, jnp.asarray(x)))
+
+    register(Model(
+        name=name, framework="haiku", init=init, input=make_input, apply=apply,
+        save=_haiku_save, load=_haiku_load, to_flat=flatten, from_flat=unflatten,
+        description=description,
+    ))
 
 
-def _haiku_mlp_input():
-    return det_input((2, 4))
-
-
-def _haiku_mlp_init():
-    params = _haiku_mlp.init(jax.random.PRNGKey(SEED), jnp.asarray(_haiku_mlp_input()))
-    return unflatten(perturb_flat(flatten(params), lambda k: True))
-
-
-def _haiku_mlp_apply(params, x):
-    return to_np(_haiku_mlp.apply(params, None, jnp.asarray(x)))
-
-
-register(Model(
-    name="haiku_mlp", framework="haiku",
-    init=_haiku_mlp_init, input=_haiku_mlp_input, apply=_haiku_mlp_apply,
-    save=_haiku_save, load=_haiku_load, to_flat=flatten, from_flat=unflatten,
-    description="haiku hk.nets.MLP([3, 2]); safejax.haiku.serialize(params)",
-))
+register_haiku_transformed(
+    "haiku_mlp", hk.transform(lambda x: hk.nets.MLP([3, 2])(x)), (2, 4),
+    "haiku hk.nets.MLP([3, 2]); safejax.haiku.serialize(params)",
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,29 +366,11 @@ class Nested(hk.Module):
         return hk.Linear(2, name="inner")(hk.Linear(3)(x))
 
 
-_haiku_nested = hk.transform(lambda x: Nested()(x))
-
-
-def _haiku_nested_input():
-    return det_input((2, 4))
-
-
-def _haiku_nested_init():
-    params = _haiku_nested.init(jax.random.PRNGKey(SEED), jnp.asarray(_haiku_nested_input()))
-    return unflatten(perturb_flat(flatten(params), lambda k: True))
-
-
-def _haiku_nested_apply(params, x):
-    return to_np(_haiku_nested.apply(params, None, jnp.asarray(x)))
-
-
-register(Model(
-    name="haiku_nested", framework="haiku",
-    init=_haiku_nested_init, input=_haiku_nested_input, apply=_haiku_nested_apply,
-    save=_haiku_save, load=_haiku_load, to_flat=flatten, from_flat=unflatten,
-    description="haiku Nested module: Linear(2, name='inner')(Linear(3)(x)) made in __call__; "
-                "safejax.haiku.serialize(params)",
-))
+register_haiku_transformed(
+    "haiku_nested", hk.transform(lambda x: Nested()(x)), (2, 4),
+    "haiku Nested module: Linear(2, name='inner')(Linear(3)(x)) made in __call__; "
+    "safejax.haiku.serialize(params)",
+)
 
 
 # --------------------------------------------------------------------------------------------------
