@@ -192,6 +192,17 @@ impl Scalar {
     }
 }
 
+/// The `serialize_*` methods of the plain scalars: each a 0-d leaf of its dtype.
+macro_rules! scalars {
+    ($($method:ident($ty:ty) => $variant:path, $dtype:ident;)*) => {$(
+        // `v.into()` widens to the variant's type, which for bool and f64 is the type itself.
+        #[allow(clippy::useless_conversion)]
+        fn $method(self, v: $ty) -> Result<()> {
+            self.scalar($variant(v.into()), Dtype::$dtype)
+        }
+    )*};
+}
+
 macro_rules! unsupported {
     ($($method:ident($($arg:ty),*) => $what:literal;)*) => {$(
         fn $method(self, $(_: $arg),*) -> Result<()> {
@@ -211,38 +222,18 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
     type SerializeStruct = StructSerializer<'s>;
     type SerializeStructVariant = Impossible<(), Error>;
 
-    fn serialize_bool(self, v: bool) -> Result<()> {
-        self.scalar(Scalar::Bool(v), Dtype::BOOL)
-    }
-    fn serialize_i8(self, v: i8) -> Result<()> {
-        self.scalar(Scalar::Int(v.into()), Dtype::I8)
-    }
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.scalar(Scalar::Int(v.into()), Dtype::I16)
-    }
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        self.scalar(Scalar::Int(v.into()), Dtype::I32)
-    }
-    fn serialize_i64(self, v: i64) -> Result<()> {
-        self.scalar(Scalar::Int(v.into()), Dtype::I64)
-    }
-    fn serialize_u8(self, v: u8) -> Result<()> {
-        self.scalar(Scalar::Int(v.into()), Dtype::U8)
-    }
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.scalar(Scalar::Int(v.into()), Dtype::U16)
-    }
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        self.scalar(Scalar::Int(v.into()), Dtype::U32)
-    }
-    fn serialize_u64(self, v: u64) -> Result<()> {
-        self.scalar(Scalar::Int(v.into()), Dtype::U64)
-    }
-    fn serialize_f32(self, v: f32) -> Result<()> {
-        self.scalar(Scalar::Float(v.into()), Dtype::F32)
-    }
-    fn serialize_f64(self, v: f64) -> Result<()> {
-        self.scalar(Scalar::Float(v), Dtype::F64)
+    scalars! {
+        serialize_bool(bool) => Scalar::Bool, BOOL;
+        serialize_i8(i8) => Scalar::Int, I8;
+        serialize_i16(i16) => Scalar::Int, I16;
+        serialize_i32(i32) => Scalar::Int, I32;
+        serialize_i64(i64) => Scalar::Int, I64;
+        serialize_u8(u8) => Scalar::Int, U8;
+        serialize_u16(u16) => Scalar::Int, U16;
+        serialize_u32(u32) => Scalar::Int, U32;
+        serialize_u64(u64) => Scalar::Int, U64;
+        serialize_f32(f32) => Scalar::Float, F32;
+        serialize_f64(f64) => Scalar::Float, F64;
     }
 
     unsupported! {
@@ -422,18 +413,26 @@ impl ser::SerializeSeq for ListSerializer<'_> {
     }
 }
 
-impl ser::SerializeTuple for ListSerializer<'_> {
-    type Ok = ();
-    type Error = Error;
+/// A tuple is written as the sequence it is: `impl SerializeTuple` by way of `SerializeSeq`.
+macro_rules! tuple_as_seq {
+    ($ty:ty) => {
+        impl ser::SerializeTuple for $ty {
+            type Ok = ();
+            type Error = Error;
 
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
+            fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
+                ser::SerializeSeq::serialize_element(self, value)
+            }
 
-    fn end(self) -> Result<()> {
-        Ok(())
-    }
+            fn end(self) -> Result<()> {
+                ser::SerializeSeq::end(self)
+            }
+        }
+    };
 }
+pub(crate) use tuple_as_seq;
+
+tuple_as_seq!(ListSerializer<'_>);
 
 /// Serializes the entries of a map: names, or list indices.
 pub struct MapSerializer<'s> {

@@ -648,7 +648,10 @@ fn bad_paths_and_files_are_one_line_errors() {
         fails(&[command, &d(&index_dir)], "not a shard index");
         fails(&[command, &d(&escape_dir)], "not a `.safetensors` file beside it");
         fails(&[command, &d(&missing_shard)], "model-00001-of-00002.safetensors");
-        fails(&[command, &d(&empty_dir)], "no model.safetensors.index.json");
+        fails(
+            &[command, &d(&empty_dir)],
+            "no checkpoint: none of `model.safetensors.index.json`",
+        );
     }
     let ok = "tests/fixtures/haiku_mlp.safetensors";
     fails(&["diff", ok, &garbage], "header");

@@ -117,7 +117,7 @@ fn every_model_converts_to_the_names_shapes_and_values_transformers_gives() {
     let dir = scratch("single");
     for model in MODELS {
         let out = dir.join(format!("{model}.safetensors"));
-        let text = ok(&to_torch_args(model, "safetensors", &out, &[]));
+        let text = ok(to_torch_args(model, "safetensors", &out, &[]));
         assert!(text.contains("wrote"), "{text}");
         assert_pytorch_layout(model, &load(&out));
         let meta = safejax::read_metadata(&std::fs::read(&out).unwrap()).unwrap();
@@ -131,7 +131,7 @@ fn sharded_inputs_give_sharded_outputs() {
     for model in MODELS {
         for input in ["safetensors_sharded", "msgpack_sharded"] {
             let out = dir.join(format!("{model}_{input}"));
-            ok(&to_torch_args(model, input, &out, &["--shard-size", "2KB"]));
+            ok(to_torch_args(model, input, &out, &["--shard-size", "2KB"]));
             let shards = std::fs::read_dir(&out).unwrap().count();
             assert!(shards > 2, "{model} {input}: {shards} files");
             assert!(out.join("model.safetensors.index.json").is_file());
@@ -177,7 +177,7 @@ fn dry_run_json_reports_the_rules_transformers_applies() {
 fn gpt2_conv1d_kernels_are_refused_without_a_decision() {
     let dir = scratch("refused");
     let out = dir.join("gpt2.safetensors");
-    let run = safejax(&[
+    let run = safejax([
         "convert",
         &fixture("gpt2", "safetensors"),
         out.to_str().unwrap(),
@@ -196,7 +196,7 @@ fn gpt2_conv1d_kernels_are_refused_without_a_decision() {
     assert!(err.contains("`transformer.h.1.mlp.c_fc.kernel`"), "{err}");
     assert!(!out.exists());
     // Kept as stored instead (the layout nn.Linear wants): [out, in] = the Flax kernel itself.
-    ok(&[
+    ok([
         "convert",
         &fixture("gpt2", "safetensors"),
         out.to_str().unwrap(),
@@ -215,7 +215,7 @@ fn gpt2_conv1d_kernels_are_refused_without_a_decision() {
 
 #[test]
 fn prefix_rename_and_list_names_shape_the_keys() {
-    let text = ok(&[
+    let text = ok([
         "convert",
         &fixture("bert", "safetensors"),
         "x.safetensors",
@@ -236,7 +236,7 @@ fn prefix_rename_and_list_names_shape_the_keys() {
         "{text}"
     );
     // A haiku checkpoint: `/~/` joins and list names.
-    let text = ok(&[
+    let text = ok([
         "convert",
         "tests/fixtures/haiku_mlp.safetensors",
         "x.safetensors",
@@ -253,7 +253,7 @@ fn prefix_rename_and_list_names_shape_the_keys() {
 fn a_reference_checks_keys_and_shapes() {
     let dir = scratch("reference");
     let good = dir.join("vit.safetensors");
-    ok(&[
+    ok([
         "convert",
         &fixture("vit", "safetensors"),
         good.to_str().unwrap(),
@@ -262,7 +262,7 @@ fn a_reference_checks_keys_and_shapes() {
     ]);
     // The converted file is its own reference.
     let again = dir.join("again.safetensors");
-    ok(&[
+    ok([
         "convert",
         &fixture("vit", "msgpack"),
         again.to_str().unwrap(),
@@ -272,7 +272,7 @@ fn a_reference_checks_keys_and_shapes() {
         good.to_str().unwrap(),
     ]);
     // Against the Flax checkpoint, every difference is listed.
-    let run = safejax(&[
+    let run = safejax([
         "convert",
         &fixture("vit", "safetensors"),
         dir.join("bad.safetensors").to_str().unwrap(),
@@ -294,7 +294,7 @@ fn a_reference_checks_keys_and_shapes() {
     );
     assert!(!dir.join("bad.safetensors").exists());
     // A mis-shaped key: a conv kept HWIO.
-    let run = safejax(&[
+    let run = safejax([
         "convert",
         &fixture("vit", "safetensors"),
         dir.join("bad.safetensors").to_str().unwrap(),
@@ -319,7 +319,7 @@ fn torch_layouts_convert_back_to_the_flax_checkpoint() {
     let dir = scratch("back");
     for model in MODELS {
         let torch = dir.join(format!("{model}_pt.safetensors"));
-        ok(&to_torch_args(model, "safetensors", &torch, &[]));
+        ok(to_torch_args(model, "safetensors", &torch, &[]));
         let flax = dir.join(format!("{model}_flax.safetensors"));
         let mut args = vec![
             "convert".to_owned(),

@@ -14,7 +14,7 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, V
 use serde::ser::{self, Impossible, Serialize};
 
 use crate::schema::LeafSchema;
-use crate::ser::{reject, reject_nested};
+use crate::ser::{reject, reject_nested, tuple_as_seq};
 use crate::tensor::element_count;
 use crate::{Dtype, Error, Result};
 
@@ -312,16 +312,7 @@ impl ser::SerializeSeq for Sizes<'_> {
     }
 }
 
-impl ser::SerializeTuple for Sizes<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<()> {
-        Ok(())
-    }
-}
+tuple_as_seq!(Sizes<'_>);
 
 /// Captures the `data` sequence, encoding each element as the leaf's dtype, little-endian.
 struct Elements<'a> {
