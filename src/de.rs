@@ -214,7 +214,11 @@ impl<'de> Deserializer<'de> {
             header: &self.header,
             convert: self.options.convert_dtypes,
         };
-        T::deserialize(NodeDeserializer { node: &tree, ctx: &ctx })
+        let mut params = T::deserialize(NodeDeserializer { node: &tree, ctx: &ctx })?;
+        if let Some(metadata) = self.metadata() {
+            params.set_file_metadata(metadata);
+        }
+        Ok(params)
     }
 }
 

@@ -93,6 +93,7 @@ mod shard;
 mod sniff;
 mod tensor;
 pub mod torch;
+mod with_metadata;
 mod write;
 
 use std::collections::BTreeMap;
@@ -113,6 +114,7 @@ pub use options::Options;
 pub use params::{Params, ParamsMapKey};
 pub use ser::{LeafRef, Serializer};
 pub use tensor::{Tensor, TensorView};
+pub use with_metadata::WithMetadata;
 
 /// What `#[derive(Params)]` emits code against, and the key grammar the `safejax` CLI calls: not
 /// part of the documented API, so that it may change in any release (as thiserror's `__private`).

@@ -1,5 +1,6 @@
 //! [`Options`]: metadata to write, and how strictly to read.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -57,8 +58,25 @@ impl Options {
         self
     }
 
-    pub(crate) fn metadata_map(&self) -> Option<&BTreeMap<String, String>> {
-        (!self.metadata.is_empty()).then_some(&self.metadata)
+    /// The `__metadata__` to write with `params`: the params' own (a [`WithMetadata`](crate::WithMetadata)),
+    /// then these options' entries; `None` when both are empty, so that no `__metadata__` is written.
+    pub(crate) fn metadata_for<T: Params + ?Sized>(&self, params: &T) -> Option<Cow<'_, BTreeMap<String, String>>> {
+        self.metadata_over(params.file_metadata())
+    }
+
+    /// These options' entries written over `own`; `None` when both are empty.
+    pub(crate) fn metadata_over(
+        &self,
+        own: Option<&BTreeMap<String, String>>,
+    ) -> Option<Cow<'_, BTreeMap<String, String>>> {
+        match own.filter(|m| !m.is_empty()) {
+            None => (!self.metadata.is_empty()).then_some(Cow::Borrowed(&self.metadata)),
+            Some(own) => {
+                let mut merged = own.clone();
+                merged.extend(self.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Some(Cow::Owned(merged))
+            }
+        }
     }
 
     /// Writes `params` to a new buffer.

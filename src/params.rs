@@ -37,6 +37,16 @@ pub trait Params {
     fn schema() -> &'static Schema {
         Self::SCHEMA
     }
+
+    /// The `__metadata__` this value carries to the file it is written to ([`WithMetadata`](crate::WithMetadata)).
+    #[doc(hidden)]
+    fn file_metadata(&self) -> Option<&BTreeMap<String, String>> {
+        None
+    }
+
+    /// Takes the `__metadata__` of the file this value was read from ([`WithMetadata`](crate::WithMetadata)).
+    #[doc(hidden)]
+    fn set_file_metadata(&mut self, _metadata: &BTreeMap<String, String>) {}
 }
 
 impl<T: Params + ?Sized> Params for Box<T> {

@@ -38,7 +38,7 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
     for (k, name) in begun.names.iter().enumerate() {
         let members: Vec<usize> = (0..planned.len()).filter(|&i| shard_of[i] == k).collect();
         let subset: Vec<Planned> = members.iter().map(|&i| planned[i].clone()).collect();
-        let layout = Layout::new(&subset, options.metadata_map())?;
+        let layout = Layout::new(&subset, options.metadata_for(params).as_deref())?;
         store.write_with(name, |out| {
             out.write_all(&layout.head).map_err(Error::stream)?;
             stream(params, &planned, &members, &layout, out, REORDER_BUDGET)?;

@@ -119,7 +119,7 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
             }
         }
     })?;
-    let layout = Layout::new(&planned, options.metadata_map())?;
+    let layout = Layout::new(&planned, options.metadata_for(params).as_deref())?;
     if let Some((staged, starts)) = staged {
         let mut bytes = crate::pages::buffer(layout.file_len());
         bytes.extend_from_slice(&layout.head);
@@ -163,7 +163,7 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
     options: &Options,
 ) -> Result<()> {
     let planned = plan(params)?;
-    let layout = Layout::new(&planned, options.metadata_map())?;
+    let layout = Layout::new(&planned, options.metadata_for(params).as_deref())?;
     writer.write_all(&layout.head).map_err(Error::stream)?;
     stream(params, &planned, &all(&planned), &layout, &mut writer, REORDER_BUDGET)?;
     writer.flush().map_err(Error::stream)?;
@@ -240,7 +240,7 @@ fn all(planned: &[Planned]) -> Vec<usize> {
 /// its place in the file.
 pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, options: &Options) -> Result<()> {
     let planned = plan(params)?;
-    let layout = Layout::new(&planned, options.metadata_map())?;
+    let layout = Layout::new(&planned, options.metadata_for(params).as_deref())?;
     write_atomic_with(path, |file| {
         // Small tensors gather in the buffer; large ones go straight through it.
         let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);

@@ -80,3 +80,60 @@ fn sharded_msgpack_is_written_as_transformers_writes_it() {
         .collect();
     assert_eq!(left.len(), 2, "{left:?}");
 }
+
+/// `WithMetadata` keeps the file's `__metadata__` (transformers wrote `format: flax`) through a
+/// load and a save: unchanged params write back the same bytes, with no option set.
+#[test]
+fn with_metadata_keeps_the_files_metadata_through_load_and_save() {
+    let path = fixture_path("hf_bert/safetensors/model.safetensors");
+    let file = std::fs::read(&path).unwrap();
+    let ckpt: safejax::WithMetadata<FlaxBert> = safejax::from_file(&path).unwrap();
+    assert_eq!(ckpt.metadata.get("format").map(String::as_str), Some("flax"));
+    assert!(safejax::to_bytes(&ckpt).unwrap() == file);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.safetensors");
+    safejax::to_file(&out, &ckpt).unwrap();
+    assert!(std::fs::read(&out).unwrap() == file);
+    // A plain struct carries none: its output has no `__metadata__`, as Python safejax writes.
+    assert!(safejax::read_metadata(&safejax::to_bytes(&ckpt.params).unwrap())
+        .unwrap()
+        .is_empty());
+    // The sharded layout gives its shards' metadata; msgpack has none.
+    let sharded: safejax::WithMetadata<FlaxBert> =
+        safejax::from_dir(fixture_path("hf_bert/safetensors_sharded")).unwrap();
+    assert_eq!(sharded.metadata, ckpt.metadata);
+    assert_eq!(sharded.params, ckpt.params);
+    let msgpack: safejax::WithMetadata<FlaxBert> = safejax::from_dir(fixture_path("hf_bert/msgpack")).unwrap();
+    assert!(msgpack.metadata.is_empty());
+    // A sharded save writes the metadata into every shard.
+    let shards = tempfile::tempdir().unwrap();
+    safejax::to_dir(shards.path(), &ckpt, 2500).unwrap();
+    let written: Vec<_> = std::fs::read_dir(shards.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    assert!(written.len() > 1, "{written:?}");
+    for shard in written {
+        assert_eq!(
+            safejax::read_metadata(&std::fs::read(&shard).unwrap()).unwrap(),
+            ckpt.metadata,
+            "{shard:?}"
+        );
+    }
+}
+
+/// Options' entries are written over the params' own.
+#[test]
+fn options_metadata_is_written_over_with_metadata() {
+    let path = fixture_path("hf_bert/safetensors/model.safetensors");
+    let ckpt: safejax::WithMetadata<FlaxBert> = safejax::from_file(&path).unwrap();
+    let bytes = safejax::Options::new()
+        .metadata("format", "pt")
+        .metadata("note", "x")
+        .to_bytes(&ckpt)
+        .unwrap();
+    let meta = safejax::read_metadata(&bytes).unwrap();
+    assert_eq!(meta["format"], "pt");
+    assert_eq!(meta["note"], "x");
+}

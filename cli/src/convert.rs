@@ -188,6 +188,13 @@ pub fn run(input: &Checkpoint, out: &Path, options: &Options) -> Result<String> 
         contents.metadata.clone()
     };
     metadata.extend(options.metadata.iter().cloned());
+    // A flax msgpack file is flax's: its safetensors twin says so, as transformers requires of a
+    // Flax model's file, unless the user set `format` or dropped the metadata.
+    let mut implied = None;
+    if input.format == Format::Msgpack && !options.drop_metadata && !metadata.contains_key("format") {
+        metadata.insert("format".to_owned(), "flax".to_owned());
+        implied = Some("note: metadata format=flax written, as the flax msgpack input implies (--metadata format=... to set another, --drop-metadata for none)");
+    }
 
     // Casts: float tensors of another dtype than the one asked for.
     let cast_to = options.dtype.map(FloatDtype::dtype);
@@ -251,6 +258,9 @@ pub fn run(input: &Checkpoint, out: &Path, options: &Options) -> Result<String> 
         Target::File(_, f) | Target::Dir(_, f, _) => *f,
     };
     let mut notes = Vec::new();
+    if let Some(note) = implied.filter(|_| format == Format::Safetensors && options.layout.is_none()) {
+        notes.push(note.to_owned());
+    }
     if format == Format::Msgpack && !metadata.is_empty() {
         let keys: Vec<&str> = metadata.keys().map(String::as_str).collect();
         notes.push(format!(

@@ -693,3 +693,30 @@ fn bad_paths_and_files_are_one_line_errors() {
         assert!(out.stderr.starts_with("error: "), "{args:?}: {}", out.stderr);
     }
 }
+
+/// A flax msgpack source converted to safetensors gets `format: flax` (transformers refuses a Flax
+/// safetensors file without it), and the output says so; a `format` given wins, without the note.
+#[test]
+fn convert_from_msgpack_writes_the_implied_flax_format() {
+    let dir = scratch("implied_format");
+    let src = crate_root().join("tests/fixtures/hf_bert/msgpack/flax_model.msgpack");
+    let out_path = dir.join("model.safetensors");
+    let out = safejax(["convert".as_ref(), src.as_os_str(), out_path.as_os_str()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("format=flax"), "{}", out.stdout);
+    let meta = safejax::read_metadata(&std::fs::read(&out_path).unwrap()).unwrap();
+    assert_eq!(meta.get("format").map(String::as_str), Some("flax"));
+
+    let pt_path = dir.join("pt.safetensors");
+    let out = safejax([
+        "convert".as_ref(),
+        src.as_os_str(),
+        pt_path.as_os_str(),
+        "--metadata".as_ref(),
+        "format=pt".as_ref(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stdout.contains("implies"), "{}", out.stdout);
+    let meta = safejax::read_metadata(&std::fs::read(&pt_path).unwrap()).unwrap();
+    assert_eq!(meta.get("format").map(String::as_str), Some("pt"));
+}

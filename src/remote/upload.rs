@@ -34,7 +34,7 @@ impl ObjectLayout {
     /// the reference writer lays out a file.
     pub(super) fn new(planned: &[Planned], members: &[usize], remote: &Remote) -> Result<ObjectLayout> {
         let subset: Vec<Planned> = members.iter().map(|&i| planned[i].clone()).collect();
-        let layout = Layout::new(&subset, remote.options.metadata_map())?;
+        let layout = Layout::new(&subset, remote.options.metadata_over(None).as_deref())?;
         let head_len = layout.head.len() as u64;
         let mut place = vec![None; planned.len()];
         for (j, &i) in members.iter().enumerate() {
