@@ -5,7 +5,9 @@
 # msgpack files Rust writes (scripts/check_rust_msgpack.py), and transformers loads the Hugging Face
 # checkpoints Rust writes (scripts/check_rust_hf.py, itself proven on fixture copies and broken copies
 # by scripts/test_check_rust_hf.py), among them every HF fixture converted to the PyTorch layout by
-# safejax::torch (<model>/pytorch/ and pytorch_sharded/).
+# safejax::torch (<model>/pytorch/ and pytorch_sharded/). Orbax restores the checkpoints
+# safejax::orbax::to_dir writes (tests/orbax_write.rs writes them, scripts/check_rust_orbax.py restores
+# them with orbax-checkpoint 0.12.8 and compares dtypes, shapes and bytes).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -17,3 +19,6 @@ cargo run --quiet --example interop_write -- "$out"
 .venv/bin/python scripts/check_rust_msgpack.py "$out/msgpack"
 .venv/bin/python scripts/test_check_rust_hf.py
 .venv/bin/python scripts/check_rust_hf.py "$out/hf"
+mkdir "$out/orbax"
+SAFEJAX_ORBAX_OUT="$out/orbax" cargo test --quiet -p safejax --test orbax_write write_for_orbax
+.venv/bin/python scripts/check_rust_orbax.py "$out/orbax"

@@ -254,9 +254,12 @@ fn text(ckpt: &Checkpoint, contents: &Contents<'_>, style: Style, root: &Node, d
 /// Tensors and bytes in each file of the checkpoint.
 fn per_file(ckpt: &Checkpoint, contents: &Contents<'_>) -> Vec<(u64, u64)> {
     let mut counts = vec![(0u64, 0u64); ckpt.files.len()];
+    // An Orbax checkpoint lists no files: its arrays are chunks inside an OCDBT database.
     for e in &contents.entries {
-        counts[e.file].0 += 1;
-        counts[e.file].1 += e.tensor.as_bytes().len() as u64;
+        if let Some(count) = counts.get_mut(e.file) {
+            count.0 += 1;
+            count.1 += e.tensor.as_bytes().len() as u64;
+        }
     }
     counts
 }
@@ -310,7 +313,7 @@ fn to_json(ckpt: &Checkpoint, contents: &Contents<'_>, style: Style, root: &Node
         .collect();
     json!({
         "path": ckpt.path.display().to_string(),
-        "format": ckpt.format.name(),
+        "format": ckpt.format_name(),
         "sharded": ckpt.is_sharded(),
         "index": ckpt.index.as_ref().map(|i| i.display().to_string()),
         "files": files,

@@ -1,14 +1,15 @@
 //! Opening a checkpoint, whatever its layout: one safetensors file, one flax msgpack file, or a
-//! directory (or index file) of a sharded checkpoint in the Hugging Face layout. Files are mapped,
-//! and tensors are listed as views of the mappings, so that looking at a checkpoint reads its
-//! headers and nothing else.
+//! directory (or index file) of a sharded checkpoint in the Hugging Face layout, or an Orbax
+//! directory (item, step or `CheckpointManager` root). Files are mapped, and tensors are listed as
+//! views of the mappings, so that looking at a checkpoint reads its headers and nothing else; an
+//! Orbax checkpoint's arrays are compressed chunks, so it is decoded in full by `safejax::orbax`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use safejax::checkpoint::{locate, Located};
-use safejax::{Deserializer, DynTensorView, MappedFile, Options};
+use safejax::{Deserializer, DynTensorView, MappedFile, Options, Value};
 
 /// The file format of a checkpoint: the library's, which also names its files.
 pub use safejax::checkpoint::Format;
@@ -39,6 +40,8 @@ pub struct Checkpoint {
     pub files: Vec<File>,
     /// The index's `weight_map`: key to shard file name.
     weight_map: BTreeMap<String, String>,
+    /// The tree of an Orbax checkpoint (then `files` is empty), decoded when opened.
+    orbax: Option<Value>,
 }
 
 /// One tensor of a checkpoint.
@@ -75,7 +78,11 @@ impl Checkpoint {
     /// Opens `path`: a `.safetensors` or `.msgpack` file, an `*.index.json`, or a checkpoint
     /// directory.
     pub fn open(path: &Path) -> Result<Checkpoint> {
-        let Located { format, index, files } = locate(path)?;
+        let Located { format, index, files } = match locate(path) {
+            Ok(located) => located,
+            Err(err) if path.is_dir() => return Checkpoint::open_orbax(path, err),
+            Err(err) => return Err(err.into()),
+        };
         let (index, weight_map) = index.map(|(path, index)| (path, index.weight_map)).unzip();
         let files = files
             .into_iter()
@@ -93,7 +100,38 @@ impl Checkpoint {
             index,
             files,
             weight_map: weight_map.unwrap_or_default(),
+            orbax: None,
         })
+    }
+
+    /// Opens a directory with no safetensors or msgpack checkpoint as an Orbax one; if it is not
+    /// one either, says both.
+    fn open_orbax(path: &Path, not_hf: safejax::Error) -> Result<Checkpoint> {
+        let tree: Value = safejax::orbax::from_dir(path)
+            .map_err(|not_orbax| anyhow::anyhow!("{not_hf}; nor is it an Orbax checkpoint: {not_orbax}"))?;
+        Ok(Checkpoint {
+            path: path.to_owned(),
+            // What `convert` writes by default from an Orbax checkpoint.
+            format: Format::Safetensors,
+            index: None,
+            files: Vec::new(),
+            weight_map: BTreeMap::new(),
+            orbax: Some(tree),
+        })
+    }
+
+    /// Whether the checkpoint is an Orbax directory.
+    pub fn is_orbax(&self) -> bool {
+        self.orbax.is_some()
+    }
+
+    /// The name of its format: `safetensors`, `msgpack` or `orbax`.
+    pub fn format_name(&self) -> &'static str {
+        if self.is_orbax() {
+            "orbax"
+        } else {
+            self.format.name()
+        }
     }
 
     /// Whether the checkpoint is sharded (has an index).
@@ -103,6 +141,20 @@ impl Checkpoint {
 
     /// Reads the headers: every tensor, as a view of the mapped files, and the metadata.
     pub fn contents(&self) -> Result<Contents<'_>> {
+        if let Some(tree) = &self.orbax {
+            let entries = tree
+                .leaves()
+                .map(|(key, t)| {
+                    let tensor = DynTensorView::new(t.dtype(), t.shape().to_vec(), t.as_bytes())
+                        .with_context(|| format!("`{key}`"))?;
+                    Ok(Entry { key, tensor, file: 0 })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Contents {
+                entries,
+                metadata: BTreeMap::new(),
+            });
+        }
         let mut entries = Vec::new();
         let mut metadata = None;
         let mut seen = BTreeSet::new();
@@ -150,8 +202,11 @@ impl Checkpoint {
         })
     }
 
-    /// A short description of the layout: `safetensors`, `msgpack, 4 shards`.
+    /// A short description of the layout: `safetensors`, `msgpack, 4 shards`, `orbax`.
     pub fn layout(&self) -> String {
+        if self.is_orbax() {
+            return "orbax".to_owned();
+        }
         match &self.index {
             Some(_) => format!("{}, {} shards", self.format.name(), self.files.len()),
             None => self.format.name().to_owned(),
