@@ -720,3 +720,34 @@ fn convert_from_msgpack_writes_the_implied_flax_format() {
     let meta = safejax::read_metadata(&std::fs::read(&pt_path).unwrap()).unwrap();
     assert_eq!(meta.get("format").map(String::as_str), Some("pt"));
 }
+
+#[test]
+fn orbax_directories_are_checkpoints_for_every_command() {
+    // An item directory: inspect names the format and every leaf of the sidecar.
+    let out = safejax(["inspect", "--json", "tests/fixtures/orbax/flax_cnn"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json: Json = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["format"], "orbax", "{json}");
+    // A CheckpointManager root opens at its latest finished step.
+    let out = safejax(["inspect", "tests/fixtures/orbax/manager"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // convert to safetensors, then diff against the Orbax source: the same tensors.
+    let dir = scratch("orbax");
+    let file = dir.join("flax_cnn.safetensors");
+    let out = safejax(["convert", "tests/fixtures/orbax/flax_cnn", file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = safejax(["diff", "tests/fixtures/orbax/flax_cnn", file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("equal: 10 tensors"), "{}", out.stdout);
+    // The converted file loads as the tree Orbax stored.
+    let orbax: BTreeMap<String, DynTensor> =
+        safejax::orbax::from_dir(crate_root().join("tests/fixtures/orbax/flax_cnn")).unwrap();
+    let converted: BTreeMap<String, DynTensor> = safejax::from_file(&file).unwrap();
+    assert_eq!(converted.len(), 10);
+    assert!(converted == orbax);
+    // A directory that is no checkpoint of any kind names both failures.
+    let empty = scratch("orbax_empty");
+    let out = safejax(["inspect", empty.to_str().unwrap()]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("nor is it an Orbax checkpoint"), "{}", out.stderr);
+}
