@@ -215,8 +215,11 @@ impl<'de> Deserializer<'de> {
             convert: self.options.convert_dtypes,
         };
         let mut params = T::deserialize(NodeDeserializer { node: &tree, ctx: &ctx })?;
-        if let Some(metadata) = self.metadata() {
-            params.set_file_metadata(metadata);
+        // Parsed only for a type that keeps it: the text stays unparsed otherwise (hostile headers).
+        if T::KEEPS_FILE_METADATA {
+            if let Some(metadata) = self.metadata() {
+                params.set_file_metadata(metadata);
+            }
         }
         Ok(params)
     }

@@ -38,6 +38,11 @@ pub trait Params {
         Self::SCHEMA
     }
 
+    /// Whether the value takes the `__metadata__` of the file it is read from (only
+    /// [`WithMetadata`](crate::WithMetadata)): the map is parsed from the header only then.
+    #[doc(hidden)]
+    const KEEPS_FILE_METADATA: bool = false;
+
     /// The `__metadata__` this value carries to the file it is written to ([`WithMetadata`](crate::WithMetadata)).
     #[doc(hidden)]
     fn file_metadata(&self) -> Option<&BTreeMap<String, String>> {

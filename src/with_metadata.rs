@@ -54,6 +54,7 @@ impl<T: Params> Params for WithMetadata<T> {
     const SCHEMA: &'static Schema = T::SCHEMA;
     const IS_LEAFY: bool = T::IS_LEAFY;
     const IS_LIST: bool = T::IS_LIST;
+    const KEEPS_FILE_METADATA: bool = true;
 
     fn file_metadata(&self) -> Option<&BTreeMap<String, String>> {
         Some(&self.metadata)
