@@ -69,7 +69,7 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 /// let remote = Remote::new(Arc::new(InMemory::new()));
 /// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
 /// assert_eq!(runtime.block_on(save_and_load(&remote, &value))?, value);
-/// # Ok::<(), safejax::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Remote {
