@@ -157,7 +157,7 @@ dtypes! {
     /// 8-bit float, E4M3.
     F8_E4M3: 8 bits, Opaque, rust -, numpy "float8_e4m3fn", zarr2 "float8_e4m3fn", zarr3 "float8_e4m3fn";
     /// 8-bit float, E8M0 (scale).
-    F8_E8M0: 8 bits, Opaque, rust -, numpy -, zarr2 -, zarr3 -;
+    F8_E8M0: 8 bits, Opaque, rust -, numpy -, zarr2 "float8_e8m0fnu", zarr3 "float8_e8m0fnu";
     /// 8-bit float, E4M3 FNUZ.
     F8_E4M3FNUZ: 8 bits, Opaque, rust -, numpy "float8_e4m3fnuz", zarr2 "float8_e4m3fnuz", zarr3 "float8_e4m3fnuz";
     /// 8-bit float, E5M2 FNUZ.

@@ -16,7 +16,6 @@ use serde_json::json;
 use super::codec::crc32c;
 use super::invalid;
 use super::ocdbt::{BTREE_NODE_MAGIC, MANIFEST_MAGIC};
-use super::zarr::zarr_v2_name;
 use crate::error::IoAt;
 use crate::{Error, Params, Result, Serializer};
 
@@ -103,7 +102,7 @@ fn tuple_repr(path: &[String]) -> String {
 fn arrays_of<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Array>> {
     let mut arrays = Vec::new();
     params.serialize(&mut Serializer::new::<T>(|leaf| {
-        let dtype = zarr_v2_name(leaf.dtype).ok_or_else(|| {
+        let dtype = leaf.dtype.zarr_v2_name().ok_or_else(|| {
             invalid(
                 leaf.key,
                 format_args!("{} has no zarr v2 name that Orbax reads", leaf.dtype),

@@ -9,46 +9,16 @@ use super::invalid;
 use super::kvstore::KvStore;
 use crate::{Dtype, Error, Result};
 
-/// zarr v2 dtype strings (numpy's, plus tensorstore's names for the ml_dtypes kinds) and zarr v3
-/// `data_type` names, as safejax dtypes.
-const DTYPE_NAMES: [(&str, &str, Dtype); 19] = [
-    ("|b1", "bool", Dtype::BOOL),
-    ("|u1", "uint8", Dtype::U8),
-    ("|i1", "int8", Dtype::I8),
-    ("<u2", "uint16", Dtype::U16),
-    ("<i2", "int16", Dtype::I16),
-    ("<u4", "uint32", Dtype::U32),
-    ("<i4", "int32", Dtype::I32),
-    ("<u8", "uint64", Dtype::U64),
-    ("<i8", "int64", Dtype::I64),
-    ("<f2", "float16", Dtype::F16),
-    ("bfloat16", "bfloat16", Dtype::BF16),
-    ("<f4", "float32", Dtype::F32),
-    ("<f8", "float64", Dtype::F64),
-    ("<c8", "complex64", Dtype::C64),
-    ("float8_e4m3fn", "float8_e4m3fn", Dtype::F8_E4M3),
-    ("float8_e5m2", "float8_e5m2", Dtype::F8_E5M2),
-    ("float8_e4m3fnuz", "float8_e4m3fnuz", Dtype::F8_E4M3FNUZ),
-    ("float8_e5m2fnuz", "float8_e5m2fnuz", Dtype::F8_E5M2FNUZ),
-    ("float8_e8m0fnu", "float8_e8m0fnu", Dtype::F8_E8M0),
-];
-
-/// The dtype a zarr v2 (`v3 == false`) or v3 name stands for; single-byte kinds also accept numpy's
-/// `<` and `>` forms.
+/// The dtype a zarr v2 (`v3 == false`) or v3 name stands for, by the crate's dtype table;
+/// single-byte kinds also accept numpy's `<` and `>` forms.
 pub(crate) fn dtype_from_zarr(name: &str, v3: bool) -> Option<Dtype> {
-    let v2_name = match name.as_bytes() {
-        [b'<' | b'>', kind @ (b'b' | b'u' | b'i'), b'1'] if !v3 => format!("|{}1", *kind as char),
-        _ => name.to_owned(),
-    };
-    DTYPE_NAMES
-        .iter()
-        .find(|(v2, v3name, _)| if v3 { *v3name == name } else { *v2 == v2_name })
-        .map(|&(_, _, d)| d)
-}
-
-/// The zarr v2 dtype string Orbax writes for `dtype`.
-pub(crate) fn zarr_v2_name(dtype: Dtype) -> Option<&'static str> {
-    DTYPE_NAMES.iter().find(|&&(_, _, d)| d == dtype).map(|&(v2, _, _)| v2)
+    if v3 {
+        return Dtype::from_zarr_v3_name(name);
+    }
+    match name.as_bytes() {
+        [b'<' | b'>', kind @ (b'b' | b'u' | b'i'), b'1'] => Dtype::from_zarr_v2_name(&format!("|{}1", *kind as char)),
+        _ => Dtype::from_zarr_v2_name(name),
+    }
 }
 
 /// The encoding of one chunk's bytes.
