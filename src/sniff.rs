@@ -28,50 +28,66 @@ pub(crate) fn looks_like_safetensors(head: &[u8]) -> bool {
 
 /// `error`, from reading `head` as safetensors, or that the input is flax msgpack if it looks so.
 pub(crate) fn safetensors_error(head: &[u8], path: Option<&Path>, error: Error) -> Error {
-    let instead = if path.is_some() {
-        "safejax::msgpack::from_file"
-    } else {
-        "safejax::msgpack::from_bytes"
-    };
-    wrong_format(
-        looks_like_msgpack(head),
-        path,
-        ("flax msgpack", "safetensors", instead),
-        error,
-    )
+    wrong_format(Format::Safetensors, head, path, error)
 }
 
 /// `error`, from reading `head` as flax msgpack, or that the input is safetensors if it looks so.
 pub(crate) fn msgpack_error(head: &[u8], path: Option<&Path>, error: Error) -> Error {
-    let instead = if path.is_some() {
-        "safejax::from_file"
-    } else {
-        "safejax::from_bytes"
-    };
-    wrong_format(
-        looks_like_safetensors(head),
-        path,
-        ("safetensors", "flax msgpack", instead),
-        error,
-    )
+    wrong_format(Format::Msgpack, head, path, error)
 }
 
-/// [`Error::WrongFormat`] with what was `found`, what `expected` and the function to call
-/// `instead`, if the input looks like the other format; else `error`.
-fn wrong_format(
-    other: bool,
-    path: Option<&Path>,
-    (found, expected, instead): (&'static str, &'static str, &'static str),
-    error: Error,
-) -> Error {
-    if !other {
+/// The two single-file formats: what each is called, how its start looks, and what reads it.
+#[derive(Clone, Copy)]
+enum Format {
+    Safetensors,
+    Msgpack,
+}
+
+impl Format {
+    fn other(self) -> Format {
+        match self {
+            Format::Safetensors => Format::Msgpack,
+            Format::Msgpack => Format::Safetensors,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::Safetensors => "safetensors",
+            Format::Msgpack => "flax msgpack",
+        }
+    }
+
+    fn looks_like(self, head: &[u8]) -> bool {
+        match self {
+            Format::Safetensors => looks_like_safetensors(head),
+            Format::Msgpack => looks_like_msgpack(head),
+        }
+    }
+
+    /// The function that reads this format from a path (`from_path`) or from bytes.
+    fn reader(self, from_path: bool) -> &'static str {
+        match (self, from_path) {
+            (Format::Safetensors, true) => "safejax::from_file",
+            (Format::Safetensors, false) => "safejax::from_bytes",
+            (Format::Msgpack, true) => "safejax::msgpack::from_file",
+            (Format::Msgpack, false) => "safejax::msgpack::from_bytes",
+        }
+    }
+}
+
+/// [`Error::WrongFormat`] if `head`, read as `expected`, looks like the other format (naming the
+/// function to call instead); else `error`.
+fn wrong_format(expected: Format, head: &[u8], path: Option<&Path>, error: Error) -> Error {
+    let found = expected.other();
+    if !found.looks_like(head) {
         return error;
     }
     Error::WrongFormat {
         path: path.map(Path::to_owned),
-        found,
-        expected,
-        instead,
+        found: found.name(),
+        expected: expected.name(),
+        instead: found.reader(path.is_some()),
     }
 }
 
