@@ -13,6 +13,16 @@ fn t<T: safejax::Element>(shape: &[usize], data: Vec<T>) -> Tensor<T> {
     Tensor::new(shape.to_vec(), data).unwrap()
 }
 
+/// `params` written to bytes and read back, checked equal to what was written.
+fn round_trip<T>(params: &T) -> T
+where
+    T: Serialize + serde::de::DeserializeOwned + Params + PartialEq + std::fmt::Debug,
+{
+    let back: T = safejax::from_bytes(&safejax::to_bytes(params).unwrap()).unwrap();
+    assert_eq!(&back, params);
+    back
+}
+
 fn all_dtypes() -> AllDtypes {
     AllDtypes {
         b: t(&[3], vec![true, false, true]),
@@ -34,9 +44,7 @@ fn all_dtypes() -> AllDtypes {
 #[test]
 fn every_dtype_round_trips_exactly() {
     let params = all_dtypes();
-    let bytes = safejax::to_bytes(&params).unwrap();
-    let back: AllDtypes = safejax::from_bytes(&bytes).unwrap();
-    assert_eq!(back, params);
+    let back = round_trip(&params);
     let leaves = common::leaves_of(&back);
     let dtypes: Vec<Dtype> = leaves.values().map(|l| l.dtype).collect();
     assert_eq!(dtypes.len(), 13);
@@ -96,9 +104,7 @@ fn scalars_are_zero_dimensional_tensors() {
         half: f16::from_f32(0.25),
         brain: bf16::from_f32(-2.5),
     };
-    let bytes = safejax::to_bytes(&params).unwrap();
-    let back: Scalars = safejax::from_bytes(&bytes).unwrap();
-    assert_eq!(back, params);
+    let back = round_trip(&params);
     let leaves = common::leaves_of(&back);
     assert!(leaves.values().all(|l| l.shape.is_empty()));
     assert_eq!(leaves["half"].dtype, Dtype::F16);
@@ -112,6 +118,7 @@ fn scalars_are_zero_dimensional_tensors() {
     struct AsScalar {
         step: i32,
     }
+    let bytes = safejax::to_bytes(&params).unwrap();
     let as_tensor: AsTensor = Options::new().allow_unknown_keys(true).from_bytes(&bytes).unwrap();
     assert_eq!(
         (as_tensor.step.shape(), as_tensor.step.as_slice()),
@@ -137,9 +144,7 @@ fn empty_and_zero_d_tensors() {
         zero_d: Tensor::scalar(2.0),
         big_rank: t(&[1, 1, 1, 1, 1, 1, 2], vec![1, 2]),
     };
-    let bytes = safejax::to_bytes(&params).unwrap();
-    let back: Shapes = safejax::from_bytes(&bytes).unwrap();
-    assert_eq!(back, params);
+    let back = round_trip(&params);
     assert_eq!(back.empty_2d.shape(), &[3, 0]);
 }
 
@@ -190,9 +195,7 @@ fn containers() -> Containers {
 #[test]
 fn every_container_round_trips() {
     let params = containers();
-    let bytes = safejax::to_bytes(&params).unwrap();
-    let back: Containers = safejax::from_bytes(&bytes).unwrap();
-    assert_eq!(back, params);
+    let back = round_trip(&params);
     let keys: Vec<String> = common::leaves_of(&back).into_keys().collect();
     for key in [
         "layers_2.kernel",

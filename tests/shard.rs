@@ -22,6 +22,12 @@ fn files(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
+/// Asserts that `from_dir(dir)` loads `params`.
+fn assert_dir_holds(dir: &std::path::Path, params: &HaikuResNet) {
+    let back: HaikuResNet = safejax::from_dir(dir).unwrap();
+    assert_eq!(&back, params);
+}
+
 #[test]
 fn shards_and_an_index_round_trip() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,8 +61,7 @@ fn shards_and_an_index_round_trip() {
         assert!(tensors.keys().all(|k| weight_map[k] == shard.as_str()));
     }
 
-    let back: HaikuResNet = safejax::from_dir(dir.path()).unwrap();
-    assert_eq!(back, params);
+    assert_dir_holds(dir.path(), &params);
     let via_index: HaikuResNet = safejax::from_dir(dir.path().join("model.safetensors.index.json")).unwrap();
     assert_eq!(via_index, params);
 }
@@ -70,8 +75,7 @@ fn one_file_when_everything_fits_and_stale_shards_go() {
     safejax::to_dir(dir.path(), &params, 1 << 30).unwrap();
     assert_eq!(files(dir.path()), ["model.safetensors"]);
     assert!(std::fs::read(dir.path().join("model.safetensors")).unwrap() == fixture_bytes("haiku_resnet"));
-    let back: HaikuResNet = safejax::from_dir(dir.path()).unwrap();
-    assert_eq!(back, params);
+    assert_dir_holds(dir.path(), &params);
 }
 
 #[test]
@@ -166,6 +170,5 @@ fn a_msgpack_checkpoint_directory_reads_too() {
     let dir = tempfile::tempdir().unwrap();
     let params = resnet();
     safejax::msgpack::to_file(dir.path().join("flax_model.msgpack"), &params).unwrap();
-    let back: HaikuResNet = safejax::from_dir(dir.path()).unwrap();
-    assert_eq!(back, params);
+    assert_dir_holds(dir.path(), &params);
 }
