@@ -103,37 +103,20 @@ mod tests {
     /// and doubled underscores and digits, which param structs have (`dense_0`, `_rng`).
     #[test]
     fn rename_fields() {
-        for &(original, upper, pascal, camel, screaming, kebab, screaming_kebab) in &[
-            (
-                "outcome", "OUTCOME", "Outcome", "outcome", "OUTCOME", "outcome", "OUTCOME",
-            ),
-            (
-                "very_tasty",
-                "VERY_TASTY",
-                "VeryTasty",
-                "veryTasty",
-                "VERY_TASTY",
-                "very-tasty",
-                "VERY-TASTY",
-            ),
+        // (original, UPPERCASE, PascalCase, camelCase, SCREAMING_SNAKE_CASE, kebab-case, SCREAMING-KEBAB-CASE)
+        #[rustfmt::skip]
+        const CASES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
+            ("outcome", "OUTCOME", "Outcome", "outcome", "OUTCOME", "outcome", "OUTCOME"),
+            ("very_tasty", "VERY_TASTY", "VeryTasty", "veryTasty", "VERY_TASTY", "very-tasty", "VERY-TASTY"),
             ("a", "A", "A", "a", "A", "a", "A"),
             ("z42", "Z42", "Z42", "z42", "Z42", "z42", "Z42"),
-            (
-                "dense_0", "DENSE_0", "Dense0", "dense0", "DENSE_0", "dense-0", "DENSE-0",
-            ),
+            ("dense_0", "DENSE_0", "Dense0", "dense0", "DENSE_0", "dense-0", "DENSE-0"),
             ("_rng", "_RNG", "Rng", "rng", "_RNG", "-rng", "-RNG"),
-            (
-                "batch_norm_",
-                "BATCH_NORM_",
-                "BatchNorm",
-                "batchNorm",
-                "BATCH_NORM_",
-                "batch-norm-",
-                "BATCH-NORM-",
-            ),
+            ("batch_norm_", "BATCH_NORM_", "BatchNorm", "batchNorm", "BATCH_NORM_", "batch-norm-", "BATCH-NORM-"),
             ("a__b", "A__B", "AB", "aB", "A__B", "a--b", "A--B"),
             ("conv1D", "CONV1D", "Conv1D", "conv1D", "CONV1D", "conv1D", "CONV1D"),
-        ] {
+        ];
+        for &(original, upper, pascal, camel, screaming, kebab, screaming_kebab) in CASES {
             assert_eq!(None.apply_to_field(original), original);
             assert_eq!(LowerCase.apply_to_field(original), original);
             assert_eq!(SnakeCase.apply_to_field(original), original);
