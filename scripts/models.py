@@ -126,6 +126,15 @@ def _flax_load(path) -> FrozenDict:
     return safejax.flax.deserialize(Path(path))
 
 
+def register_flax_linen(name, init, make_input, apply, description) -> Model:
+    """Registers a flax linen model saved and loaded with safejax.flax, its tree flattened with `.`."""
+    return register(Model(
+        name=name, framework="flax", init=init, input=make_input, apply=apply,
+        save=_flax_save, load=_flax_load, to_flat=flatten, from_flat=unflatten,
+        description=description,
+    ))
+
+
 def _haiku_save(tree) -> bytes:
     return safejax.haiku.serialize(tree)
 
@@ -166,13 +175,11 @@ def _flax_cnn_apply(variables, x):
     return to_np(CNN().apply(variables, jnp.asarray(x), train=False))
 
 
-register(Model(
-    name="flax_cnn", framework="flax",
-    init=_flax_cnn_init, input=_flax_cnn_input, apply=_flax_cnn_apply,
-    save=_flax_save, load=_flax_load, to_flat=flatten, from_flat=unflatten,
-    description="flax.linen @nn.compact Conv/BatchNorm/Dense(3)/Dense(2) (Dense_0 bf16); "
-                "safejax.flax.serialize(variables) with params + batch_stats",
-))
+register_flax_linen(
+    "flax_cnn", _flax_cnn_init, _flax_cnn_input, _flax_cnn_apply,
+    "flax.linen @nn.compact Conv/BatchNorm/Dense(3)/Dense(2) (Dense_0 bf16); "
+    "safejax.flax.serialize(variables) with params + batch_stats",
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -204,13 +211,11 @@ def _flax_setup_mlp_apply(params, x):
     return to_np(SetupMLP().apply({"params": params}, jnp.asarray(x)))
 
 
-register(Model(
-    name="flax_setup_mlp", framework="flax",
-    init=_flax_setup_mlp_init, input=_flax_setup_mlp_input, apply=_flax_setup_mlp_apply,
-    save=_flax_save, load=_flax_load, to_flat=flatten, from_flat=unflatten,
-    description="flax.linen setup() with self.layers = [Dense(3), Dense(2)] and head Dense(1); "
-                "safejax.flax.serialize(variables['params'])",
-))
+register_flax_linen(
+    "flax_setup_mlp", _flax_setup_mlp_init, _flax_setup_mlp_input, _flax_setup_mlp_apply,
+    "flax.linen setup() with self.layers = [Dense(3), Dense(2)] and head Dense(1); "
+    "safejax.flax.serialize(variables['params'])",
+)
 
 
 # --------------------------------------------------------------------------------------------------
