@@ -25,13 +25,7 @@ fn sidecar(name: &str) -> serde_json::Value {
 
 /// Every case: the directories beside their sidecars.
 fn cases() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(case_dir(""))
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter_map(|n| n.strip_suffix(".json").map(str::to_owned))
-        .collect();
-    names.sort();
-    names
+    common::stems_in(&case_dir(""), ".json")
 }
 
 fn assert_same(name: &str, got: &BTreeMap<String, Leaf>, expected: &BTreeMap<String, Leaf>) {

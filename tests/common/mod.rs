@@ -23,6 +23,17 @@ pub fn fixture_path(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The names in `dir` that end in `suffix`, without it, sorted.
+pub fn stems_in(dir: &std::path::Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(suffix).map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
 pub fn fixture_bytes(name: &str) -> Vec<u8> {
     std::fs::read(fixture_path(&format!("{name}.safetensors"))).expect("fixture file")
 }

@@ -333,14 +333,8 @@ pub async fn fixtures_round_trip(remote: &Remote, prefix: &str) {
     one::<HaikuResNet>(remote, prefix, "haiku_resnet").await;
     one::<ObjaxMlp>(remote, prefix, "objax_mlp").await;
     // Every fixture file is covered.
-    let mut names: Vec<String> = std::fs::read_dir(fixture_path(""))
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter_map(|n| n.strip_suffix(".safetensors").map(str::to_owned))
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
+        crate::common::stems_in(&fixture_path(""), ".safetensors"),
         [
             "flax_cnn",
             "flax_setup_mlp",
