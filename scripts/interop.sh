@@ -7,7 +7,8 @@
 # by scripts/test_check_rust_hf.py), among them every HF fixture converted to the PyTorch layout by
 # safejax::torch (<model>/pytorch/ and pytorch_sharded/). Orbax restores the checkpoints
 # safejax::orbax::to_dir writes (tests/orbax_write.rs writes them, scripts/check_rust_orbax.py restores
-# them with orbax-checkpoint 0.12.8 and compares dtypes, shapes and bytes).
+# them with orbax-checkpoint 0.12.8 and compares dtypes, shapes and bytes), and CheckpointManager sees a
+# step that safejax::orbax::Writer::step wrote into a root of its own steps (manager_step/).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
