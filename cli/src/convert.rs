@@ -268,6 +268,10 @@ pub fn run(input: &Checkpoint, out: &Path, options: &Options) -> Result<String> 
     if let Some(note) = implied.filter(|_| format == Some(Format::Safetensors) && options.layout.is_none()) {
         notes.push(note.to_owned());
     }
+    if format.is_none() && implied.is_some() {
+        // Implied for a safetensors twin only: nothing of the input is lost.
+        metadata.remove("format");
+    }
     if format.is_none() && !metadata.is_empty() {
         // A warning, not part of the summary: the metadata is lost.
         let keys: Vec<&str> = metadata.keys().map(String::as_str).collect();

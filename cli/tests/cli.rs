@@ -807,6 +807,14 @@ fn convert_writes_orbax_checkpoints() {
     let note = "safejax: note: Orbax checkpoints have no place for safetensors metadata; not written: source";
     assert!(out.stderr.contains(note), "{}", out.stderr);
 
+    // A flax msgpack file has no metadata to drop (the `format: flax` a safetensors twin gets is
+    // not Orbax's).
+    let out = convert_to_orbax("tests/fixtures/msgpack/flax_cnn.msgpack", &dir.join("from_msgpack"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    let written: BTreeMap<String, DynTensor> = safejax::orbax::from_dir(dir.join("from_msgpack")).unwrap();
+    assert!(written == tensors("tests/fixtures/msgpack/flax_cnn.msgpack"));
+
     // What convert refuses: a directory of other files (it would be replaced whole), a file, shards.
     let other = dir.join("other");
     std::fs::create_dir_all(&other).unwrap();

@@ -195,6 +195,43 @@ fn swap_in(tmp: &Path, target: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_directory_is_committed_whole_and_a_failed_write_leaves_the_old_one() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("ckpt");
+        let write = |text: &'static str| {
+            move |dir: &Path| super::super::store::write_synced(&dir.join("data"), text.as_bytes())
+        };
+        commit_dir(&target, ".tmp", write("old")).unwrap();
+        // What a killed write left under the temporary name is removed by the next write.
+        std::fs::create_dir(root.path().join("ckpt.tmp")).unwrap();
+        std::fs::write(root.path().join("ckpt.tmp/data"), "torn").unwrap();
+        let failed = commit_dir(&target, ".tmp", |dir| {
+            write("half")(dir)?;
+            Err(Error::msg("the writer failed"))
+        });
+        assert!(matches!(failed, Err(Error::Message { .. })), "{failed:?}");
+        assert_eq!(std::fs::read_to_string(target.join("data")).unwrap(), "old");
+        assert_eq!(names(root.path()), ["ckpt"]);
+        // An existing directory is replaced whole: none of its files stay.
+        std::fs::write(target.join("stale"), "").unwrap();
+        commit_dir(&target, ".tmp", write("new")).unwrap();
+        assert_eq!(std::fs::read_to_string(target.join("data")).unwrap(), "new");
+        assert_eq!(names(&target), ["data"]);
+        assert_eq!(names(root.path()), ["ckpt"]);
+        let nameless = commit_dir(Path::new("/"), ".tmp", write("x"));
+        assert!(matches!(nameless, Err(Error::Io { .. })), "{nameless:?}");
+    }
+
     #[test]
     fn shards_fill_greedily_and_a_large_tensor_gets_its_own() {
         assert_eq!(assign_shards([4, 4, 4, 20, 1], 8), (vec![0, 0, 1, 2, 3], 4));
