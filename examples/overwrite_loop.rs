@@ -2,10 +2,11 @@
 //! that `tests/crash_safe_write.rs` kills at random points to check that `to_file` never leaves a
 //! partial file. With `--dir` (`--msgpack-dir`), it overwrites a checkpoint directory instead,
 //! cycling through [`dir_sets`] (different shard counts, keys in other shards, one file), to check
-//! the same of `to_dir` (`msgpack::to_dir`).
+//! the same of `to_dir` (`msgpack::to_dir`). With `--orbax`, it overwrites the Orbax checkpoint
+//! directory PATH with `orbax::to_dir`, cycling through the same sets.
 //!
-//! Run with `cargo run --example overwrite_loop -- [--dir | --msgpack-dir] PATH [COUNT]` (COUNT writes, default:
-//! forever); it prints `wrote N` after each write.
+//! Run with `cargo run --example overwrite_loop -- [--dir | --msgpack-dir | --orbax] PATH [COUNT]` (COUNT
+//! writes, default: forever); it prints `wrote N` after each write.
 
 use safejax::{Params, Tensor};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,8 @@ pub enum Save {
     Safetensors(u64),
     /// `msgpack::to_dir` with this largest shard.
     Msgpack(u64),
+    /// `orbax::to_dir` (no shards: one directory).
+    Orbax,
 }
 
 /// The directory sets, each with how it is saved: 4 shards of two layers; 3 shards of three
@@ -72,24 +75,33 @@ pub fn save_dir(dir: &str, set: &(Layers, Save)) -> safejax::Result<()> {
     match set.1 {
         Save::Safetensors(max) => safejax::to_dir(dir, &set.0, max),
         Save::Msgpack(max) => safejax::msgpack::to_dir(dir, &set.0, max),
+        Save::Orbax => safejax::orbax::to_dir(dir, &set.0),
     }
 }
 
 #[allow(dead_code)] // the test includes this file for `params`, not for `main`
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let dir_mode = args.first().is_some_and(|a| a == "--dir" || a == "--msgpack-dir");
+    let dir_mode = args
+        .first()
+        .is_some_and(|a| a == "--dir" || a == "--msgpack-dir" || a == "--orbax");
     let msgpack = args.first().is_some_and(|a| a == "--msgpack-dir");
+    let orbax = args.first().is_some_and(|a| a == "--orbax");
     if dir_mode {
         args.remove(0);
     }
     let mut args = args.into_iter();
     let path = args
         .next()
-        .expect("usage: overwrite_loop [--dir | --msgpack-dir] PATH [COUNT]");
+        .expect("usage: overwrite_loop [--dir | --msgpack-dir | --orbax] PATH [COUNT]");
     let count: u64 = args.next().map_or(u64::MAX, |c| c.parse().expect("a count"));
     let sets = [params(0), params(1)];
-    let dir_sets = dir_sets(msgpack);
+    let mut dir_sets = dir_sets(msgpack);
+    if orbax {
+        for set in &mut dir_sets {
+            set.1 = Save::Orbax;
+        }
+    }
     for i in 0..count {
         if dir_mode {
             save_dir(&path, &dir_sets[i as usize % dir_sets.len()]).expect("write");

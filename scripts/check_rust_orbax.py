@@ -26,7 +26,8 @@ For each checkpoint, Orbax restores the tree (jax_enable_x64 on, so 64-bit array
   - ocp.PyTreeCheckpointer().restore(item, args=PyTreeRestore(target, restore args)), and without a target;
   - ocp.v1.load (of the item, of a step directory with checkpointable_name, or of a v1 root);
   - for a manager root: CheckpointManager(root).latest_step() and all_steps() equal the sidecar's, and
-    restore(step) and restore(step, args=StandardRestore(target)) of every step give its tensors; for a
+    restore(step) and restore(step, args=StandardRestore(target)) of every step give its tensors (the
+    Rust test writes manager_step/: Orbax's manager fixture plus a step `orbax::Writer::step` wrote); for a
     composite step: restore(step, args=Composite(...)) gives the tree item and the JSON items.
 Restoring without a target, Orbax takes each jax array's sharding from `_sharding`: without that file
 PyTreeCheckpointer and v1 refuse ("Sharding of jax.Array cannot be None"; those two are then skipped and the

@@ -7,7 +7,9 @@
 # by scripts/test_check_rust_hf.py), among them every HF fixture converted to the PyTorch layout by
 # safejax::torch (<model>/pytorch/ and pytorch_sharded/). Orbax restores the checkpoints
 # safejax::orbax::to_dir writes (tests/orbax_write.rs writes them, scripts/check_rust_orbax.py restores
-# them with orbax-checkpoint 0.12.8 and compares dtypes, shapes and bytes).
+# them with orbax-checkpoint 0.12.8 and compares dtypes, shapes and bytes), and CheckpointManager sees a
+# step that safejax::orbax::Writer::step wrote into a root of its own steps (manager_step/); the
+# checkpoint `safejax convert --to orbax` writes is restored too (cli_flax_cnn/, cli/tests/cli.rs).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -21,4 +23,5 @@ cargo run --quiet --example interop_write -- "$out"
 .venv/bin/python scripts/check_rust_hf.py "$out/hf"
 mkdir "$out/orbax"
 SAFEJAX_ORBAX_OUT="$out/orbax" cargo test --quiet -p safejax --test orbax_write write_for_orbax
+SAFEJAX_ORBAX_OUT="$out/orbax" cargo test --quiet -p safejax-cli --test cli convert_writes_orbax_checkpoints
 .venv/bin/python scripts/check_rust_orbax.py "$out/orbax"

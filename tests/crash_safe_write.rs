@@ -1,4 +1,4 @@
-//! `to_file`, `to_dir` and `msgpack::to_dir` under SIGKILL: a writer process overwriting a good
+//! `to_file`, `to_dir`, `msgpack::to_dir` and `orbax::to_dir` under SIGKILL: a writer process overwriting a good
 //! checkpoint is killed at many points; after each kill the checkpoint loads as the old params or
 //! the new, exactly, never a part or a mix of shards.
 //!
@@ -103,6 +103,27 @@ fn a_killed_writer_leaves_the_old_or_the_new_file() {
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }
 
+/// Runs `writer ARGS` through one whole cycle of `saves` saves (to time it on this machine, as
+/// loaded as it is), then SIGKILLs it somewhere in the next cycle and a bit, on an irregular step
+/// by `kill`.
+fn kill_in_a_cycle(writer: &std::path::Path, args: &[&str], saves: usize, kill: u32) {
+    let mut child = Command::new(writer).args(args).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next_line = || lines.next().unwrap().unwrap();
+    let started = Instant::now();
+    for i in 0..saves {
+        assert_eq!(next_line(), format!("wrote {i}"));
+    }
+    let cycle = started.elapsed();
+    let fraction = f64::from(kill) * 0.618_034 % 1.0;
+    std::thread::sleep(cycle.mul_f64(1.2 * fraction));
+    child.kill().unwrap(); // SIGKILL
+    assert!(
+        !child.wait().unwrap().success(),
+        "kill {kill}: the writer ended by itself"
+    );
+}
+
 /// Kills `overwrite_loop MODE DIR` at least `min_kills` times, mid-save as often as not, while it
 /// overwrites a checkpoint directory with the sets of `dir_sets`; after each kill the directory
 /// loads as one set exactly, and the unrelated files in it are untouched. Returns how often each
@@ -123,28 +144,7 @@ fn kill_directory_saves(mode: &str, msgpack: bool, min_kills: u32) -> (Vec<u32>,
     let mut outcomes = vec![0u32; sets.len()];
     let mut unfinished = 0;
     for kill in 1..=min_kills {
-        let mut child = Command::new(&writer)
-            .args([mode, &path])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // One whole cycle of saves first, to time it on this machine, as loaded as it is.
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut next_line = || lines.next().unwrap().unwrap();
-        let started = Instant::now();
-        for i in 0..sets.len() {
-            assert_eq!(next_line(), format!("wrote {i}"));
-        }
-        let cycle = started.elapsed();
-        // Then the kill, somewhere in the next cycle and a bit, on an irregular step.
-        let fraction = f64::from(kill) * 0.618_034 % 1.0;
-        std::thread::sleep(cycle.mul_f64(1.2 * fraction));
-        child.kill().unwrap(); // SIGKILL
-        assert!(
-            !child.wait().unwrap().success(),
-            "kill {kill}: the writer ended by itself"
-        );
-
+        kill_in_a_cycle(&writer, &[mode, &path], sets.len(), kill);
         outcomes[overwrite_loop::crash_support::which_set(dir.path(), sets.iter().map(|(set, _)| set), kill)] += 1;
         for (name, text) in unrelated {
             assert_eq!(
@@ -189,4 +189,52 @@ fn a_killed_msgpack_directory_save_leaves_the_old_or_the_new_checkpoint() {
     let (outcomes, unfinished) = kill_directory_saves("--msgpack-dir", true, 15);
     println!("15 kills of msgpack::to_dir: found the sets {outcomes:?} times; {unfinished} left an unfinished save");
     assert!(outcomes.iter().filter(|&&n| n > 0).count() >= 2, "{outcomes:?}");
+}
+
+/// `orbax::to_dir` overwriting an Orbax checkpoint, killed at least 25 times: after each kill
+/// `orbax::from_dir` gives one of the sets exactly; beside the checkpoint there is at most the
+/// temporary directory of the killed save (`NAME.orbax-checkpoint-tmp`, which Orbax and safejax
+/// skip), and the next save removes it.
+#[test]
+fn a_killed_orbax_save_leaves_the_old_or_the_new_checkpoint() {
+    use overwrite_loop::{dir_sets, Layers};
+    const KILLS: u32 = 30;
+    let writer = writer_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("ckpt");
+    let sets: Vec<Layers> = dir_sets(false).into_iter().map(|(set, _)| set).collect();
+    safejax::orbax::to_dir(&target, &sets[0]).unwrap();
+    let path = target.to_str().unwrap().to_owned();
+
+    let mut outcomes = vec![0u32; sets.len()];
+    let mut unfinished = 0;
+    for kill in 1..=KILLS {
+        kill_in_a_cycle(&writer, &["--orbax", &path], sets.len(), kill);
+        let loaded: Layers = safejax::orbax::from_dir(&target)
+            .unwrap_or_else(|e| panic!("kill {kill}: the checkpoint does not load: {e}"));
+        outcomes[overwrite_loop::crash_support::which_of(&loaded, &sets, kill)] += 1;
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            match name.as_str() {
+                "ckpt" => {}
+                "ckpt.orbax-checkpoint-tmp" => unfinished += 1,
+                _ => panic!("kill {kill}: unexpected {name}"),
+            }
+        }
+    }
+    println!(
+        "{KILLS} kills of orbax::to_dir: found the sets {outcomes:?} times; {unfinished} kills left an unfinished save"
+    );
+    // The next save removes what a killed one left.
+    safejax::orbax::to_dir(&target, &sets[1]).unwrap();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["ckpt"]);
+    let loaded: Layers = safejax::orbax::from_dir(&target).unwrap();
+    assert!(loaded == sets[1]);
+    // Kills did land at different points: more than one set was found, and some mid-save.
+    assert!(outcomes.iter().filter(|&&n| n > 0).count() >= 2, "{outcomes:?}");
+    assert!(unfinished >= 3, "only {unfinished} kills landed mid-save");
 }

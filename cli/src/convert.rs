@@ -1,5 +1,5 @@
-//! `safejax convert`: between safetensors and flax msgpack, between one file and shards, with
-//! float tensors cast to another dtype on the way if asked.
+//! `safejax convert`: between safetensors and flax msgpack, between one file and shards, and into
+//! an Orbax checkpoint, with float tensors cast to another dtype on the way if asked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
@@ -46,13 +46,17 @@ pub enum OutputFormat {
     Safetensors,
     /// flax msgpack.
     Msgpack,
+    /// An Orbax checkpoint directory (what `ocp.StandardCheckpointer().save` writes).
+    Orbax,
 }
 
-impl From<OutputFormat> for Format {
-    fn from(f: OutputFormat) -> Format {
-        match f {
-            OutputFormat::Safetensors => Format::Safetensors,
-            OutputFormat::Msgpack => Format::Msgpack,
+impl OutputFormat {
+    /// The file format of the Hugging Face layouts; `None` for Orbax, a directory of its own.
+    fn file_format(self) -> Option<Format> {
+        match self {
+            OutputFormat::Safetensors => Some(Format::Safetensors),
+            OutputFormat::Msgpack => Some(Format::Msgpack),
+            OutputFormat::Orbax => None,
         }
     }
 }
@@ -174,6 +178,8 @@ impl<W: Write> Write for Counting<'_, W> {
 enum Target {
     File(PathBuf, Format),
     Dir(PathBuf, Format, u64),
+    /// An Orbax checkpoint directory, written whole by `safejax::orbax`.
+    Orbax(PathBuf),
 }
 
 /// Converts the checkpoint `input` into `out`; returns the summary to print.
@@ -255,13 +261,28 @@ pub fn run(input: &Checkpoint, out: &Path, options: &Options) -> Result<String> 
     let out_bytes: u64 = tensors.values().map(|t| t.as_bytes().len() as u64).sum();
 
     let format = match &target {
-        Target::File(_, f) | Target::Dir(_, f, _) => *f,
+        Target::File(_, f) | Target::Dir(_, f, _) => Some(*f),
+        Target::Orbax(_) => None,
     };
     let mut notes = Vec::new();
-    if let Some(note) = implied.filter(|_| format == Format::Safetensors && options.layout.is_none()) {
+    if let Some(note) = implied.filter(|_| format == Some(Format::Safetensors) && options.layout.is_none()) {
         notes.push(note.to_owned());
     }
-    if format == Format::Msgpack && !metadata.is_empty() {
+    if format.is_none() && implied.is_some() {
+        // Implied for a safetensors twin only: nothing of the input is lost.
+        metadata.remove("format");
+    }
+    if format.is_none() && !metadata.is_empty() {
+        // A warning, not part of the summary: the metadata is lost.
+        let keys: Vec<&str> = metadata.keys().map(String::as_str).collect();
+        let _ = writeln!(
+            std::io::stderr(),
+            "safejax: note: Orbax checkpoints have no place for safetensors metadata; not written: {}",
+            keys.join(", ")
+        );
+        metadata.clear();
+    }
+    if format == Some(Format::Msgpack) && !metadata.is_empty() {
         let keys: Vec<&str> = metadata.keys().map(String::as_str).collect();
         notes.push(format!(
             "note: msgpack files hold no metadata; not written: {}",
@@ -280,6 +301,13 @@ pub fn run(input: &Checkpoint, out: &Path, options: &Options) -> Result<String> 
             let names: Vec<String> = files.iter().map(|f| f.to_string()).collect();
             format!("{} ({})", dir.display(), names.join(", "))
         }
+        Target::Orbax(dir) => {
+            // The tree as Orbax saves it: nested dicts, keys cut at `.` as Orbax joins them.
+            safejax::orbax::to_dir(dir, &nested(&tensors, "an Orbax checkpoint")?)
+                .with_context(|| format!("{}: cannot write", dir.display()))?;
+            progress.inc(out_bytes);
+            dir.display().to_string()
+        }
     };
     progress.finish();
 
@@ -287,7 +315,7 @@ pub fn run(input: &Checkpoint, out: &Path, options: &Options) -> Result<String> 
         "wrote {written}: {} tensors, {} in {}",
         tensors.len(),
         fmt::bytes(out_bytes),
-        format.name()
+        format.map_or("orbax", Format::name)
     );
     if let Some(to) = cast_to {
         let from: Vec<String> = cast_from.iter().map(Dtype::to_string).collect();
@@ -303,6 +331,9 @@ pub fn run(input: &Checkpoint, out: &Path, options: &Options) -> Result<String> 
 
 /// Decides what `out` is: a file whose extension names the format, or a checkpoint directory.
 fn target(input: &Checkpoint, out: &Path, options: &Options) -> Result<Target> {
+    if options.to == Some(OutputFormat::Orbax) {
+        return orbax_target(out, options);
+    }
     let text = out.to_string_lossy();
     let is_dir = options.shard_size.is_some() || out.is_dir() || text.ends_with('/') || text.ends_with('\\');
     if is_dir {
@@ -317,7 +348,7 @@ fn target(input: &Checkpoint, out: &Path, options: &Options) -> Result<Target> {
             Some(crate::layout::Layout::Torch) => Format::Safetensors,
             _ => input.format,
         };
-        let format = options.to.map_or(default, Format::from);
+        let format = options.to.and_then(OutputFormat::file_format).unwrap_or(default);
         return Ok(Target::Dir(
             out.to_owned(),
             format,
@@ -331,7 +362,7 @@ fn target(input: &Checkpoint, out: &Path, options: &Options) -> Result<Target> {
     } else {
         None
     };
-    let format = match (options.to.map(Format::from), by_extension) {
+    let format = match (options.to.and_then(OutputFormat::file_format), by_extension) {
         (Some(to), Some(ext)) if to != ext => bail!(
             "{}: the extension says {}, but --to says {}",
             out.display(),
@@ -347,8 +378,35 @@ fn target(input: &Checkpoint, out: &Path, options: &Options) -> Result<Target> {
     Ok(Target::File(out.to_owned(), format))
 }
 
-/// The nested dicts of flax msgpack: keys cut at `.`.
-fn nested(tensors: &BTreeMap<String, DynTensorView<'_>>) -> Result<Value> {
+/// An Orbax checkpoint directory at `out`. It replaces whatever directory is there, so only a new
+/// path, an empty directory or an Orbax checkpoint item (a directory holding `_METADATA`) is
+/// taken: never a directory of other files, nor a step or `CheckpointManager` root.
+fn orbax_target(out: &Path, options: &Options) -> Result<Target> {
+    if options.shard_size.is_some() {
+        bail!("--shard-size: an Orbax checkpoint has no shards (--to orbax writes one directory)");
+    }
+    if out.is_file() {
+        bail!("{}: is a file; --to orbax writes a checkpoint directory", out.display());
+    }
+    if out.is_dir() {
+        let empty = std::fs::read_dir(out)
+            .with_context(|| format!("{}", out.display()))?
+            .next()
+            .is_none();
+        if !empty && !out.join("_METADATA").is_file() {
+            bail!(
+                "{}: is a directory but not an Orbax checkpoint item (no _METADATA); --to orbax \
+                 replaces the whole directory, so it writes only to a new path, an empty directory \
+                 or an Orbax item",
+                out.display()
+            );
+        }
+    }
+    Ok(Target::Orbax(out.to_owned()))
+}
+
+/// The nested dicts of flax msgpack and of Orbax trees (for `what`, the errors): keys cut at `.`.
+fn nested(tensors: &BTreeMap<String, DynTensorView<'_>>, what: &str) -> Result<Value> {
     let mut root = BTreeMap::new();
     for (key, t) in tensors {
         let parts: Vec<&str> = key.split('.').collect();
@@ -360,14 +418,14 @@ fn nested(tensors: &BTreeMap<String, DynTensorView<'_>>) -> Result<Value> {
             dict = match slot {
                 Value::Dict(d) => d,
                 Value::Tensor(_) => bail!(
-                    "cannot write msgpack: `{}` is a tensor and also holds `{key}`",
+                    "cannot write {what}: `{}` is a tensor and also holds `{key}`",
                     parts[..=depth].join(".")
                 ),
             };
         }
         let last = parts[parts.len() - 1].to_owned();
         if dict.contains_key(&last) {
-            bail!("cannot write msgpack: `{key}` is a tensor and also holds other keys");
+            bail!("cannot write {what}: `{key}` is a tensor and also holds other keys");
         }
         dict.insert(last, Value::Tensor(t.to_owned_tensor()));
     }
@@ -384,7 +442,7 @@ fn write_file(
     progress: &Progress,
 ) -> Result<()> {
     let msgpack = match format {
-        Format::Msgpack => Some(safejax::msgpack::to_bytes(&nested(tensors)?)?),
+        Format::Msgpack => Some(safejax::msgpack::to_bytes(&nested(tensors, "msgpack")?)?),
         Format::Safetensors => None,
     };
     safejax::checkpoint::write_file(path, |out| {
@@ -420,7 +478,7 @@ fn write_dir(
 ) -> Result<Vec<String>> {
     match format {
         Format::Safetensors => safejax_options(metadata).to_dir(dir, tensors, max)?,
-        Format::Msgpack => safejax::msgpack::to_dir(dir, &nested(tensors)?, max)?,
+        Format::Msgpack => safejax::msgpack::to_dir(dir, &nested(tensors, "msgpack")?, max)?,
     }
     let index = dir.join(format.index());
     if !index.is_file() {

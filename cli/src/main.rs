@@ -66,12 +66,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Convert between safetensors and flax msgpack, between one file and shards, and cast float
-    /// tensors.
+    /// Convert between safetensors, flax msgpack and Orbax, between one file and shards, and cast
+    /// float tensors.
     ///
     /// OUT is a file (`*.safetensors` or `*.msgpack`) or, with --shard-size or when it is a
-    /// directory (or ends with `/`), a checkpoint directory in the Hugging Face layout. The input's
-    /// metadata is carried over (safetensors only; msgpack has none).
+    /// directory (or ends with `/`), a checkpoint directory in the Hugging Face layout. With
+    /// `--to orbax`, OUT is an Orbax checkpoint directory (Orbax's default layout, which
+    /// `ocp.StandardCheckpointer().restore(OUT)` reads), written whole: a new path, an empty
+    /// directory or an Orbax item it replaces. The input's metadata is carried over (safetensors
+    /// only; msgpack and Orbax have none).
     Convert {
         /// The checkpoint to read.
         input: PathBuf,

@@ -751,3 +751,101 @@ fn orbax_directories_are_checkpoints_for_every_command() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("nor is it an Orbax checkpoint"), "{}", out.stderr);
 }
+
+/// `safejax convert FROM TO --to orbax`.
+fn convert_to_orbax(from: impl AsRef<Path>, to: &Path) -> Output {
+    let from = from.as_ref().to_str().unwrap();
+    safejax(["convert", from, to.to_str().unwrap(), "--to", "orbax"])
+}
+
+#[test]
+fn convert_writes_orbax_checkpoints() {
+    let dir = scratch("to_orbax");
+    let fixture = "tests/fixtures/orbax/flax_cnn";
+    let orbax: BTreeMap<String, DynTensor> = safejax::orbax::from_dir(crate_root().join(fixture)).unwrap();
+    // Orbax to safetensors and back to Orbax: the same tensors, byte for byte, and diff agrees.
+    let file = dir.join("flax_cnn.safetensors");
+    ok(["convert", fixture, file.to_str().unwrap()]);
+    let back = dir.join("flax_cnn_orbax");
+    let out = convert_to_orbax(&file, &back);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("10 tensors"), "{}", out.stdout);
+    assert!(out.stdout.contains("in orbax"), "{}", out.stdout);
+    assert!(out.stderr.is_empty(), "no metadata, nothing dropped: {}", out.stderr);
+    assert!(back.join("_METADATA").is_file() && back.join("manifest.ocdbt").is_file());
+    let written: BTreeMap<String, DynTensor> = safejax::orbax::from_dir(&back).unwrap();
+    assert!(written == orbax);
+    let out = safejax(["diff", fixture, back.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("equal: 10 tensors"), "{}", out.stdout);
+
+    // Safetensors fixtures (flax's dotted keys, haiku's module names) to Orbax: the same tensors.
+    for name in ["flax_cnn", "haiku_mlp"] {
+        let source = format!("tests/fixtures/{name}.safetensors");
+        let out_dir = dir.join(name);
+        assert_eq!(convert_to_orbax(&source, &out_dir).code, 0, "{name}");
+        let written: BTreeMap<String, DynTensor> = safejax::orbax::from_dir(&out_dir).unwrap();
+        assert!(written == tensors(&source), "{name}");
+        // Converting again replaces the Orbax checkpoint whole.
+        assert_eq!(convert_to_orbax(fixture, &out_dir).code, 0, "{name} again");
+        let written: BTreeMap<String, DynTensor> = safejax::orbax::from_dir(&out_dir).unwrap();
+        assert!(written == orbax, "{name} replaced");
+    }
+
+    // A safetensors file's metadata has no place in Orbax: said on stderr, not silently lost.
+    let source = "tests/fixtures/flax_cnn.safetensors";
+    let with_metadata = dir.join("with_metadata.safetensors");
+    ok([
+        "convert",
+        source,
+        with_metadata.to_str().unwrap(),
+        "--metadata",
+        "source=test",
+    ]);
+    let out = convert_to_orbax(&with_metadata, &dir.join("from_metadata"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let note = "safejax: note: Orbax checkpoints have no place for safetensors metadata; not written: source";
+    assert!(out.stderr.contains(note), "{}", out.stderr);
+
+    // A flax msgpack file has no metadata to drop (the `format: flax` a safetensors twin gets is
+    // not Orbax's).
+    let out = convert_to_orbax("tests/fixtures/msgpack/flax_cnn.msgpack", &dir.join("from_msgpack"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    let written: BTreeMap<String, DynTensor> = safejax::orbax::from_dir(dir.join("from_msgpack")).unwrap();
+    assert!(written == tensors("tests/fixtures/msgpack/flax_cnn.msgpack"));
+
+    // What convert refuses: a directory of other files (it would be replaced whole), a file, shards.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "keep me").unwrap();
+    let refusals = [
+        (
+            other.to_str().unwrap(),
+            None,
+            "not an Orbax checkpoint item (no _METADATA)",
+        ),
+        (
+            with_metadata.to_str().unwrap(),
+            None,
+            "is a file; --to orbax writes a checkpoint directory",
+        ),
+        ("sharded", Some("1MB"), "an Orbax checkpoint has no shards"),
+    ];
+    for (out, shard_size, message) in refusals {
+        let mut args = vec!["convert", source, out, "--to", "orbax"];
+        args.extend(shard_size.map(|size| ["--shard-size", size]).into_iter().flatten());
+        fails(&args, message);
+    }
+    assert_eq!(std::fs::read_to_string(other.join("notes.txt")).unwrap(), "keep me");
+
+    // For scripts/check_rust_orbax.py (scripts/interop.sh): Orbax restores the CLI's checkpoint
+    // as the tree of the fixture's sidecar.
+    if let Some(orbax_out) = std::env::var_os("SAFEJAX_ORBAX_OUT") {
+        let orbax_out = PathBuf::from(orbax_out);
+        let out = convert_to_orbax(&file, &orbax_out.join("cli_flax_cnn"));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let sidecar = crate_root().join("tests/fixtures/orbax/flax_cnn.json");
+        std::fs::copy(sidecar, orbax_out.join("cli_flax_cnn.json")).unwrap();
+    }
+}

@@ -12,14 +12,19 @@
 //!    killed save before this step leaves the old index, or no index and the old file, in force.
 //! 4. Only then are the files of the earlier save removed, and temporary files of killed saves.
 //!    Files of other formats and unrelated files (`config.json`) are left alone.
+//!
+//! A checkpoint that is a directory of its own (Orbax's) is committed whole instead
+//! ([`commit_dir`]): written into a temporary directory beside it, then swapped into place.
 
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
 
 use super::index::Index;
 use super::layout::Format;
-use super::store::Store;
-use crate::Result;
+use super::store::{exchange, sync_dir, Store};
+use crate::error::IoAt;
+use crate::{Error, Result};
 
 /// Which shard each tensor (of byte sizes `lens`, in visit order) goes to, and the number of
 /// shards: greedy, in visit order, as transformers fills shards, except that a tensor larger than
@@ -140,9 +145,88 @@ pub(crate) async fn clean<S: Store>(store: &S, begun: &Begun, index: Option<&Ind
     Ok(())
 }
 
+/// Writes the directory `target` whole: `fill` writes every file of the new one, durably (see
+/// [`write_synced`](super::store::write_synced)), into the empty temporary directory
+/// `<target><temporary_mark>` beside it, which is then synced and moved into place. An existing
+/// `target` is swapped out in one step ([`exchange`]) and then removed, so that a reader, or a
+/// crash, sees the old directory or the new one whole. A temporary directory that a killed write
+/// left under the same name is removed first; a failed write removes its own and leaves `target`
+/// as it was.
+pub(crate) fn commit_dir(target: &Path, temporary_mark: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = target.file_name().ok_or_else(|| {
+        Error::io(
+            target,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no directory name to write"),
+        )
+    })?;
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(temporary_mark);
+    let tmp: PathBuf = target.with_file_name(tmp_name);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).at(&tmp)?;
+    }
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).at(parent)?;
+    std::fs::create_dir(&tmp).at(&tmp)?;
+    let written = fill(&tmp)
+        .and_then(|()| sync_dir(&tmp))
+        .and_then(|()| swap_in(&tmp, target));
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written?;
+    sync_dir(parent)
+}
+
+/// Moves the finished `tmp` to `target`, swapping out and removing what was there.
+fn swap_in(tmp: &Path, target: &Path) -> Result<()> {
+    if !target.exists() {
+        return std::fs::rename(tmp, target).at(target);
+    }
+    exchange(tmp, target)?;
+    // `tmp` now holds the old directory.
+    std::fs::remove_dir_all(tmp).at(tmp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How many entries `dir` has.
+    fn entries(dir: &Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    #[test]
+    fn a_directory_is_committed_whole_and_a_failed_write_leaves_the_old_one() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("ckpt");
+        let write = |text: &'static str| {
+            move |dir: &Path| super::super::store::write_synced(&dir.join("data"), text.as_bytes())
+        };
+        commit_dir(&target, ".tmp", write("old")).unwrap();
+        // What a killed write left under the temporary name is removed by the next write.
+        std::fs::create_dir(root.path().join("ckpt.tmp")).unwrap();
+        std::fs::write(root.path().join("ckpt.tmp/data"), "torn").unwrap();
+        let failed = commit_dir(&target, ".tmp", |dir| {
+            write("half")(dir)?;
+            Err(Error::msg("the writer failed"))
+        });
+        assert!(matches!(failed, Err(Error::Message { .. })), "{failed:?}");
+        assert_eq!(std::fs::read_to_string(target.join("data")).unwrap(), "old");
+        assert_eq!(entries(root.path()), 1, "only ckpt");
+        // An existing directory is replaced whole: none of its files stay.
+        std::fs::write(target.join("stale"), "").unwrap();
+        commit_dir(&target, ".tmp", write("new")).unwrap();
+        assert_eq!(std::fs::read_to_string(target.join("data")).unwrap(), "new");
+        assert_eq!(entries(&target), 1, "only data");
+        assert_eq!(entries(root.path()), 1, "only ckpt");
+        let nameless = commit_dir(Path::new("/"), ".tmp", write("x"));
+        assert!(matches!(nameless, Err(Error::Io { .. })), "{nameless:?}");
+    }
 
     #[test]
     fn shards_fill_greedily_and_a_large_tensor_gets_its_own() {

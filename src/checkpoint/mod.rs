@@ -1,10 +1,11 @@
 //! Checkpoints on storage, for every format and both kinds of storage: the layouts (one file;
-//! Hugging Face's sharded safetensors and sharded flax msgpack; Orbax directories to come), the
+//! Hugging Face's sharded safetensors and sharded flax msgpack; Orbax directories, committed whole), the
 //! shard index, shard naming, and the multi-file commit that a killed save cannot tear.
 //!
 //! - [`layout`]: file names, and which files of a directory belong to a layout.
 //! - [`index`]: `*.index.json`, read as transformers and the safetensors crate read it.
-//! - `commit`: the order of writes that makes the index (or the one file) the commit point.
+//! - `commit`: the order of writes that makes the index (or the one file) the commit point, and
+//!   the commit of a directory whole.
 //! - `store`: the storage trait, and the local directory.
 //! - `locate`: which files a reader opens for a path.
 //!
@@ -16,7 +17,7 @@ pub mod layout;
 mod locate;
 pub(crate) mod store;
 
-pub(crate) use commit::{assign_shards, begin, finish};
+pub(crate) use commit::{assign_shards, begin, commit_dir, finish};
 #[cfg(feature = "object-store")]
 pub(crate) use commit::{clean, commit};
 pub use index::{Index, IndexMetadata};

@@ -130,9 +130,58 @@ pub(crate) fn write_atomic_with(path: &Path, write: impl FnOnce(&mut std::fs::Fi
     sync_dir(dir)
 }
 
+/// Writes file `path` and syncs it, in place: for the files of a directory that becomes visible
+/// only when it is committed as a whole ([`commit_dir`](super::commit::commit_dir)), where a
+/// temporary file per file would be redundant.
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = std::fs::File::create(path).at(path)?;
+    file.write_all(bytes).at(path)?;
+    file.sync_all().at(path)?;
+    Ok(())
+}
+
+/// Swaps the directories `a` and `b` in one atomic step (Linux's `renameat2(RENAME_EXCHANGE)`):
+/// after a crash each path holds one of the two whole.
+#[cfg(target_os = "linux")]
+pub(crate) fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::msg("a path holds a NUL byte"));
+    let (a_c, b_c) = (c(a)?, c(b)?);
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the call; AT_FDCWD makes
+    // them relative to the working directory, as `std::fs::rename` does.
+    let code = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a_c.as_ptr(),
+            libc::AT_FDCWD,
+            b_c.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if code != 0 {
+        return Err(Error::io(b, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Without an atomic exchange: `b` moves aside (to `<b>.old`), `a` takes its place, and the old
+/// `b` takes `a`'s. A crash between the first two renames leaves `b` missing and the old one
+/// beside it.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn exchange(a: &Path, b: &Path) -> Result<()> {
+    let mut aside = b.as_os_str().to_owned();
+    aside.push(".old");
+    let aside = std::path::PathBuf::from(aside);
+    std::fs::rename(b, &aside).at(b)?;
+    std::fs::rename(a, b).at(b)?;
+    std::fs::rename(&aside, a).at(a)?;
+    Ok(())
+}
+
 /// Makes renames and removals durable: on Unix a directory's entries are synced through the
 /// directory.
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
     #[cfg(not(unix))]

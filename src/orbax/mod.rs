@@ -77,8 +77,49 @@ pub fn from_dir<T: DeserializeOwned + Params>(path: impl AsRef<Path>) -> Result<
 /// shapes and values. The save is atomic as Orbax's own on a local disk: written into
 /// `<name>.orbax-checkpoint-tmp`, then moved into place (an existing checkpoint is swapped out in
 /// one step on Linux).
+/// A `CheckpointManager` sees a directory as a step only in its own layout (the item in
+/// `<step>/default/`): write steps with [`Writer::step`].
 pub fn to_dir<T: serde::Serialize + Params + ?Sized>(path: impl AsRef<Path>, params: &T) -> Result<()> {
-    write::to_dir(path.as_ref(), params)
+    Writer::new().to_dir(path, params)
+}
+
+/// Writing with settings: a plain item ([`to_dir`]), or a step of a `CheckpointManager`.
+///
+/// ```
+/// # use safejax::Value;
+/// let params: Value = safejax::orbax::from_dir("tests/fixtures/orbax/flax_cnn")?;
+/// let root = tempfile::tempdir().unwrap();
+/// // `ocp.CheckpointManager(root).restore(1000)` reads it, and `latest_step()` is 1000.
+/// safejax::orbax::Writer::new().step(1000).to_dir(root.path(), &params)?;
+/// let back: Value = safejax::orbax::from_dir(root.path())?;
+/// assert_eq!(back, params);
+/// # Ok::<(), safejax::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Writer {
+    step: Option<u64>,
+}
+
+impl Writer {
+    /// The defaults: a plain item, as [`to_dir`] writes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes step `step` of the `CheckpointManager` whose root is the path given to
+    /// [`to_dir`](Writer::to_dir), as `CheckpointManager(root).save(step,
+    /// args=StandardSave(params))` lays it out: the item in `<root>/<step>/default/` and the
+    /// step's `_CHECKPOINT_METADATA` naming it. The step directory is committed whole, as the item
+    /// is; other steps are left alone.
+    pub fn step(mut self, step: u64) -> Self {
+        self.step = Some(step);
+        self
+    }
+
+    /// Writes `params` at `path` (see [`to_dir`] and [`step`](Writer::step)).
+    pub fn to_dir<T: serde::Serialize + Params + ?Sized>(&self, path: impl AsRef<Path>, params: &T) -> Result<()> {
+        write::to_dir(path.as_ref(), params, self.step)
+    }
 }
 
 /// Reading with settings: [`Options`] (unknown keys, dtype conversion) and, for a step of several

@@ -1,13 +1,13 @@
 //! Writing Orbax's default layout (what `StandardCheckpointer().save` writes): an OCDBT database
 //! of zarr v2 arrays, one zstd chunk each, with `_METADATA`, `_sharding` and
-//! `_CHECKPOINT_METADATA`; written into `<name>.orbax-checkpoint-tmp` and moved into place.
+//! `_CHECKPOINT_METADATA`; written into `<name>.orbax-checkpoint-tmp` and moved into place (the
+//! checkpoint layer's directory commit). Or the same item as a `CheckpointManager` step.
 //!
 //! The database is one leaf B-tree node: zarr metadata and chunks up to 1024 bytes inline, larger
 //! chunks out of line in the same data file, as tensorstore does with Orbax's configuration.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -16,6 +16,8 @@ use serde_json::json;
 use super::codec::crc32c;
 use super::invalid;
 use super::ocdbt::{BTREE_NODE_MAGIC, MANIFEST_MAGIC};
+use crate::checkpoint::commit_dir;
+use crate::checkpoint::store::{sync_dir, write_synced};
 use crate::error::IoAt;
 use crate::{Error, Params, Result, Serializer};
 
@@ -215,18 +217,6 @@ fn database(arrays: &[Array], data_file: &str, now: u64) -> Result<(Vec<u8>, Vec
     Ok((file, envelope(MANIFEST_MAGIC, &manifest)?))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = fs::File::create(path).at(path)?;
-    file.write_all(bytes).at(path)?;
-    file.sync_all().at(path)?;
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir).at(dir)?.sync_all().at(dir)?;
-    Ok(())
-}
-
 /// Writes the checkpoint's files into the empty directory `dir`.
 fn write_item(dir: &Path, arrays: &[Array], now: u64) -> Result<()> {
     // A name unique to this save, as tensorstore's random 32 hex digits are.
@@ -251,92 +241,53 @@ fn write_item(dir: &Path, arrays: &[Array], now: u64) -> Result<()> {
     }
     let metadata = json!({"tree_metadata": tree, "use_ocdbt": true, "use_zarr3": false,
         "store_array_data_equal_to_fill_value": true, "custom_metadata": null});
-    let checkpoint = json!({"item_handlers": HANDLER, "metrics": {}, "performance_metrics": {},
-        "init_timestamp_nsecs": now, "commit_timestamp_nsecs": now, "custom_metadata": {}});
-    let text = |v: &serde_json::Value| serde_json::to_vec(v).map_err(|e| Error::msg(e.to_string()));
-    write_synced(&dir.join("_METADATA"), &text(&metadata)?)?;
-    write_synced(&dir.join("_sharding"), &text(&serde_json::Value::Object(sharding))?)?;
-    write_synced(&dir.join("_CHECKPOINT_METADATA"), &text(&checkpoint)?)?;
+    write_synced(&dir.join("_METADATA"), &json_bytes(&metadata)?)?;
+    write_synced(
+        &dir.join("_sharding"),
+        &json_bytes(&serde_json::Value::Object(sharding))?,
+    )?;
     sync_dir(&dir.join("d"))?;
     sync_dir(dir)
 }
 
-/// Moves the finished `tmp` to `target`. An existing checkpoint there is swapped out atomically
-/// (Linux's `renameat2(RENAME_EXCHANGE)`; after a crash, `target` is the old one or the new one)
-/// and then removed.
-fn commit(tmp: &Path, target: &Path) -> Result<()> {
-    if !target.exists() {
-        fs::rename(tmp, target).at(target)?;
-        return Ok(());
-    }
-    exchange(tmp, target)?;
-    // `tmp` now holds the old checkpoint.
-    fs::remove_dir_all(tmp).at(tmp)?;
-    Ok(())
+fn json_bytes(value: &serde_json::Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::msg(e.to_string()))
 }
 
-#[cfg(target_os = "linux")]
-fn exchange(a: &Path, b: &Path) -> Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::msg("a path holds a NUL byte"));
-    let target = b;
-    let (a, b) = (c(a)?, c(b)?);
-    // SAFETY: both paths are valid NUL-terminated strings that outlive the call; AT_FDCWD makes
-    // them relative to the working directory, as `std::fs::rename` does.
-    let code = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if code != 0 {
-        return Err(Error::io(target, std::io::Error::last_os_error()));
-    }
-    Ok(())
+/// `_CHECKPOINT_METADATA` of a checkpoint directory (an item, or a manager's step) in `dir`:
+/// `item_handlers` is the handler's name for an item, a map of item name to handler for a step.
+fn write_checkpoint_metadata(dir: &Path, item_handlers: serde_json::Value, now: u64) -> Result<()> {
+    let checkpoint = json!({"item_handlers": item_handlers, "metrics": {}, "performance_metrics": {},
+        "init_timestamp_nsecs": now, "commit_timestamp_nsecs": now, "custom_metadata": {}});
+    write_synced(&dir.join("_CHECKPOINT_METADATA"), &json_bytes(&checkpoint)?)
 }
 
-#[cfg(not(target_os = "linux"))]
-fn exchange(a: &Path, b: &Path) -> Result<()> {
-    // Without an atomic exchange: the old checkpoint moves aside, then the new one in.
-    let aside = b.with_extension("orbax-checkpoint-old");
-    fs::rename(b, &aside).at(b)?;
-    fs::rename(a, b).at(b)?;
-    fs::rename(&aside, a).at(a)?;
-    Ok(())
-}
+/// The item directory of a `CheckpointManager` step, as `CheckpointManager(root).save(step,
+/// args=StandardSave(tree))` names it.
+const MANAGER_ITEM: &str = "default";
 
-pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(path: &Path, params: &T) -> Result<()> {
+/// Writes `params` at `path`: the item itself, or with `step` step `step` of the
+/// `CheckpointManager` whose root is `path` (`<path>/<step>/default/` plus the step's
+/// `_CHECKPOINT_METADATA` naming that item, as the manager's own save lays it out).
+pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(path: &Path, params: &T, step: Option<u64>) -> Result<()> {
     let arrays = arrays_of(params)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let name = path
-        .file_name()
-        .ok_or_else(|| invalid(&path.display().to_string(), "no directory name to write"))?;
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(".orbax-checkpoint-tmp");
-    let tmp: PathBuf = path.with_file_name(tmp_name);
-    if tmp.exists() {
-        // What a crashed save left behind.
-        fs::remove_dir_all(&tmp).at(&tmp)?;
+    // Orbax's own mark, so that Orbax and `from_dir` skip an unfinished save as one of Orbax's.
+    let mark = ".orbax-checkpoint-tmp";
+    match step {
+        None => commit_dir(path, mark, |tmp| {
+            write_item(tmp, &arrays, now)?;
+            write_checkpoint_metadata(tmp, json!(HANDLER), now)
+        }),
+        Some(step) => commit_dir(&path.join(step.to_string()), mark, |tmp| {
+            let item = tmp.join(MANAGER_ITEM);
+            fs::create_dir(&item).at(&item)?;
+            write_item(&item, &arrays, now)?;
+            write_checkpoint_metadata(tmp, json!({ MANAGER_ITEM: HANDLER }), now)
+        }),
     }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).at(parent)?;
-    }
-    fs::create_dir(&tmp).at(&tmp)?;
-    let written = write_item(&tmp, &arrays, now).and_then(|()| commit(&tmp, path));
-    if written.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
-    }
-    written?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

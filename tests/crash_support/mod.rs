@@ -60,7 +60,12 @@ pub fn leftovers(dir: &Path, stem: &str, extension: &str) -> usize {
 pub fn which_set<'s>(dir: &Path, sets: impl IntoIterator<Item = &'s Layers>, kill: u32) -> usize {
     let loaded: Layers =
         safejax::from_dir(dir).unwrap_or_else(|e| panic!("kill {kill}: the checkpoint does not load: {e}"));
+    which_of(&loaded, sets, kill)
+}
+
+/// Which of `sets` the params `loaded` after kill `kill` are, exactly, not a mix.
+pub fn which_of<'s>(loaded: &Layers, sets: impl IntoIterator<Item = &'s Layers>, kill: u32) -> usize {
     sets.into_iter()
-        .position(|set| *set == loaded)
+        .position(|set| set == loaded)
         .unwrap_or_else(|| panic!("kill {kill}: the checkpoint is no param set: a mix"))
 }
