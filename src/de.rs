@@ -523,7 +523,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
         if let (crate::ndarray::SERDE_NAME, Resolved::Leaf { entry, schema }) = (name, self.node) {
             let leaf = self.ctx.leaf(*entry, schema)?;
             let data = leaf.data.whole()?;
-            return crate::ndarray::deserialize_array(leaf.dtype, &leaf.shape, data.as_slice(), visitor)
+            return crate::ndarray::deserialize_array(leaf.dtype, leaf.shape, data.as_slice(), visitor)
                 .map_err(|e| e.with_key(self.ctx.key(*entry)));
         }
         match self.node {

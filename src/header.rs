@@ -238,14 +238,17 @@ impl<'de> Deserialize<'de> for RawShape {
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawShape, A::Error> {
                 let too_many = || de::Error::custom(format_args!("a shape has at most {MAX_RANK} dimensions"));
-                let mut dims: Vec<usize> = Vec::new();
+                // Read on the stack and allocated once, at its exact size: a growing vector would
+                // hold four dimensions for a shape of one, in every entry of the header.
+                let mut dims = [0usize; MAX_RANK];
+                let mut rank = 0;
                 while let Some(dim) = seq.next_element::<u64>()? {
-                    if dims.len() == MAX_RANK {
+                    if rank == MAX_RANK {
                         return Err(too_many());
                     }
                     let Ok(fits) = usize::try_from(dim) else {
                         // Read on as written: the error shows the shape.
-                        let mut wide: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+                        let mut wide: Vec<u64> = dims[..rank].iter().map(|&d| d as u64).collect();
                         wide.push(dim);
                         while let Some(dim) = seq.next_element::<u64>()? {
                             if wide.len() == MAX_RANK {
@@ -255,9 +258,10 @@ impl<'de> Deserialize<'de> for RawShape {
                         }
                         return Ok(RawShape::TooLarge(wide));
                     };
-                    dims.push(fits);
+                    dims[rank] = fits;
+                    rank += 1;
                 }
-                Ok(RawShape::Dims(dims))
+                Ok(RawShape::Dims(dims[..rank].to_vec()))
             }
         }
         deserializer.deserialize_seq(ShapeVisitor)

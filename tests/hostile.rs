@@ -257,7 +257,10 @@ fn shapes_that_overflow() {
 
 #[test]
 fn dtype_sizes_that_do_not_match_the_range() {
-    let cases: [(&str, Dtype, &str, &[u64], u64, u64); 3] = [
+    /// The dtype as written and as parsed, the shape as written and as parsed, the bytes it
+    /// needs, and the end of its range.
+    type Case = (&'static str, Dtype, &'static str, &'static [u64], u64, u64);
+    let cases: [Case; 3] = [
         ("F32", Dtype::F32, "[2]", &[2], 8, 4),
         ("F64", Dtype::F64, "[]", &[], 8, 4),
         ("U8", Dtype::U8, "[0]", &[0], 0, 1),
