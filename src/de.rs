@@ -236,7 +236,8 @@ struct Ctx<'de, 'h> {
 /// A leaf's contents, checked against the Rust leaf and converted if need be.
 struct LeafData<'de, 'h> {
     dtype: Dtype,
-    shape: Vec<usize>,
+    /// The entry's shape: the leaf makes its own from it.
+    shape: &'h [usize],
     data: LeafBytes<'de, 'h>,
 }
 
@@ -334,7 +335,7 @@ impl<'de, 'h> Ctx<'de, 'h> {
         };
         Ok(LeafData {
             dtype,
-            shape: entry.shape.clone(),
+            shape: &entry.shape,
             data,
         })
     }
@@ -346,12 +347,12 @@ impl<'de, 'h> Ctx<'de, 'h> {
 
 /// Deserializes one node of the resolved tree.
 struct NodeDeserializer<'r, 'de, 'h> {
-    node: &'r Resolved,
+    node: &'r Resolved<'h>,
     ctx: &'r Ctx<'de, 'h>,
 }
 
 impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
-    fn child(&self, node: &'r Resolved) -> Self {
+    fn child(&self, node: &'r Resolved<'h>) -> Self {
         NodeDeserializer { node, ctx: self.ctx }
     }
 
@@ -382,7 +383,7 @@ impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
             return Err(Error::ShapeMismatch {
                 key: self.ctx.key(*entry).to_owned(),
                 expected: "a scalar (shape [])".to_owned(),
-                found: leaf.shape,
+                found: leaf.shape.to_vec(),
             });
         }
         let b = leaf.data.as_slice();
@@ -497,7 +498,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
                     .map(|(name, node)| (MapKeyDeserializer(name), NodeDeserializer { node, ctx })),
             )),
             Resolved::Struct(fields) => visitor.visit_map(de::value::MapDeserializer::new(fields.iter().map(
-                |(field, node): &(&'static FieldSchema, Resolved)| {
+                |(field, node): &(&'static FieldSchema, Resolved<'_>)| {
                     (
                         BorrowedStrDeserializer::<Error>::new(field.name),
                         NodeDeserializer { node, ctx },
@@ -522,7 +523,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
         if let (crate::ndarray::SERDE_NAME, Resolved::Leaf { entry, schema }) = (name, self.node) {
             let leaf = self.ctx.leaf(*entry, schema)?;
             let data = leaf.data.whole()?;
-            return crate::ndarray::deserialize_array(leaf.dtype, &leaf.shape, data.as_slice(), visitor)
+            return crate::ndarray::deserialize_array(leaf.dtype, leaf.shape, data.as_slice(), visitor)
                 .map_err(|e| e.with_key(self.ctx.key(*entry)));
         }
         match self.node {

@@ -195,13 +195,38 @@ pub(crate) const MAX_RANK: usize = 64;
 /// One header entry as written in JSON, before it is checked.
 #[derive(Deserialize)]
 struct RawEntry {
-    dtype: String,
+    dtype: RawDtype,
     shape: RawShape,
     data_offsets: (u64, u64),
 }
 
-/// A shape, refused as soon as it has more than [`MAX_RANK`] dimensions.
-struct RawShape(Vec<u64>);
+/// A dtype name, parsed as it is read: no string is allocated unless the name is unknown, for the
+/// error. A header lists one per tensor, so this is on the per-tensor path of every load.
+struct RawDtype(std::result::Result<Dtype, String>);
+
+impl<'de> Deserialize<'de> for RawDtype {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DtypeVisitor;
+        impl Visitor<'_> for DtypeVisitor {
+            type Value = RawDtype;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a dtype name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<RawDtype, E> {
+                Ok(RawDtype(name.parse().map_err(|_| name.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(DtypeVisitor)
+    }
+}
+
+/// A shape, refused as soon as it has more than [`MAX_RANK`] dimensions. Dimensions are kept as
+/// `usize`, what the entry holds, unless one does not fit (only on a 32-bit target), in which case
+/// the shape as written is kept for the error.
+enum RawShape {
+    Dims(Vec<usize>),
+    TooLarge(Vec<u64>),
+}
 
 impl<'de> Deserialize<'de> for RawShape {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -212,16 +237,31 @@ impl<'de> Deserialize<'de> for RawShape {
                 write!(f, "a list of at most {MAX_RANK} dimensions")
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawShape, A::Error> {
-                let mut dims = Vec::new();
+                let too_many = || de::Error::custom(format_args!("a shape has at most {MAX_RANK} dimensions"));
+                // Read on the stack and allocated once, at its exact size: a growing vector would
+                // hold four dimensions for a shape of one, in every entry of the header.
+                let mut dims = [0usize; MAX_RANK];
+                let mut rank = 0;
                 while let Some(dim) = seq.next_element::<u64>()? {
-                    if dims.len() == MAX_RANK {
-                        return Err(de::Error::custom(format_args!(
-                            "a shape has at most {MAX_RANK} dimensions"
-                        )));
+                    if rank == MAX_RANK {
+                        return Err(too_many());
                     }
-                    dims.push(dim);
+                    let Ok(fits) = usize::try_from(dim) else {
+                        // Read on as written: the error shows the shape.
+                        let mut wide: Vec<u64> = dims[..rank].iter().map(|&d| d as u64).collect();
+                        wide.push(dim);
+                        while let Some(dim) = seq.next_element::<u64>()? {
+                            if wide.len() == MAX_RANK {
+                                return Err(too_many());
+                            }
+                            wide.push(dim);
+                        }
+                        return Ok(RawShape::TooLarge(wide));
+                    };
+                    dims[rank] = fits;
+                    rank += 1;
                 }
-                Ok(RawShape(dims))
+                Ok(RawShape::Dims(dims[..rank].to_vec()))
             }
         }
         deserializer.deserialize_seq(ShapeVisitor)
@@ -230,19 +270,20 @@ impl<'de> Deserialize<'de> for RawShape {
 
 impl RawEntry {
     fn check(self, key: String) -> Result<Entry> {
-        let shape = &self.shape.0;
-        let dtype: Dtype = match self.dtype.parse() {
+        let dtype = match self.dtype.0 {
             Ok(dtype) => dtype,
-            Err(_) => return Err(Error::UnknownDtype { key, found: self.dtype }),
+            Err(found) => return Err(Error::UnknownDtype { key, found }),
         };
-        let elements = shape
-            .iter()
-            .map(|&d| usize::try_from(d).ok())
-            .try_fold(1usize, |n, d| n.checked_mul(d?));
-        let Some(bits) = elements.and_then(|n| n.checked_mul(dtype.bit_size())) else {
+        let wide = |shape: &[usize]| shape.iter().map(|&d| d as u64).collect();
+        let shape = match self.shape {
+            RawShape::Dims(shape) => shape,
+            RawShape::TooLarge(shape) => return Err(Error::ShapeOverflow { key, shape }),
+        };
+        let bits = crate::tensor::element_count(&shape).and_then(|n| n.checked_mul(dtype.bit_size()));
+        let Some(bits) = bits else {
             return Err(Error::ShapeOverflow {
                 key,
-                shape: shape.clone(),
+                shape: wide(&shape),
             });
         };
         if bits % 8 != 0 {
@@ -266,7 +307,7 @@ impl RawEntry {
             return Err(Error::DataSizeMismatch {
                 key,
                 dtype,
-                shape: shape.clone(),
+                shape: wide(&shape),
                 expected: bytes as u64,
                 found: (end - start) as u64,
             });
@@ -274,8 +315,7 @@ impl RawEntry {
         Ok(Entry {
             key,
             dtype,
-            // Every dimension fits a usize: their product does.
-            shape: shape.iter().map(|&d| d as usize).collect(),
+            shape,
             start,
             end,
             span: Span::Input(0),

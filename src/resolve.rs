@@ -5,34 +5,34 @@
 //! present `Option` and every unknown key can be reported at once, with suggestions, instead of
 //! failing at the first; serde then only walks a tree known to fit.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
-
 use crate::dynamic::ANY_LEAF_SCHEMA;
 use crate::header::Header;
 use crate::keys::Cursor;
 use crate::schema::{FieldSchema, LeafSchema, MapKey, Schema, SeqSchema, StructSchema};
 use crate::{Error, Result};
 
-/// A node of the type, matched to the file.
+/// A node of the type, matched to the file. Children are boxed slices and map names are borrowed
+/// from the file's keys: a flat map of many small tensors holds a node per entry, next to the
+/// header and the output, so each costs 40 bytes (a name and a 24-byte node), no allocation.
 #[derive(Debug)]
-pub(crate) enum Resolved {
+pub(crate) enum Resolved<'h> {
     /// A leaf and the index of its header entry.
     Leaf {
         entry: usize,
         schema: &'static LeafSchema,
     },
     /// The struct's fields that are present, in declaration order.
-    Struct(Vec<(&'static FieldSchema, Resolved)>),
-    Seq(Vec<Resolved>),
-    Map(Vec<(String, Resolved)>),
+    Struct(Box<[(&'static FieldSchema, Resolved<'h>)]>),
+    Seq(Box<[Resolved<'h>]>),
+    /// Entries by name: a part of a key, or a list index as the key spells it.
+    Map(Box<[(&'h str, Resolved<'h>)]>),
     None,
-    Some(Box<Resolved>),
+    Some(Box<Resolved<'h>>),
     /// A leaf the file lacks (reported before deserialization starts).
     Missing,
 }
 
-impl Resolved {
+impl Resolved<'_> {
     /// Appends the header entries this tree reads, in the order the type visits them: what a
     /// partial load must fetch.
     #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
@@ -52,8 +52,9 @@ impl Resolved {
 struct Resolver<'h> {
     /// The file's keys, by entry index.
     keys: Vec<&'h str>,
-    /// Key → entry index, sorted, for exact look-ups and prefix scans.
-    index: BTreeMap<&'h str, usize>,
+    /// Entry indices sorted by key, for exact look-ups and prefix scans by binary search: a
+    /// quarter of the memory of a `BTreeMap`, built by one sort.
+    sorted: Vec<u32>,
     claimed: Vec<bool>,
     found: usize,
     missing: Vec<String>,
@@ -74,7 +75,7 @@ pub(crate) const MAX_DEPTH: usize = 256;
 
 /// Matches `schema` against `header`. Unless `allow_unknown`, entries the type does not take are an
 /// error.
-pub(crate) fn resolve(schema: &'static Schema, header: &Header, allow_unknown: bool) -> Result<Resolved> {
+pub(crate) fn resolve<'h>(schema: &'static Schema, header: &'h Header, allow_unknown: bool) -> Result<Resolved<'h>> {
     let keys = header.entries.iter().map(|e| e.key.as_str()).collect();
     let (tree, _) = resolve_keys(schema, keys, allow_unknown)?;
     Ok(tree)
@@ -89,14 +90,19 @@ pub fn check_keys(schema: &'static Schema, keys: &[&str]) -> Result<Vec<(usize, 
     Ok(respelled)
 }
 
-fn resolve_keys(
+fn resolve_keys<'h>(
     schema: &'static Schema,
-    keys: Vec<&str>,
+    keys: Vec<&'h str>,
     allow_unknown: bool,
-) -> Result<(Resolved, Vec<(usize, String)>)> {
-    let index = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+) -> Result<(Resolved<'h>, Vec<(usize, String)>)> {
+    let Ok(count) = u32::try_from(keys.len()) else {
+        // A header is capped at 100 MB, so it holds far fewer entries.
+        return Err(Error::msg(format_args!("{} keys are too many", keys.len())));
+    };
+    let mut sorted: Vec<u32> = (0..count).collect();
+    sorted.sort_unstable_by(|&a, &b| keys[a as usize].cmp(keys[b as usize]));
     let mut resolver = Resolver {
-        index,
+        sorted,
         claimed: vec![false; keys.len()],
         keys,
         found: 0,
@@ -108,12 +114,32 @@ fn resolve_keys(
     };
     let tree = resolver.node(schema, &Cursor::root());
     let respelled = std::mem::take(&mut resolver.respelled);
-    resolver.finish(allow_unknown)?;
+    if resolver.fails(allow_unknown) {
+        // Dropped before the error is built: a tree of thousands of nodes, none of them used.
+        drop(tree);
+        return Err(resolver.error());
+    }
     Ok((tree, respelled))
 }
 
 impl<'h> Resolver<'h> {
-    fn node(&mut self, schema: &'static Schema, cursor: &Cursor) -> Resolved {
+    /// The entry whose key is `key`.
+    fn get(&self, key: &str) -> Option<usize> {
+        let at = self.sorted.partition_point(|&i| self.keys[i as usize] < key);
+        let &i = self.sorted.get(at)?;
+        (self.keys[i as usize] == key).then_some(i as usize)
+    }
+
+    /// The keys that start with `prefix`, in order, with their entries.
+    fn keys_under<'s>(&'s self, prefix: &'s str) -> impl Iterator<Item = (&'h str, usize)> + 's {
+        let at = self.sorted.partition_point(|&i| self.keys[i as usize] < prefix);
+        self.sorted[at..]
+            .iter()
+            .map(|&i| (self.keys[i as usize], i as usize))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
+    fn node(&mut self, schema: &'static Schema, cursor: &Cursor) -> Resolved<'h> {
         if self.depth >= MAX_DEPTH {
             self.too_deep.get_or_insert_with(|| cursor.key().to_owned());
             return Resolved::Missing;
@@ -127,13 +153,10 @@ impl<'h> Resolver<'h> {
     /// Whether any key of the file starts with `prefix`: every key below a node starts with the
     /// node's key, so without one the node's subtree is absent.
     fn any_key_under(&self, prefix: &str) -> bool {
-        self.index
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(prefix))
+        self.keys_under(prefix).next().is_some()
     }
 
-    fn node_inner(&mut self, schema: &'static Schema, cursor: &Cursor) -> Resolved {
+    fn node_inner(&mut self, schema: &'static Schema, cursor: &Cursor) -> Resolved<'h> {
         match schema {
             Schema::Leaf(leaf) => self.leaf(leaf, cursor),
             Schema::Struct(s) => self.structure(s, cursor),
@@ -153,8 +176,8 @@ impl<'h> Resolver<'h> {
             Schema::Seq(seq) => self.seq(seq, cursor),
             Schema::Any => {
                 // A leaf where the file has the key itself, else a dict of what lies below.
-                match self.index.get(cursor.key()) {
-                    Some(&entry) if !self.claimed[entry] => {
+                match self.get(cursor.key()) {
+                    Some(entry) if !self.claimed[entry] => {
                         self.claimed[entry] = true;
                         self.found += 1;
                         Resolved::Leaf {
@@ -174,9 +197,9 @@ impl<'h> Resolver<'h> {
                         let entries = self
                             .indices(&list)
                             .into_iter()
-                            .filter_map(|i| {
+                            .filter_map(|(i, digits)| {
                                 let (found, node, missing) = self.probe(|r| r.node(value, &list.element(i)));
-                                self.keep_if_found(found, missing).then(|| (i.to_string(), node))
+                                self.keep_if_found(found, missing).then_some((digits, node))
                             })
                             .collect();
                         Resolved::Map(entries)
@@ -186,14 +209,14 @@ impl<'h> Resolver<'h> {
         }
     }
 
-    fn leaf(&mut self, schema: &'static LeafSchema, cursor: &Cursor) -> Resolved {
+    fn leaf(&mut self, schema: &'static LeafSchema, cursor: &Cursor) -> Resolved<'h> {
         let key = cursor.leaf_key();
-        let (entry, respelled) = match self.index.get(key.as_str()) {
+        let (entry, respelled) = match self.get(key.as_str()) {
             Some(entry) => (Some(entry), false),
-            None => (cursor.leaf_key_fallback().and_then(|k| self.index.get(k)), true),
+            None => (cursor.leaf_key_fallback().and_then(|k| self.get(k)), true),
         };
         match entry {
-            Some(&entry) if !self.claimed[entry] => {
+            Some(entry) if !self.claimed[entry] => {
                 self.claimed[entry] = true;
                 self.found += 1;
                 if respelled {
@@ -213,7 +236,7 @@ impl<'h> Resolver<'h> {
         }
     }
 
-    fn structure(&mut self, schema: &'static StructSchema, cursor: &Cursor) -> Resolved {
+    fn structure(&mut self, schema: &'static StructSchema, cursor: &Cursor) -> Resolved<'h> {
         let inside = cursor.enter_struct(schema);
         let mut fields = Vec::with_capacity(schema.fields.len());
         for field in schema.fields {
@@ -236,15 +259,15 @@ impl<'h> Resolver<'h> {
                 fields.push((field, self.node(child, &child_cursor)));
             }
         }
-        Resolved::Struct(fields)
+        Resolved::Struct(fields.into_boxed_slice())
     }
 
-    fn seq(&mut self, seq: &'static SeqSchema, cursor: &Cursor) -> Resolved {
+    fn seq(&mut self, seq: &'static SeqSchema, cursor: &Cursor) -> Resolved<'h> {
         let element = seq.element.get();
         let list = cursor.enter_list();
         let len = match seq.len {
             Some(n) => n,
-            None => self.indices(&list).last().map_or(0, |&i| i + 1),
+            None => self.indices(&list).last().map_or(0, |&(i, _)| i + 1),
         };
         Resolved::Seq((0..len).map(|i| self.node(element, &list.element(i))).collect())
     }
@@ -252,41 +275,38 @@ impl<'h> Resolver<'h> {
     /// The indices that the file's keys show for a list, ascending. An index beyond the number of
     /// entries in the file cannot be a real list (each element needs an entry, and gaps come from
     /// absent activations, not from thousands of them): such keys are left unclaimed, to be
-    /// reported as unknown, rather than making a huge list.
-    fn indices(&self, list: &Cursor) -> Vec<usize> {
+    /// reported as unknown, rather than making a huge list. Each index comes with its digits as a
+    /// key spells them.
+    fn indices(&self, list: &Cursor) -> Vec<(usize, &'h str)> {
         let (before, after) = list.element_affixes();
-        let mut found = Vec::new();
-        for (key, _) in self
-            .index
-            .range::<str, _>((Bound::Included(before.as_str()), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(&before))
-        {
+        let mut found: Vec<(usize, &'h str)> = Vec::new();
+        for (key, _) in self.keys_under(&before) {
             let rest = &key[before.len()..];
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
             if digits == 0 || !rest[digits..].starts_with(after) {
                 continue;
             }
             if let Ok(i) = rest[..digits].parse::<usize>() {
-                if i < self.keys.len() && found.last() != Some(&i) {
-                    found.push(i);
+                if i < self.keys.len() && found.last() != Some(&(i, &rest[..digits])) {
+                    found.push((i, &rest[..digits]));
                 }
             }
         }
-        found.sort_unstable();
-        found.dedup();
+        // By index, and for one index its shortest spelling first: the one without leading zeros,
+        // which is the one the walk finds.
+        found.sort_unstable_by_key(|&(i, digits)| (i, digits.len()));
+        found.dedup_by_key(|&mut (i, _)| i);
         found
     }
 
-    fn named_map(&mut self, value: &'static Schema, cursor: &Cursor) -> Resolved {
+    fn named_map(&mut self, value: &'static Schema, cursor: &Cursor) -> Resolved<'h> {
         let leafy = value.is_leafy();
         let whole_rest = value.is_leaf();
         let prefix = cursor.entry_prefix(leafy);
         let mut names: Vec<&'h str> = self
-            .index
-            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter(|(_, &i)| !self.claimed[i])
-            .map(|(&key, _)| {
+            .keys_under(&prefix)
+            .filter(|&(_, i)| !self.claimed[i])
+            .map(|(key, _)| {
                 let rest = &key[prefix.len()..];
                 if whole_rest {
                     cursor.leaf_entry_name(rest)
@@ -303,15 +323,15 @@ impl<'h> Resolver<'h> {
             let child = cursor.entry(name, leafy);
             let (found, node, missing) = self.probe(|r| r.node(value, &child));
             if self.keep_if_found(found, missing) {
-                entries.push((name.to_owned(), node));
+                entries.push((name, node));
             }
         }
-        Resolved::Map(entries)
+        Resolved::Map(entries.into_boxed_slice())
     }
 
     /// Runs `walk` and reports how many entries it took, its result, and the keys it found missing
     /// (which are taken back out of the missing list, for the caller to judge).
-    fn probe(&mut self, walk: impl FnOnce(&mut Self) -> Resolved) -> (usize, Resolved, Vec<String>) {
+    fn probe(&mut self, walk: impl FnOnce(&mut Self) -> Resolved<'h>) -> (usize, Resolved<'h>, Vec<String>) {
         let (found_before, missing_before) = (self.found, self.missing.len());
         let node = walk(self);
         let missing = self.missing.split_off(missing_before);
@@ -328,12 +348,21 @@ impl<'h> Resolver<'h> {
         true
     }
 
-    fn finish(self, allow_unknown: bool) -> Result<()> {
+    /// Whether the walk found the file and the type at odds: [`Resolver::error`] tells how.
+    fn fails(&self, allow_unknown: bool) -> bool {
+        self.too_deep.is_some()
+            || !self.partly_present.is_empty()
+            || !self.missing.is_empty()
+            || (!allow_unknown && self.claimed.iter().any(|&c| !c))
+    }
+
+    /// What [`Resolver::fails`] found, with suggestions.
+    fn error(self) -> Error {
         if let Some(key) = self.too_deep {
-            return Err(Error::NestingTooDeep { key, max: MAX_DEPTH });
+            return Error::NestingTooDeep { key, max: MAX_DEPTH };
         }
         if let Some((key, missing)) = self.partly_present.into_iter().next() {
-            return Err(Error::PartlyPresent { key, missing });
+            return Error::PartlyPresent { key, missing };
         }
         let taken = |wanted: bool| -> Vec<&str> {
             let claimed = self.claimed.iter();
@@ -352,24 +381,21 @@ impl<'h> Resolver<'h> {
                 .iter()
                 .map(|k| nearest(k, unknown.iter().copied(), &mut budget))
                 .collect();
-            return Err(Error::MissingKeys {
+            return Error::MissingKeys {
                 keys: self.missing,
                 hints,
-            });
+            };
         }
-        if !unknown.is_empty() && !allow_unknown {
-            let expected = taken(true);
-            let mut budget = HINT_BUDGET;
-            let hints = unknown
-                .iter()
-                .map(|k| nearest(k, expected.iter().copied(), &mut budget))
-                .collect();
-            return Err(Error::UnknownKeys {
-                keys: unknown.into_iter().map(str::to_owned).collect(),
-                hints,
-            });
+        let expected = taken(true);
+        let mut budget = HINT_BUDGET;
+        let hints = unknown
+            .iter()
+            .map(|k| nearest(k, expected.iter().copied(), &mut budget))
+            .collect();
+        Error::UnknownKeys {
+            keys: unknown.into_iter().map(str::to_owned).collect(),
+            hints,
         }
-        Ok(())
     }
 }
 

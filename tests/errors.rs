@@ -1,10 +1,11 @@
-//! Error messages, word for word: each names the full key, and what was expected and found.
+//! Errors name the full key, and what was expected and found: each test matches the variant and
+//! its fields; `display_texts_the_contract_specifies` checks the `Display` text the contract spells.
 
 use std::collections::BTreeMap;
 
 mod common;
 
-use safejax::{bf16, Error, Options, Params, Tensor, Value};
+use safejax::{bf16, Dtype, Error, Options, Params, Tensor, Value};
 use serde::{Deserialize, Serialize};
 
 fn t<T: safejax::Element>(shape: &[usize], data: Vec<T>) -> Tensor<T> {
@@ -39,17 +40,48 @@ fn variables_bf16() -> Vec<u8> {
     .unwrap()
 }
 
-fn message<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
-    result.expect_err("an error").to_string()
+fn error<T: std::fmt::Debug>(result: Result<T, Error>) -> Error {
+    result.expect_err("an error")
+}
+
+/// The same error, variant and fields (`Error` holds an `io::Error`, so it has no `PartialEq`; its
+/// derived `Debug` spells every field).
+#[track_caller]
+fn assert_same(a: &Error, b: &Error, context: &str) {
+    assert_eq!(format!("{a:?}"), format!("{b:?}"), "{context}");
 }
 
 #[test]
 fn dtype_mismatch_names_key_expected_and_found() {
-    let err = message(safejax::from_bytes::<Variables<f32>>(&variables_bf16()));
+    let err = error(safejax::from_bytes::<Variables<f32>>(&variables_bf16()));
+    assert!(
+        matches!(&err, Error::DtypeMismatch { key, expected: Dtype::F32, found: Dtype::BF16 } if key == "params.Dense_0.kernel"),
+        "{err:?}"
+    );
+}
+
+/// The `Display` texts the contract spells out: the full key as written in the file, and for a
+/// mismatch what was expected and what was found; every missing key listed.
+#[test]
+fn display_texts_the_contract_specifies() {
+    let err = error(safejax::from_bytes::<Variables<f32>>(&variables_bf16()));
     assert_eq!(
-        err,
+        err.to_string(),
         "dtype mismatch at `params.Dense_0.kernel`: expected F32, found BF16"
     );
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    struct Other {
+        other: Tensor<f32>,
+        more: Tensor<f32>,
+    }
+    let err = error(safejax::from_bytes::<Other>(&variables_bf16()));
+    assert_eq!(err.to_string(), "2 missing keys: `other`, `more`");
+    let typo = BTreeMap::from([
+        ("kernal".to_owned(), t(&[1], vec![0.0f32])),
+        ("bias".to_owned(), t(&[1], vec![0.0f32])),
+    ]);
+    let err = error(safejax::from_bytes::<Dense<f32>>(&safejax::to_bytes(&typo).unwrap()));
+    assert_eq!(err.to_string(), "1 missing key: `kernel` (did you mean `kernal`?)");
 }
 
 #[test]
@@ -64,8 +96,11 @@ fn every_missing_key_is_listed() {
         mean: Tensor<f32>,
         var: Tensor<f32>,
     }
-    let err = message(safejax::from_bytes::<Wider>(&variables_bf16()));
-    assert_eq!(err, "2 missing keys: `batch_stats.mean`, `batch_stats.var`");
+    let err = error(safejax::from_bytes::<Wider>(&variables_bf16()));
+    assert!(
+        matches!(&err, Error::MissingKeys { keys, hints } if keys == &["batch_stats.mean", "batch_stats.var"] && hints == &[None, None]),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -80,8 +115,11 @@ fn a_missing_key_suggests_the_near_miss_in_the_file() {
         bias: t(&[1], vec![0.0]),
     })
     .unwrap();
-    let err = message(safejax::from_bytes::<Dense<f32>>(&bytes));
-    assert_eq!(err, "1 missing key: `kernel` (did you mean `kernal`?)");
+    let err = error(safejax::from_bytes::<Dense<f32>>(&bytes));
+    assert!(
+        matches!(&err, Error::MissingKeys { keys, hints } if keys == &["kernel"] && hints == &[Some("kernal".to_owned())]),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -98,13 +136,13 @@ fn unknown_keys_are_an_error_unless_allowed() {
         scale: t(&[1], vec![2.0]),
     })
     .unwrap();
-    let err = message(safejax::from_bytes::<Dense<f32>>(&bytes));
-    assert_eq!(err, "1 unknown key: `scale`");
+    let err = error(safejax::from_bytes::<Dense<f32>>(&bytes));
+    assert!(
+        matches!(&err, Error::UnknownKeys { keys, hints } if keys == &["scale"] && hints == &[None]),
+        "{err:?}"
+    );
     let dense: Dense<f32> = Options::new().allow_unknown_keys(true).from_bytes(&bytes).unwrap();
     assert_eq!(dense.kernel.as_slice(), &[1.0]);
-    assert!(
-        matches!(safejax::from_bytes::<Dense<f32>>(&bytes), Err(Error::UnknownKeys { keys, .. }) if keys == ["scale"])
-    );
 }
 
 #[test]
@@ -127,8 +165,11 @@ fn a_partly_present_option_names_what_is_missing() {
         },
     })
     .unwrap();
-    let err = message(safejax::from_bytes::<Head>(&bytes));
-    assert_eq!(err, "`proj` is partly present: missing `proj.bias`");
+    let err = error(safejax::from_bytes::<Head>(&bytes));
+    assert!(
+        matches!(&err, Error::PartlyPresent { key, missing } if key == "proj" && missing == &["proj.bias"]),
+        "{err:?}"
+    );
     let empty = safejax::to_bytes(&BTreeMap::<String, Tensor<f32>>::new()).unwrap();
     assert!(safejax::from_bytes::<Head>(&empty).unwrap().proj.is_none());
 }
@@ -147,8 +188,11 @@ fn scalars_must_be_zero_dimensional() {
         step: t(&[2], vec![1, 2]),
     })
     .unwrap();
-    let err = message(safejax::from_bytes::<Scalar>(&bytes));
-    assert_eq!(err, "shape mismatch at `step`: expected a scalar (shape []), found [2]");
+    let err = error(safejax::from_bytes::<Scalar>(&bytes));
+    assert!(
+        matches!(&err, Error::ShapeMismatch { key, expected, found } if key == "step" && expected == "a scalar (shape [])" && found == &[2]),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -170,13 +214,15 @@ fn conversions_that_do_not_fit_are_errors() {
     })
     .unwrap();
     let convert = Options::new().convert_dtypes(true);
-    assert_eq!(
-        message(convert.from_bytes::<Narrow>(&bytes)),
-        "cannot convert `ids` from I32 to U8: element 1 (300) does not fit"
+    let err = error(convert.from_bytes::<Narrow>(&bytes));
+    assert!(
+        matches!(&err, Error::Conversion { key, from: Dtype::I32, to: Dtype::U8, reason } if key == "ids" && reason == "element 1 (300) does not fit"),
+        "{err:?}"
     );
-    assert_eq!(
-        message(convert.from_bytes::<Float>(&bytes)),
-        "dtype mismatch at `ids`: expected F32, found I32"
+    let err = error(convert.from_bytes::<Float>(&bytes));
+    assert!(
+        matches!(&err, Error::DtypeMismatch { key, expected: Dtype::F32, found: Dtype::I32 } if key == "ids"),
+        "{err:?}"
     );
     let ok = safejax::to_bytes(&Wide {
         ids: t(&[2], vec![7, 255]),
@@ -194,11 +240,11 @@ fn duplicate_keys_are_refused_on_write() {
         #[serde(rename = "w")]
         b: Tensor<f32>,
     }
-    let err = message(safejax::to_bytes(&Renamed {
+    let err = error(safejax::to_bytes(&Renamed {
         a: t(&[1], vec![1.0]),
         b: t(&[1], vec![2.0]),
     }));
-    assert_eq!(err, "duplicate key `w`");
+    assert!(matches!(&err, Error::DuplicateKey { key } if key == "w"), "{err:?}");
 
     #[derive(Serialize, Params)]
     struct Collide {
@@ -210,20 +256,23 @@ fn duplicate_keys_are_refused_on_write() {
         a: BTreeMap::from([("b".to_owned(), t(&[1], vec![1.0]))]),
         ab: t(&[1], vec![2.0]),
     };
-    assert_eq!(message(safejax::to_bytes(&collide)), "duplicate key `a.b`");
+    let err = error(safejax::to_bytes(&collide));
+    assert!(matches!(&err, Error::DuplicateKey { key } if key == "a.b"), "{err:?}");
 }
 
 #[test]
 fn keys_that_cannot_be_written() {
     let empty = BTreeMap::from([(String::new(), t(&[1], vec![1.0f32]))]);
-    assert_eq!(
-        message(safejax::to_bytes(&empty)),
-        "invalid key ``: keys cannot be empty"
+    let err = error(safejax::to_bytes(&empty));
+    assert!(
+        matches!(&err, Error::InvalidKey { key, reason: "keys cannot be empty" } if key.is_empty()),
+        "{err:?}"
     );
     let meta = BTreeMap::from([("__metadata__".to_owned(), t(&[1], vec![1.0f32]))]);
-    assert_eq!(
-        message(safejax::to_bytes(&meta)),
-        "invalid key `__metadata__`: the header reserves this key for metadata"
+    let err = error(safejax::to_bytes(&meta));
+    assert!(
+        matches!(&err, Error::InvalidKey { key, reason: "the header reserves this key for metadata" } if key == "__metadata__"),
+        "{err:?}"
     );
 }
 
@@ -250,9 +299,17 @@ fn a_failed_write_leaves_the_old_file() {
 #[test]
 fn truncated_and_malformed_files() {
     let bytes = variables_bf16();
-    assert_eq!(
-        message(safejax::from_bytes::<Variables<bf16>>(&bytes[..3])),
-        "truncated file: the header length needs 8 bytes, found 3"
+    let err = error(safejax::from_bytes::<Variables<bf16>>(&bytes[..3]));
+    assert!(
+        matches!(
+            err,
+            Error::Truncated {
+                what: "the header length",
+                needed: 8,
+                found: 3
+            }
+        ),
+        "{err:?}"
     );
     let cut = &bytes[..bytes.len() - 1];
     assert!(matches!(
@@ -261,10 +318,8 @@ fn truncated_and_malformed_files() {
     ));
     let mut long = bytes.clone();
     long.push(0);
-    assert_eq!(
-        message(safejax::from_bytes::<Variables<bf16>>(&long)),
-        "invalid layout: 1 trailing byte after the last tensor"
-    );
+    let err = error(safejax::from_bytes::<Variables<bf16>>(&long));
+    assert!(matches!(err, Error::TrailingBytes { len: 1 }), "{err:?}");
 }
 
 #[test]
@@ -286,11 +341,10 @@ fn from_file_reads_and_fails_as_from_bytes_does() {
     ];
     for case in cases {
         std::fs::write(&path, case).unwrap();
-        assert_eq!(
-            message(safejax::from_file::<Variables<bf16>>(&path)),
-            message(safejax::from_bytes::<Variables<bf16>>(case)),
-            "{} bytes",
-            case.len()
+        assert_same(
+            &error(safejax::from_file::<Variables<bf16>>(&path)),
+            &error(safejax::from_bytes::<Variables<bf16>>(case)),
+            &format!("{} bytes", case.len()),
         );
     }
     std::fs::write(&path, &bytes).unwrap();
@@ -300,9 +354,10 @@ fn from_file_reads_and_fails_as_from_bytes_does() {
     let opts = Options::new().convert_dtypes(true);
     let converted: Variables<f32> = opts.from_file(&path).unwrap();
     assert_eq!(converted.params.dense_0.kernel.as_slice(), &[1.0, 0.0]);
-    assert_eq!(
-        message(safejax::from_file::<Variables<f32>>(&path)),
-        message(safejax::from_bytes::<Variables<f32>>(&bytes))
+    assert_same(
+        &error(safejax::from_file::<Variables<f32>>(&path)),
+        &error(safejax::from_bytes::<Variables<f32>>(&bytes)),
+        "a dtype mismatch",
     );
 }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use hostile::alloc::{peak_during, Counting};
 use hostile::corpus::*;
-use safejax::{Error, Tensor, TensorView};
+use safejax::{Dtype, Error, Tensor, TensorView};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -146,12 +146,10 @@ fn headers_that_are_not_utf8_or_not_json() {
 fn offsets_overlapping_gaps_reversed_and_past_the_end() {
     let data = [0u8; 8];
     let overlap = header(&[entry("a", "F32", "[1]", 0, 4), entry("b", "F32", "[1]", 2, 6)]);
-    let err = refused("overlap", &file(&overlap, &data[..6]), |e| {
-        matches!(e, Error::OverlappingData { .. })
-    });
-    assert_eq!(
-        err.to_string(),
-        "invalid layout: `b` starts at byte 2, inside `a`, which ends at 4"
+    refused(
+        "overlap",
+        &file(&overlap, &data[..6]),
+        |e| matches!(e, Error::OverlappingData { key, start: 2, previous, previous_end: 4 } if key == "b" && previous == "a"),
     );
     let same = header(&[entry("a", "F32", "[1]", 0, 4), entry("b", "F32", "[1]", 0, 4)]);
     refused(
@@ -165,10 +163,7 @@ fn offsets_overlapping_gaps_reversed_and_past_the_end() {
         &file(&gap, &data),
         |e| matches!(e, Error::DataGap { start: 4, end: 6, next } if next == "b"),
     );
-    assert_eq!(
-        err.to_string(),
-        "invalid layout: bytes 4..6 belong to no tensor (before `b`)"
-    );
+    assert_eq!(err.key(), Some("b"));
     let leading_gap = header(&[entry("a", "F32", "[1]", 4, 8)]);
     refused("leading gap", &file(&leading_gap, &data), |e| {
         matches!(e, Error::DataGap { start: 0, end: 4, .. })
@@ -262,14 +257,23 @@ fn shapes_that_overflow() {
 
 #[test]
 fn dtype_sizes_that_do_not_match_the_range() {
-    for (dtype, shape, end) in [("F32", "[2]", 4), ("F64", "[]", 4), ("U8", "[0]", 1)] {
-        let h = header(&[entry("w", dtype, shape, 0, end)]);
-        let err = refused(
-            dtype,
-            &file(&h, &vec![0; end as usize]),
-            |e| matches!(e, Error::DataSizeMismatch { key, found, .. } if key == "w" && *found == end),
-        );
-        assert!(err.to_string().starts_with("size mismatch at `w`: "), "{err}");
+    /// The dtype as written and as parsed, the shape as written and as parsed, the bytes it
+    /// needs, and the end of its range.
+    type Case = (&'static str, Dtype, &'static str, &'static [u64], u64, u64);
+    let cases: [Case; 3] = [
+        ("F32", Dtype::F32, "[2]", &[2], 8, 4),
+        ("F64", Dtype::F64, "[]", &[], 8, 4),
+        ("U8", Dtype::U8, "[0]", &[0], 0, 1),
+    ];
+    for (name, dtype, shape, dims, needed, end) in cases {
+        let h = header(&[entry("w", name, shape, 0, end)]);
+        refused(name, &file(&h, &vec![0; end as usize]), |e| {
+            matches!(
+                e,
+                Error::DataSizeMismatch { key, dtype: d, shape: s, expected, found }
+                    if key == "w" && *d == dtype && s == dims && *expected == needed && *found == end
+            )
+        });
     }
 }
 
@@ -331,7 +335,7 @@ fn duplicate_keys_in_the_header() {
         &file(&h, &[0; 3]),
         |e| matches!(e, Error::DuplicateKey { key } if key == "w"),
     );
-    assert_eq!(err.to_string(), "duplicate key `w`");
+    assert_eq!(err.key(), Some("w"));
     let meta = r#"{"__metadata__":{},"__metadata__":{}}"#;
     refused(
         "duplicate metadata",
@@ -351,8 +355,7 @@ fn metadata_that_is_not_a_string_map() {
         "7",
     ] {
         let text = format!(r#"{{"__metadata__":{value}}}"#);
-        let err = refused(value, &file(&text, b""), |e| matches!(e, Error::InvalidMetadata { .. }));
-        assert!(err.to_string().starts_with("invalid `__metadata__`: "));
+        refused(value, &file(&text, b""), |e| matches!(e, Error::InvalidMetadata { .. }));
         let err = safejax::read_metadata(&file(&text, b"")).unwrap_err();
         assert!(matches!(err, Error::InvalidMetadata { .. }), "{err:?}");
     }
@@ -364,11 +367,7 @@ fn metadata_that_is_not_a_string_map() {
 fn trailing_bytes() {
     let mut bytes = small_file();
     bytes.extend_from_slice(&[0; 3]);
-    let err = refused("3 trailing", &bytes, |e| matches!(e, Error::TrailingBytes { len: 3 }));
-    assert_eq!(
-        err.to_string(),
-        "invalid layout: 3 trailing bytes after the last tensor"
-    );
+    refused("3 trailing", &bytes, |e| matches!(e, Error::TrailingBytes { len: 3 }));
     refused("data without tensors", &file("{}", &[1]), |e| {
         matches!(e, Error::TrailingBytes { len: 1 })
     });
