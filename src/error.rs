@@ -239,16 +239,25 @@ pub enum Error {
         reason: String,
     },
 
-    /// Keys the type needs are absent from the file; every one is listed.
-    #[error("{}", KeyList { what: "missing", keys, hints })]
+    /// Keys the type needs are absent from the file; every one is listed, sorted. The keys of the
+    /// file that the type does not use are listed with them (unless unknown keys are allowed), so
+    /// that one error shows both sides of a file that does not fit its type. The message counts
+    /// each list and shows its first few keys.
+    #[error("{}{}", KeyList { what: "missing", keys, hints }, UnknownPart { keys: unknown, hints: unknown_hints })]
     MissingKeys {
         /// The missing keys.
         keys: Vec<String>,
         /// For each missing key, the nearest key the file has that the type does not use.
         hints: Vec<Option<String>>,
+        /// The file's keys that the type does not use, sorted; empty if there are none or unknown
+        /// keys are allowed.
+        unknown: Vec<String>,
+        /// For each unknown key, the nearest key the type expects.
+        unknown_hints: Vec<Option<String>>,
     },
 
-    /// The file holds keys the type does not use (and unknown keys are not allowed).
+    /// The file holds keys the type does not use (and unknown keys are not allowed); every one is
+    /// listed, sorted. The message counts them and shows the first few.
     #[error("{}", KeyList { what: "unknown", keys, hints })]
     UnknownKeys {
         /// The unknown keys.
@@ -394,11 +403,14 @@ struct KeyList<'a> {
     hints: &'a [Option<String>],
 }
 
+/// How many keys of a list of missing or unknown keys a message shows; the error holds them all.
+const SHOWN_KEYS: usize = 5;
+
 impl Display for KeyList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.keys.len();
         write!(f, "{n} {} key{}: ", self.what, if n == 1 { "" } else { "s" })?;
-        for (i, key) in self.keys.iter().enumerate() {
+        for (i, key) in self.keys.iter().take(SHOWN_KEYS).enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
@@ -407,7 +419,30 @@ impl Display for KeyList<'_> {
                 write!(f, " (did you mean `{hint}`?)")?;
             }
         }
+        if n > SHOWN_KEYS {
+            write!(f, " and {} more", n - SHOWN_KEYS)?;
+        }
         Ok(())
+    }
+}
+
+/// "; 2 unknown keys: `a`, `b`" after the missing keys, or nothing.
+struct UnknownPart<'a> {
+    keys: &'a [String],
+    hints: &'a [Option<String>],
+}
+
+impl Display for UnknownPart<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        let list = KeyList {
+            what: "unknown",
+            keys: self.keys,
+            hints: self.hints,
+        };
+        write!(f, "; {list}")
     }
 }
 

@@ -344,32 +344,42 @@ impl<'h> Resolver<'h> {
                 .map(|(k, _)| *k)
                 .collect()
         };
-        let unknown = taken(false);
-        if !self.missing.is_empty() {
-            let mut budget = HINT_BUDGET;
-            let hints = self
-                .missing
-                .iter()
-                .map(|k| nearest(k, unknown.iter().copied(), &mut budget))
-                .collect();
-            return Err(Error::MissingKeys {
-                keys: self.missing,
-                hints,
-            });
+        let mut missing = self.missing;
+        if missing.is_empty() && allow_unknown {
+            return Ok(());
         }
-        if !unknown.is_empty() && !allow_unknown {
-            let expected = taken(true);
-            let mut budget = HINT_BUDGET;
-            let hints = unknown
-                .iter()
-                .map(|k| nearest(k, expected.iter().copied(), &mut budget))
-                .collect();
-            return Err(Error::UnknownKeys {
-                keys: unknown.into_iter().map(str::to_owned).collect(),
-                hints,
-            });
+        let mut unused = taken(false);
+        if missing.is_empty() && unused.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        missing.sort_unstable();
+        unused.sort_unstable();
+        // One budget for the suggestions of both lists: they are one error.
+        let mut budget = HINT_BUDGET;
+        let hints = missing
+            .iter()
+            .map(|k| nearest(k, unused.iter().copied(), &mut budget))
+            .collect();
+        let unknown = if allow_unknown { Vec::new() } else { unused };
+        let expected = if unknown.is_empty() { Vec::new() } else { taken(true) };
+        let unknown_hints = unknown
+            .iter()
+            .map(|k| nearest(k, expected.iter().copied(), &mut budget))
+            .collect();
+        let unknown = unknown.into_iter().map(str::to_owned).collect();
+        Err(if missing.is_empty() {
+            Error::UnknownKeys {
+                keys: unknown,
+                hints: unknown_hints,
+            }
+        } else {
+            Error::MissingKeys {
+                keys: missing,
+                hints,
+                unknown,
+                unknown_hints,
+            }
+        })
     }
 }
 

@@ -81,7 +81,10 @@ fn a_missing_key_suggests_the_near_miss_in_the_file() {
     })
     .unwrap();
     let err = message(safejax::from_bytes::<Dense<f32>>(&bytes));
-    assert_eq!(err, "1 missing key: `kernel` (did you mean `kernal`?)");
+    assert_eq!(
+        err,
+        "1 missing key: `kernel` (did you mean `kernal`?); 1 unknown key: `kernal`"
+    );
 }
 
 #[test]
@@ -437,4 +440,132 @@ fn key_names_the_key_of_the_error() {
     assert_eq!(path, &shard.display().to_string());
     assert!(matches!(**source, Error::UnknownDtype { .. }), "{source:?}");
     assert_eq!(err.key(), Some("b"));
+}
+
+/// The T5 checkpoint's structs, as `safejax codegen tests/fixtures/hf_t5/...` writes them.
+mod t5 {
+    use safejax::{Params, Tensor};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    #[safejax(style = "nnx")]
+    pub struct Checkpoint {
+        pub decoder: Stack<DecoderLayer>,
+        pub encoder: Stack<EncoderLayer>,
+        pub shared: Embed,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct Stack<L> {
+        pub block: Vec<Block<L>>,
+        pub final_layer_norm: LayerNorm,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct Block<L> {
+        pub layer: Vec<L>,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct DecoderLayer {
+        #[serde(rename = "SelfAttention")]
+        pub self_attention: Option<Attention>,
+        pub layer_norm: LayerNorm,
+        #[serde(rename = "EncDecAttention")]
+        pub enc_dec_attention: Option<Attention>,
+        #[serde(rename = "DenseReluDense")]
+        pub dense_relu_dense: Option<DenseReluDense>,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct EncoderLayer {
+        #[serde(rename = "SelfAttention")]
+        pub self_attention: Option<Attention>,
+        pub layer_norm: LayerNorm,
+        #[serde(rename = "DenseReluDense")]
+        pub dense_relu_dense: Option<DenseReluDense>,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct Attention {
+        pub k: DenseNoBias,
+        pub o: DenseNoBias,
+        pub q: DenseNoBias,
+        pub relative_attention_bias: Option<Embed>,
+        pub v: DenseNoBias,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct DenseReluDense {
+        pub wi: DenseNoBias,
+        pub wo: DenseNoBias,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct DenseNoBias {
+        pub kernel: Tensor<f32>,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct Embed {
+        pub embedding: Tensor<f32>,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct LayerNorm {
+        pub weight: Tensor<f32>,
+    }
+}
+
+/// GPT-2's file in T5's structs: the 3 keys T5 needs and GPT-2 lacks, and the 28 keys of GPT-2
+/// that T5 does not know, in one error.
+#[test]
+fn missing_and_unknown_keys_are_reported_together() {
+    let gpt2 = common::fixture_path("hf_gpt2/safetensors/model.safetensors");
+    let err = safejax::from_file::<t5::Checkpoint>(&gpt2).unwrap_err();
+    let Error::MissingKeys {
+        keys,
+        hints,
+        unknown,
+        unknown_hints,
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        keys,
+        &[
+            "decoder.final_layer_norm.weight",
+            "encoder.final_layer_norm.weight",
+            "shared.embedding"
+        ]
+    );
+    assert_eq!(hints.len(), keys.len());
+    assert_eq!(err.key(), Some("decoder.final_layer_norm.weight"));
+    assert_eq!(unknown.len(), 28);
+    assert_eq!(unknown_hints.len(), 28);
+    assert!(unknown.windows(2).all(|w| w[0] < w[1]), "sorted: {unknown:?}");
+    assert_eq!(unknown[0], "transformer.h.0.attn.c_attn.bias");
+    assert!(unknown.iter().any(|k| k == "transformer.wte.embedding"));
+
+    // Unknown keys allowed: only what is missing.
+    let allowed = Options::new()
+        .allow_unknown_keys(true)
+        .from_file::<t5::Checkpoint>(&gpt2);
+    assert!(
+        matches!(&allowed, Err(Error::MissingKeys { keys: k, unknown, .. }) if k == keys && unknown.is_empty()),
+        "{allowed:?}"
+    );
+}
+
+#[test]
+fn missing_and_unknown_keys_display_counts_and_the_first_five() {
+    let gpt2 = common::fixture_path("hf_gpt2/safetensors/model.safetensors");
+    assert_eq!(
+        message(safejax::from_file::<t5::Checkpoint>(&gpt2)),
+        "3 missing keys: `decoder.final_layer_norm.weight`, `encoder.final_layer_norm.weight`, \
+         `shared.embedding`; 28 unknown keys: `transformer.h.0.attn.c_attn.bias`, \
+         `transformer.h.0.attn.c_attn.kernel`, `transformer.h.0.attn.c_proj.bias`, \
+         `transformer.h.0.attn.c_proj.kernel`, `transformer.h.0.ln_1.bias` and 23 more"
+    );
 }
