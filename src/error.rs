@@ -106,9 +106,15 @@ pub enum Error {
         reason: String,
     },
 
-    /// A msgpack file is malformed, or holds what no tensor can (strings, complex128).
-    #[error("invalid msgpack: {reason}")]
+    /// A msgpack file is malformed (cut short, a wrong marker, a bad extension or array header,
+    /// bytes after the top-level dict), or holds what no tensor can (strings, complex128).
+    #[error("invalid msgpack at byte {offset}{}: {reason}", in_key(key))]
     InvalidMsgpack {
+        /// The key path of the value being read (`params.h.0.attn.kernel`, list elements by
+        /// index), or empty at the top level.
+        key: String,
+        /// Where in the input the value or field that is wrong starts.
+        offset: u64,
         /// What is wrong.
         reason: String,
     },
@@ -327,6 +333,15 @@ pub(crate) fn dimensions(rank: usize) -> String {
     format!("{rank} dimension{}", if rank == 1 { "" } else { "s" })
 }
 
+/// " in `key`", or nothing for the top level.
+fn in_key(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" in `{key}`")
+    }
+}
+
 fn at(key: &Option<String>) -> String {
     key.as_ref().map(|k| format!("at `{k}`: ")).unwrap_or_default()
 }
@@ -464,6 +479,7 @@ impl Error {
             | Error::DuplicateKey { key }
             | Error::InvalidKey { key, .. } => Some(key),
             Error::DataGap { next, .. } => Some(next),
+            Error::InvalidMsgpack { key, .. } => Some(key.as_str()).filter(|k| !k.is_empty()),
             Error::MissingKeys { keys, .. } | Error::UnknownKeys { keys, .. } => keys.first().map(String::as_str),
             Error::Message { key, .. } => key.as_deref(),
             Error::InFile { source, .. } => source.key(),
