@@ -445,7 +445,8 @@ fn key_names_the_key_of_the_error() {
     assert_eq!(err.key(), Some("b"));
 }
 
-/// The T5 checkpoint's structs, as `safejax codegen tests/fixtures/hf_t5/...` writes them.
+/// The T5 checkpoint's structs, as `safejax codegen tests/fixtures/hf_t5/...` writes them (one
+/// layer struct for both stacks: the encoder's lack the optional cross-attention).
 mod t5 {
     use safejax::{Params, Tensor};
     use serde::{Deserialize, Serialize};
@@ -453,38 +454,29 @@ mod t5 {
     #[derive(Debug, Serialize, Deserialize, Params)]
     #[safejax(style = "nnx")]
     pub struct Checkpoint {
-        pub decoder: Stack<DecoderLayer>,
-        pub encoder: Stack<EncoderLayer>,
+        pub decoder: Stack,
+        pub encoder: Stack,
         pub shared: Embed,
     }
 
     #[derive(Debug, Serialize, Deserialize, Params)]
-    pub struct Stack<L> {
-        pub block: Vec<Block<L>>,
+    pub struct Stack {
+        pub block: Vec<Block>,
         pub final_layer_norm: LayerNorm,
     }
 
     #[derive(Debug, Serialize, Deserialize, Params)]
-    pub struct Block<L> {
-        pub layer: Vec<L>,
+    pub struct Block {
+        pub layer: Vec<Layer>,
     }
 
     #[derive(Debug, Serialize, Deserialize, Params)]
-    pub struct DecoderLayer {
+    pub struct Layer {
         #[serde(rename = "SelfAttention")]
         pub self_attention: Option<Attention>,
         pub layer_norm: LayerNorm,
         #[serde(rename = "EncDecAttention")]
         pub enc_dec_attention: Option<Attention>,
-        #[serde(rename = "DenseReluDense")]
-        pub dense_relu_dense: Option<DenseReluDense>,
-    }
-
-    #[derive(Debug, Serialize, Deserialize, Params)]
-    pub struct EncoderLayer {
-        #[serde(rename = "SelfAttention")]
-        pub self_attention: Option<Attention>,
-        pub layer_norm: LayerNorm,
         #[serde(rename = "DenseReluDense")]
         pub dense_relu_dense: Option<DenseReluDense>,
     }
@@ -504,20 +496,18 @@ mod t5 {
         pub wo: DenseNoBias,
     }
 
-    #[derive(Debug, Serialize, Deserialize, Params)]
-    pub struct DenseNoBias {
-        pub kernel: Tensor<f32>,
+    /// A module of one f32 tensor.
+    macro_rules! one_tensor {
+        ($name:ident, $field:ident) => {
+            #[derive(Debug, Serialize, Deserialize, Params)]
+            pub struct $name {
+                pub $field: Tensor<f32>,
+            }
+        };
     }
-
-    #[derive(Debug, Serialize, Deserialize, Params)]
-    pub struct Embed {
-        pub embedding: Tensor<f32>,
-    }
-
-    #[derive(Debug, Serialize, Deserialize, Params)]
-    pub struct LayerNorm {
-        pub weight: Tensor<f32>,
-    }
+    one_tensor!(DenseNoBias, kernel);
+    one_tensor!(Embed, embedding);
+    one_tensor!(LayerNorm, weight);
 }
 
 /// GPT-2's file in T5's structs: the 3 keys T5 needs and GPT-2 lacks, and the 28 keys of GPT-2
