@@ -445,8 +445,8 @@ fn key_names_the_key_of_the_error() {
     assert_eq!(err.key(), Some("b"));
 }
 
-/// The T5 checkpoint's structs, as `safejax codegen tests/fixtures/hf_t5/...` writes them (one
-/// layer struct for both stacks: the encoder's lack the optional cross-attention).
+/// Structs that load the T5 checkpoint (tests/fixtures/hf_t5), with one layer struct for every
+/// sublayer of both stacks (each holds one of the optional parts).
 mod t5 {
     use safejax::{Params, Tensor};
     use serde::{Deserialize, Serialize};
@@ -514,6 +514,9 @@ mod t5 {
 /// that T5 does not know, in one error.
 #[test]
 fn missing_and_unknown_keys_are_reported_together() {
+    let t5 = common::fixture_path("hf_t5/safetensors/model.safetensors");
+    let loaded = safejax::from_file::<t5::Checkpoint>(&t5).unwrap();
+    assert_eq!(loaded.decoder.block[0].layer.len(), 3);
     let gpt2 = common::fixture_path("hf_gpt2/safetensors/model.safetensors");
     let err = safejax::from_file::<t5::Checkpoint>(&gpt2).unwrap_err();
     let Error::MissingKeys {

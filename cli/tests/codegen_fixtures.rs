@@ -617,6 +617,17 @@ fn shared_structs_are_named_by_what_they_hold() {
         ],
     );
     assert!(!t5.contains("RelativeAttentionBias"), "{t5}");
+    // Its sublayers hold different things: each a struct of its own, named after its part.
+    has(
+        &t5,
+        &[
+            "    #[serde(rename = \"0\")]\n    pub field_0: SelfAttentionLayer,\n",
+            "    #[serde(rename = \"1\")]\n    pub field_1: EncDecAttentionLayer,\n",
+            "    #[serde(rename = \"2\")]\n    pub field_2: DenseReluDenseLayer,\n",
+            "    #[serde(rename = \"EncDecAttention\")]\n    pub enc_dec_attention: EncDecAttention,\n",
+        ],
+    );
+    assert!(!t5.contains("Option<EncDecAttention>"), "{t5}");
 
     let llama = codegen_of(&hf_fixture("llama", "safetensors"));
     has(

@@ -291,8 +291,13 @@ fn collect_uses(
             continue;
         };
         let mut hint = if is_index(&f.name) {
-            // An NNX list of differing elements: `layers.0` is a layer.
-            singular(own_hint.to_vec())
+            // An NNX list of differing elements: `layers.0` is a layer, named after what it holds
+            // that the others do not (T5's `layer.0` is a `SelfAttentionLayer`).
+            let mut hint = distinctive_field(structs, id, child)
+                .map(|name| words(name))
+                .unwrap_or_default();
+            hint.extend(singular(own_hint.to_vec()));
+            hint
         } else {
             words(strip_index(&f.name))
         };
@@ -309,6 +314,28 @@ fn collect_uses(
             collect_uses(structs, child, &hint, Some(&child_top), seen, uses);
         }
     }
+}
+
+/// The first field by name of `child` that the structs of `parent`'s other index fields (`0`,
+/// `1`, ...) lack, if they are other structs.
+fn distinctive_field(structs: &[StructDef], parent: usize, child: usize) -> Option<&str> {
+    let siblings: Vec<usize> = structs[parent]
+        .fields
+        .iter()
+        .filter(|f| is_index(&f.name))
+        .filter_map(|f| f.ty.inner_struct().map(|(id, _)| id))
+        .filter(|&id| id != child)
+        .collect();
+    if siblings.is_empty() {
+        return None;
+    }
+    let mut names: Vec<&str> = structs[child].fields.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    names.into_iter().find(|name| {
+        siblings
+            .iter()
+            .all(|&s| structs[s].fields.iter().all(|f| f.name != *name))
+    })
 }
 
 /// The structs reachable from `root`, depth first, in field order (`by_name`: in the order of the
