@@ -293,9 +293,7 @@ fn collect_uses(
         let mut hint = if is_index(&f.name) {
             // An NNX list of differing elements: `layers.0` is a layer, named after what it holds
             // that the others do not (T5's `layer.0` is a `SelfAttentionLayer`).
-            let mut hint = distinctive_field(structs, id, child)
-                .map(|name| words(name))
-                .unwrap_or_default();
+            let mut hint = distinctive_field(structs, id, child).map(words).unwrap_or_default();
             hint.extend(singular(own_hint.to_vec()));
             hint
         } else {
