@@ -106,9 +106,15 @@ pub enum Error {
         reason: String,
     },
 
-    /// A msgpack file is malformed, or holds what no tensor can (strings, complex128).
-    #[error("invalid msgpack: {reason}")]
+    /// A msgpack file is malformed (cut short, a wrong marker, a bad extension or array header,
+    /// bytes after the top-level dict), or holds what no tensor can (strings, complex128).
+    #[error("invalid msgpack at byte {offset}{}: {reason}", in_key(key))]
     InvalidMsgpack {
+        /// The key path of the value being read (`params.h.0.attn.kernel`, list elements by
+        /// index), or empty at the top level.
+        key: String,
+        /// Where in the input the value or field that is wrong starts.
+        offset: u64,
         /// What is wrong.
         reason: String,
     },
@@ -239,16 +245,25 @@ pub enum Error {
         reason: String,
     },
 
-    /// Keys the type needs are absent from the file; every one is listed.
-    #[error("{}", KeyList { what: "missing", keys, hints })]
+    /// Keys the type needs are absent from the file; every one is listed, sorted. The keys of the
+    /// file that the type does not use are listed with them (unless unknown keys are allowed), so
+    /// that one error shows both sides of a file that does not fit its type. The message counts
+    /// each list and shows its first few keys.
+    #[error("{}{}", KeyList { what: "missing", keys, hints }, UnknownPart { keys: unknown, hints: unknown_hints })]
     MissingKeys {
         /// The missing keys.
         keys: Vec<String>,
         /// For each missing key, the nearest key the file has that the type does not use.
         hints: Vec<Option<String>>,
+        /// The file's keys that the type does not use, sorted; empty if there are none or unknown
+        /// keys are allowed.
+        unknown: Vec<String>,
+        /// For each unknown key, the nearest key the type expects.
+        unknown_hints: Vec<Option<String>>,
     },
 
-    /// The file holds keys the type does not use (and unknown keys are not allowed).
+    /// The file holds keys the type does not use (and unknown keys are not allowed); every one is
+    /// listed, sorted. The message counts them and shows the first few.
     #[error("{}", KeyList { what: "unknown", keys, hints })]
     UnknownKeys {
         /// The unknown keys.
@@ -316,6 +331,15 @@ pub enum Error {
 /// "1 dimension", "3 dimensions".
 pub(crate) fn dimensions(rank: usize) -> String {
     format!("{rank} dimension{}", if rank == 1 { "" } else { "s" })
+}
+
+/// " in `key`", or nothing for the top level.
+fn in_key(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" in `{key}`")
+    }
 }
 
 fn at(key: &Option<String>) -> String {
@@ -394,11 +418,14 @@ struct KeyList<'a> {
     hints: &'a [Option<String>],
 }
 
+/// How many keys of a list of missing or unknown keys a message shows; the error holds them all.
+const SHOWN_KEYS: usize = 5;
+
 impl Display for KeyList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.keys.len();
         write!(f, "{n} {} key{}: ", self.what, if n == 1 { "" } else { "s" })?;
-        for (i, key) in self.keys.iter().enumerate() {
+        for (i, key) in self.keys.iter().take(SHOWN_KEYS).enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
@@ -407,7 +434,30 @@ impl Display for KeyList<'_> {
                 write!(f, " (did you mean `{hint}`?)")?;
             }
         }
+        if n > SHOWN_KEYS {
+            write!(f, " and {} more", n - SHOWN_KEYS)?;
+        }
         Ok(())
+    }
+}
+
+/// "; 2 unknown keys: `a`, `b`" after the missing keys, or nothing.
+struct UnknownPart<'a> {
+    keys: &'a [String],
+    hints: &'a [Option<String>],
+}
+
+impl Display for UnknownPart<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        let list = KeyList {
+            what: "unknown",
+            keys: self.keys,
+            hints: self.hints,
+        };
+        write!(f, "; {list}")
     }
 }
 
@@ -429,6 +479,7 @@ impl Error {
             | Error::DuplicateKey { key }
             | Error::InvalidKey { key, .. } => Some(key),
             Error::DataGap { next, .. } => Some(next),
+            Error::InvalidMsgpack { key, .. } => Some(key.as_str()).filter(|k| !k.is_empty()),
             Error::MissingKeys { keys, .. } | Error::UnknownKeys { keys, .. } => keys.first().map(String::as_str),
             Error::Message { key, .. } => key.as_deref(),
             Error::InFile { source, .. } => source.key(),

@@ -117,7 +117,7 @@ fn resolve_keys<'h>(
     if resolver.fails(allow_unknown) {
         // Dropped before the error is built: a tree of thousands of nodes, none of them used.
         drop(tree);
-        return Err(resolver.error());
+        return Err(resolver.error(allow_unknown));
     }
     Ok((tree, respelled))
 }
@@ -356,8 +356,9 @@ impl<'h> Resolver<'h> {
             || (!allow_unknown && self.claimed.iter().any(|&c| !c))
     }
 
-    /// What [`Resolver::fails`] found, with suggestions.
-    fn error(self) -> Error {
+    /// What [`Resolver::fails`] found, with suggestions: missing and unknown keys together (the
+    /// unknown ones unless `allow_unknown`).
+    fn error(self, allow_unknown: bool) -> Error {
         if let Some(key) = self.too_deep {
             return Error::NestingTooDeep { key, max: MAX_DEPTH };
         }
@@ -373,28 +374,35 @@ impl<'h> Resolver<'h> {
                 .map(|(k, _)| *k)
                 .collect()
         };
-        let unknown = taken(false);
-        if !self.missing.is_empty() {
-            let mut budget = HINT_BUDGET;
-            let hints = self
-                .missing
-                .iter()
-                .map(|k| nearest(k, unknown.iter().copied(), &mut budget))
-                .collect();
-            return Error::MissingKeys {
-                keys: self.missing,
-                hints,
-            };
-        }
-        let expected = taken(true);
+        let mut missing = self.missing;
+        let mut unused = taken(false);
+        missing.sort_unstable();
+        unused.sort_unstable();
+        // One budget for the suggestions of both lists: they are one error.
         let mut budget = HINT_BUDGET;
-        let hints = unknown
+        let hints = missing
+            .iter()
+            .map(|k| nearest(k, unused.iter().copied(), &mut budget))
+            .collect();
+        let unknown = if allow_unknown { Vec::new() } else { unused };
+        let expected = if unknown.is_empty() { Vec::new() } else { taken(true) };
+        let unknown_hints = unknown
             .iter()
             .map(|k| nearest(k, expected.iter().copied(), &mut budget))
             .collect();
-        Error::UnknownKeys {
-            keys: unknown.into_iter().map(str::to_owned).collect(),
-            hints,
+        let unknown = unknown.into_iter().map(str::to_owned).collect();
+        if missing.is_empty() {
+            Error::UnknownKeys {
+                keys: unknown,
+                hints: unknown_hints,
+            }
+        } else {
+            Error::MissingKeys {
+                keys: missing,
+                hints,
+                unknown,
+                unknown_hints,
+            }
         }
     }
 }

@@ -75,13 +75,19 @@ fn display_texts_the_contract_specifies() {
         more: Tensor<f32>,
     }
     let err = error(safejax::from_bytes::<Other>(&variables_bf16()));
-    assert_eq!(err.to_string(), "2 missing keys: `other`, `more`");
+    assert_eq!(
+        err.to_string(),
+        "2 missing keys: `more`, `other`; 2 unknown keys: `params.Dense_0.bias`, `params.Dense_0.kernel`"
+    );
     let typo = BTreeMap::from([
         ("kernal".to_owned(), t(&[1], vec![0.0f32])),
         ("bias".to_owned(), t(&[1], vec![0.0f32])),
     ]);
     let err = error(safejax::from_bytes::<Dense<f32>>(&safejax::to_bytes(&typo).unwrap()));
-    assert_eq!(err.to_string(), "1 missing key: `kernel` (did you mean `kernal`?)");
+    assert_eq!(
+        err.to_string(),
+        "1 missing key: `kernel` (did you mean `kernal`?); 1 unknown key: `kernal`"
+    );
 }
 
 #[test]
@@ -98,7 +104,7 @@ fn every_missing_key_is_listed() {
     }
     let err = error(safejax::from_bytes::<Wider>(&variables_bf16()));
     assert!(
-        matches!(&err, Error::MissingKeys { keys, hints } if keys == &["batch_stats.mean", "batch_stats.var"] && hints == &[None, None]),
+        matches!(&err, Error::MissingKeys { keys, hints, .. } if keys == &["batch_stats.mean", "batch_stats.var"] && hints == &[None, None]),
         "{err:?}"
     );
 }
@@ -117,7 +123,8 @@ fn a_missing_key_suggests_the_near_miss_in_the_file() {
     .unwrap();
     let err = error(safejax::from_bytes::<Dense<f32>>(&bytes));
     assert!(
-        matches!(&err, Error::MissingKeys { keys, hints } if keys == &["kernel"] && hints == &[Some("kernal".to_owned())]),
+        matches!(&err, Error::MissingKeys { keys, hints, unknown, .. }
+            if keys == &["kernel"] && hints == &[Some("kernal".to_owned())] && unknown == &["kernal"]),
         "{err:?}"
     );
 }
@@ -453,7 +460,10 @@ fn a_file_in_the_other_format_is_named_as_such() {
     );
     // A corrupt file of the right format is still reported as what is wrong with it.
     let err = safejax::msgpack::from_bytes::<Value>(&[0x81, 0xa1]).unwrap_err();
-    assert!(matches!(err, Error::Truncated { .. }), "{err:?}");
+    assert!(
+        matches!(&err, Error::InvalidMsgpack { key, offset: 2, .. } if key.is_empty()),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -492,4 +502,125 @@ fn key_names_the_key_of_the_error() {
     assert_eq!(path, &shard.display().to_string());
     assert!(matches!(**source, Error::UnknownDtype { .. }), "{source:?}");
     assert_eq!(err.key(), Some("b"));
+}
+
+/// Structs that load the T5 checkpoint (tests/fixtures/hf_t5), with one layer struct for every
+/// sublayer of both stacks (each holds one of the optional parts).
+mod t5 {
+    use safejax::{Params, Tensor};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    #[safejax(style = "nnx")]
+    pub struct Checkpoint {
+        pub decoder: Stack,
+        pub encoder: Stack,
+        pub shared: Embed,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct Stack {
+        pub block: Vec<Block>,
+        pub final_layer_norm: LayerNorm,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct Block {
+        pub layer: Vec<Layer>,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct Layer {
+        #[serde(rename = "SelfAttention")]
+        pub self_attention: Option<Attention>,
+        pub layer_norm: LayerNorm,
+        #[serde(rename = "EncDecAttention")]
+        pub enc_dec_attention: Option<Attention>,
+        #[serde(rename = "DenseReluDense")]
+        pub dense_relu_dense: Option<DenseReluDense>,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct Attention {
+        pub k: DenseNoBias,
+        pub o: DenseNoBias,
+        pub q: DenseNoBias,
+        pub relative_attention_bias: Option<Embed>,
+        pub v: DenseNoBias,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, Params)]
+    pub struct DenseReluDense {
+        pub wi: DenseNoBias,
+        pub wo: DenseNoBias,
+    }
+
+    /// A module of one f32 tensor.
+    macro_rules! one_tensor {
+        ($name:ident, $field:ident) => {
+            #[derive(Debug, Serialize, Deserialize, Params)]
+            pub struct $name {
+                pub $field: Tensor<f32>,
+            }
+        };
+    }
+    one_tensor!(DenseNoBias, kernel);
+    one_tensor!(Embed, embedding);
+    one_tensor!(LayerNorm, weight);
+}
+
+/// GPT-2's file in T5's structs: the 3 keys T5 needs and GPT-2 lacks, and the 28 keys of GPT-2
+/// that T5 does not know, in one error.
+#[test]
+fn missing_and_unknown_keys_are_reported_together() {
+    let t5 = common::fixture_path("hf_t5/safetensors/model.safetensors");
+    let loaded = safejax::from_file::<t5::Checkpoint>(&t5).unwrap();
+    assert_eq!(loaded.decoder.block[0].layer.len(), 3);
+    let gpt2 = common::fixture_path("hf_gpt2/safetensors/model.safetensors");
+    let err = safejax::from_file::<t5::Checkpoint>(&gpt2).unwrap_err();
+    let Error::MissingKeys {
+        keys,
+        hints,
+        unknown,
+        unknown_hints,
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        keys,
+        &[
+            "decoder.final_layer_norm.weight",
+            "encoder.final_layer_norm.weight",
+            "shared.embedding"
+        ]
+    );
+    assert_eq!(hints.len(), keys.len());
+    assert_eq!(err.key(), Some("decoder.final_layer_norm.weight"));
+    assert_eq!(unknown.len(), 28);
+    assert_eq!(unknown_hints.len(), 28);
+    assert!(unknown.windows(2).all(|w| w[0] < w[1]), "sorted: {unknown:?}");
+    assert_eq!(unknown[0], "transformer.h.0.attn.c_attn.bias");
+    assert!(unknown.iter().any(|k| k == "transformer.wte.embedding"));
+
+    // Unknown keys allowed: only what is missing.
+    let allowed = Options::new()
+        .allow_unknown_keys(true)
+        .from_file::<t5::Checkpoint>(&gpt2);
+    assert!(
+        matches!(&allowed, Err(Error::MissingKeys { keys: k, unknown, .. }) if k == keys && unknown.is_empty()),
+        "{allowed:?}"
+    );
+}
+
+#[test]
+fn missing_and_unknown_keys_display_counts_and_the_first_five() {
+    let gpt2 = common::fixture_path("hf_gpt2/safetensors/model.safetensors");
+    assert_eq!(
+        error(safejax::from_file::<t5::Checkpoint>(&gpt2)).to_string(),
+        "3 missing keys: `decoder.final_layer_norm.weight`, `encoder.final_layer_norm.weight`, \
+         `shared.embedding`; 28 unknown keys: `transformer.h.0.attn.c_attn.bias`, \
+         `transformer.h.0.attn.c_attn.kernel`, `transformer.h.0.attn.c_proj.bias`, \
+         `transformer.h.0.attn.c_proj.kernel`, `transformer.h.0.ln_1.bias` and 23 more"
+    );
 }

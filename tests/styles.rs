@@ -182,6 +182,7 @@ fn a_wrong_style_finds_nothing_and_says_what_it_looked_for() {
     let err = safejax::from_bytes::<FlaxMlp>(&fixture_bytes("haiku_mlp")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "2 missing keys: `mlp.linear_0.w` (did you mean `mlp/~/linear_0.w`?), `mlp.linear_0.b` (did you mean `mlp/~/linear_0.b`?)"
+        "2 missing keys: `mlp.linear_0.b` (did you mean `mlp/~/linear_0.b`?), `mlp.linear_0.w` (did you mean `mlp/~/linear_0.w`?); \
+         4 unknown keys: `mlp/~/linear_0.b`, `mlp/~/linear_0.w`, `mlp/~/linear_1.b`, `mlp/~/linear_1.w`"
     );
 }

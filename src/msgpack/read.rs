@@ -16,7 +16,8 @@ const MAX_DEPTH: usize = 64;
 
 /// A parsed msgpack value.
 enum Node {
-    Dict(Vec<(String, Node)>),
+    /// A dict (or a list, keyed '0', '1', ...) and the offset of its marker in the input.
+    Dict(Vec<(String, Node)>, usize),
     /// An ndarray; its bytes are `input[start..end]`.
     Array {
         dtype: Dtype,
@@ -27,20 +28,43 @@ enum Node {
     Int(i128),
     Float(f64),
     Bool(bool),
-    Complex(f64, f64),
+    /// A Python complex whose parts are f32s (a complex128 is refused as it is read).
+    Complex(f32, f32),
     Nil,
-    Text,
 }
 
-fn invalid(reason: impl std::fmt::Display) -> Error {
+/// What is wrong at byte `offset`; the key path is filled in as the error leaves each dict
+/// ([`inside`]).
+fn invalid(offset: usize, reason: impl std::fmt::Display) -> Error {
     Error::InvalidMsgpack {
+        key: String::new(),
+        offset: offset as u64,
         reason: reason.to_string(),
+    }
+}
+
+/// `error`, which happened in the value under `name` of a dict: its key path gains `name` in
+/// front. Only the failing path pays for this, once per level it leaves.
+fn inside(name: &str, error: Error) -> Error {
+    match error {
+        Error::InvalidMsgpack { key, offset, reason } => Error::InvalidMsgpack {
+            key: if key.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{name}.{key}")
+            },
+            offset,
+            reason,
+        },
+        other => other,
     }
 }
 
 struct Parser<'a> {
     input: &'a [u8],
     pos: usize,
+    /// What ends at the end of `input`, for a message about reading past it.
+    within: &'static str,
 }
 
 impl<'a> Parser<'a> {
@@ -49,10 +73,12 @@ impl<'a> Parser<'a> {
             .pos
             .checked_add(n)
             .filter(|&end| end <= self.input.len())
-            .ok_or_else(|| Error::Truncated {
-                what: "a msgpack value",
-                needed: (self.pos as u64).saturating_add(n as u64),
-                found: self.input.len() as u64,
+            .ok_or_else(|| {
+                let left = self.input.len() - self.pos;
+                invalid(
+                    self.pos,
+                    format_args!("truncated: {n} bytes needed, {left} left in {}", self.within),
+                )
             })?;
         let bytes = &self.input[self.pos..end];
         self.pos = end;
@@ -64,7 +90,8 @@ impl<'a> Parser<'a> {
     }
 
     fn len(&mut self, n: usize) -> Result<usize> {
-        usize::try_from(self.be(n)?).map_err(|_| invalid("a length exceeds the address space"))
+        let at = self.pos;
+        usize::try_from(self.be(n)?).map_err(|_| invalid(at, "a length exceeds the address space"))
     }
 
     fn marker(&mut self) -> Result<Marker> {
@@ -83,15 +110,16 @@ impl<'a> Parser<'a> {
 
     /// A map key: a string, or an integer (msgpack allows them; flax's reader does too).
     fn key(&mut self) -> Result<String> {
+        let at = self.pos;
         let marker = self.marker()?;
         if let Some(n) = self.str_len(marker)? {
             return std::str::from_utf8(self.take(n)?)
                 .map(str::to_owned)
-                .map_err(|_| invalid("a dict key is not UTF-8"));
+                .map_err(|_| invalid(at, "a dict key is not UTF-8"));
         }
         match self.number(marker)? {
             Some(Node::Int(i)) => Ok(i.to_string()),
-            _ => Err(invalid("a dict key is neither a string nor an integer")),
+            _ => Err(invalid(at, "a dict key is neither a string nor an integer")),
         }
     }
 
@@ -114,16 +142,16 @@ impl<'a> Parser<'a> {
     }
 
     fn value(&mut self, depth: usize) -> Result<Node> {
+        let at = self.pos;
         if depth > MAX_DEPTH {
-            return Err(invalid(format_args!("nested deeper than {MAX_DEPTH} levels")));
+            return Err(invalid(at, format_args!("nested deeper than {MAX_DEPTH} levels")));
         }
         let marker = self.marker()?;
         if let Some(number) = self.number(marker)? {
             return Ok(number);
         }
-        if let Some(n) = self.str_len(marker)? {
-            self.take(n)?;
-            return Ok(Node::Text);
+        if self.str_len(marker)?.is_some() {
+            return Err(invalid(at, "a string or bytes, not a tensor"));
         }
         let (map_len, array_len, ext_len) = match marker {
             Marker::Null => return Ok(Node::Nil),
@@ -143,32 +171,35 @@ impl<'a> Parser<'a> {
             Marker::Ext8 => (None, None, Some(self.len(1)?)),
             Marker::Ext16 => (None, None, Some(self.len(2)?)),
             Marker::Ext32 => (None, None, Some(self.len(4)?)),
-            other => return Err(invalid(format_args!("unexpected marker {other:?}"))),
+            other => return Err(invalid(at, format_args!("unexpected marker {other:?}"))),
         };
         // Every entry takes at least one byte: a count beyond the input is refused before any
         // allocation.
         let remaining = self.input.len() - self.pos;
         if let Some(n) = map_len {
             if n > remaining {
-                return Err(invalid(format_args!("a dict of {n} entries in {remaining} bytes")));
+                return Err(invalid(at, format_args!("a dict of {n} entries in {remaining} bytes")));
             }
             let mut entries = Vec::with_capacity(n);
             for _ in 0..n {
                 let key = self.key()?;
-                entries.push((key, self.value(depth + 1)?));
+                let value = self.value(depth + 1).map_err(|e| inside(&key, e))?;
+                entries.push((key, value));
             }
-            return Ok(Node::Dict(entries));
+            return Ok(Node::Dict(entries, at));
         }
         if let Some(n) = array_len {
             if n > remaining {
-                return Err(invalid(format_args!("a list of {n} elements in {remaining} bytes")));
+                return Err(invalid(at, format_args!("a list of {n} elements in {remaining} bytes")));
             }
             // flax stores lists as dicts keyed '0', '1', ...; a plain msgpack list reads the same.
             let mut entries = Vec::with_capacity(n);
             for i in 0..n {
-                entries.push((i.to_string(), self.value(depth + 1)?));
+                let key = i.to_string();
+                let value = self.value(depth + 1).map_err(|e| inside(&key, e))?;
+                entries.push((key, value));
             }
-            return Ok(Node::Dict(entries));
+            return Ok(Node::Dict(entries, at));
         }
         let len = ext_len.expect("one of the three");
         let kind = self.take(1)?[0] as i8;
@@ -177,58 +208,71 @@ impl<'a> Parser<'a> {
         let mut payload = Parser {
             input: &self.input[..payload_start + len],
             pos: payload_start,
+            within: "the extension",
         };
         match kind {
             EXT_NDARRAY | EXT_NPSCALAR => payload.ndarray(),
             EXT_NATIVE_COMPLEX => {
                 let (re, im) = payload.pair()?;
-                Ok(Node::Complex(re, im))
+                // safetensors has complex64 only: a Python complex fits when its parts are f32s.
+                let (re32, im32) = (re as f32, im as f32);
+                if f64::from(re32) != re || f64::from(im32) != im {
+                    return Err(invalid(at, "a complex128, which safetensors cannot hold"));
+                }
+                Ok(Node::Complex(re32, im32))
             }
-            other => Err(invalid(format_args!("unknown msgpack extension type {other}"))),
+            other => Err(invalid(at, format_args!("unknown msgpack extension type {other}"))),
         }
     }
 
     /// flax's ndarray: the msgpack tuple (shape, dtype name, raw bytes).
     fn ndarray(&mut self) -> Result<Node> {
+        let at = self.pos;
         if self.marker()? != Marker::FixArray(3) {
-            return Err(invalid("an ndarray is not a (shape, dtype, data) tuple"));
+            return Err(invalid(at, "an ndarray is not a (shape, dtype, data) tuple"));
         }
+        let at = self.pos;
         let dims = match self.marker()? {
             Marker::FixArray(n) => n.into(),
             Marker::Array16 => self.len(2)?,
             Marker::Array32 => self.len(4)?,
-            _ => return Err(invalid("an ndarray's shape is not a list")),
+            _ => return Err(invalid(at, "an ndarray's shape is not a list")),
         };
         if dims > self.input.len() - self.pos {
-            return Err(invalid("an ndarray's shape is longer than the input"));
+            return Err(invalid(at, "an ndarray's shape is longer than the input"));
         }
         let mut shape = Vec::with_capacity(dims);
         for _ in 0..dims {
+            let at = self.pos;
             let marker = self.marker()?;
             match self.number(marker)? {
                 Some(Node::Int(d)) => {
-                    shape.push(usize::try_from(d).map_err(|_| invalid("a negative or huge dimension"))?)
+                    shape.push(usize::try_from(d).map_err(|_| invalid(at, "a negative or huge dimension"))?)
                 }
-                _ => return Err(invalid("an ndarray dimension is not an integer")),
+                _ => return Err(invalid(at, "an ndarray dimension is not an integer")),
             }
         }
+        let at = self.pos;
         let marker = self.marker()?;
         let name_len = self
             .str_len(marker)?
-            .ok_or_else(|| invalid("an ndarray's dtype is not a name"))?;
-        let name = std::str::from_utf8(self.take(name_len)?).map_err(|_| invalid("a dtype name is not UTF-8"))?;
-        let dtype = dtype_from_numpy(name).ok_or_else(|| invalid(format_args!("unsupported numpy dtype `{name}`")))?;
+            .ok_or_else(|| invalid(at, "an ndarray's dtype is not a name"))?;
+        let name = std::str::from_utf8(self.take(name_len)?).map_err(|_| invalid(at, "a dtype name is not UTF-8"))?;
+        let dtype =
+            dtype_from_numpy(name).ok_or_else(|| invalid(at, format_args!("unsupported numpy dtype `{name}`")))?;
+        let at = self.pos;
         let marker = self.marker()?;
         let data_len = self
             .str_len(marker)?
-            .ok_or_else(|| invalid("an ndarray's data is not bytes"))?;
+            .ok_or_else(|| invalid(at, "an ndarray's data is not bytes"))?;
         let start = self.pos;
         self.take(data_len)?;
         let expected = element_count(&shape).and_then(|n| dtype.byte_len(n));
         if expected != Some(data_len) {
-            return Err(invalid(format_args!(
-                "{dtype} shape {shape:?} does not match {data_len} bytes of data"
-            )));
+            return Err(invalid(
+                at,
+                format_args!("{dtype} shape {shape:?} does not match {data_len} bytes of data"),
+            ));
         }
         Ok(Node::Array {
             dtype,
@@ -240,15 +284,17 @@ impl<'a> Parser<'a> {
 
     /// A native complex: the msgpack pair (real, imaginary).
     fn pair(&mut self) -> Result<(f64, f64)> {
+        let at = self.pos;
         if self.marker()? != Marker::FixArray(2) {
-            return Err(invalid("a complex number is not a (real, imag) pair"));
+            return Err(invalid(at, "a complex number is not a (real, imag) pair"));
         }
         let mut part = || -> Result<f64> {
+            let at = self.pos;
             let marker = self.marker()?;
             match self.number(marker)? {
                 Some(Node::Float(f)) => Ok(f),
                 Some(Node::Int(i)) => Ok(i as f64),
-                _ => Err(invalid("a complex part is not a number")),
+                _ => Err(invalid(at, "a complex part is not a number")),
             }
         };
         Ok((part()?, part()?))
@@ -295,8 +341,8 @@ impl Flattener<'_> {
 
     fn node(&mut self, key: String, node: Node) -> Result<()> {
         match node {
-            Node::Dict(entries) if entries.iter().any(|(k, _)| k == CHUNKED) => self.chunked(key, entries),
-            Node::Dict(entries) => {
+            Node::Dict(entries, at) if entries.iter().any(|(k, _)| k == CHUNKED) => self.chunked(key, entries, at),
+            Node::Dict(entries, _) => {
                 for (name, child) in entries {
                     let child_key = if key.is_empty() { name } else { format!("{key}.{name}") };
                     self.node(child_key, child)?;
@@ -316,30 +362,23 @@ impl Flattener<'_> {
             Node::Float(f) => self.side(key, Dtype::F64, vec![], &f.to_le_bytes()),
             Node::Bool(b) => self.side(key, Dtype::BOOL, vec![], &[u8::from(b)]),
             Node::Complex(re, im) => {
-                // safetensors has complex64 only: a Python complex fits when its parts are f32s.
-                let (re32, im32) = (re as f32, im as f32);
-                if f64::from(re32) != re || f64::from(im32) != im {
-                    return Err(invalid(format_args!(
-                        "`{key}` is a complex128, which safetensors cannot hold"
-                    )));
-                }
-                let bytes: Vec<u8> = re32.to_le_bytes().into_iter().chain(im32.to_le_bytes()).collect();
+                let bytes: Vec<u8> = re.to_le_bytes().into_iter().chain(im.to_le_bytes()).collect();
                 self.side(key, Dtype::C64, vec![], &bytes)
             }
             Node::Nil => Ok(()),
-            Node::Text => Err(invalid(format_args!("`{key}` holds a string or bytes, not a tensor"))),
         }
     }
 
     /// flax's `{"__msgpack_chunked_array__": True, "shape": {"0": d0, ...}, "chunks": {"0": a0, ...}}`.
-    fn chunked(&mut self, key: String, entries: Vec<(String, Node)>) -> Result<()> {
-        let bad = |what: &str| invalid(format_args!("chunked array `{key}`: {what}"));
+    /// `at` is the offset of its dict.
+    fn chunked(&mut self, key: String, entries: Vec<(String, Node)>, at: usize) -> Result<()> {
+        let bad = |what: &str| inside(&key, invalid(at, format_args!("chunked array: {what}")));
         let (mut shape, mut chunks) = (None, None);
         for (name, node) in entries {
             match (name.as_str(), node) {
                 (CHUNKED, _) => {}
-                ("shape", Node::Dict(dims)) => shape = Some(dims),
-                ("chunks", Node::Dict(parts)) => chunks = Some(parts),
+                ("shape", Node::Dict(dims, _)) => shape = Some(dims),
+                ("chunks", Node::Dict(parts, _)) => chunks = Some(parts),
                 _ => return Err(bad("unexpected entry")),
             }
         }
@@ -389,13 +428,21 @@ fn indexed(entries: Vec<(String, Node)>) -> Option<Vec<Node>> {
 
 /// Parses a whole msgpack file into header entries.
 pub(crate) fn parse(input: &[u8]) -> Result<Header> {
-    let mut parser = Parser { input, pos: 0 };
+    let mut parser = Parser {
+        input,
+        pos: 0,
+        within: "the input",
+    };
     let root = parser.value(0)?;
     if parser.pos != input.len() {
-        return Err(invalid(format_args!("{} trailing bytes", input.len() - parser.pos)));
+        let trailing = input.len() - parser.pos;
+        return Err(invalid(
+            parser.pos,
+            format_args!("{trailing} trailing bytes after the top-level dict"),
+        ));
     }
-    if !matches!(root, Node::Dict(_)) {
-        return Err(invalid("the top level is not a dict"));
+    if !matches!(root, Node::Dict(..)) {
+        return Err(invalid(0, "the top level is not a dict"));
     }
     let mut flat = Flattener {
         input,

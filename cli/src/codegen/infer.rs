@@ -386,7 +386,11 @@ fn unify_structs(a: &StructTy, b: &StructTy) -> Option<StructTy> {
     let (mut fa, mut fb) = (a.fields.clone(), b.fields.clone());
     promote(&mut fa, &b.fields);
     promote(&mut fb, &a.fields);
-    if !fa.iter().any(|f| fb.iter().any(|g| g.name == f.name)) {
+    // One struct for both only where one holds every part of the other (a block with a shortcut
+    // and one without): sublayers that hold different things (T5's attention and feed-forward
+    // layers, which share only their norm) stay different structs.
+    let within = |x: &[FieldTy], y: &[FieldTy]| x.iter().all(|f| y.iter().any(|g| g.name == f.name));
+    if !fa.iter().any(|f| fb.iter().any(|g| g.name == f.name)) || !(within(&fa, &fb) || within(&fb, &fa)) {
         return None;
     }
     let mut fields = Vec::with_capacity(fa.len().max(fb.len()));

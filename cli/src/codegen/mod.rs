@@ -64,6 +64,50 @@ fn structs(
     Ok((plan, notes))
 }
 
+/// Every leaf type of the plan's fields.
+fn plan_leaves(plan: &plan::Plan) -> Vec<infer::LeafTy> {
+    fn collect(t: &plan::PTy, out: &mut Vec<infer::LeafTy>) {
+        match t {
+            plan::PTy::Leaf(l) | plan::PTy::Map(l) => out.push(l.clone()),
+            plan::PTy::Vec(t) | plan::PTy::Option(t) => collect(t, out),
+            plan::PTy::Struct(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    for f in plan.structs.iter().flat_map(|s| &s.fields) {
+        collect(&f.ty, &mut out);
+    }
+    out
+}
+
+/// The comment that names the `use` lines the code needs, and no more: `Params` and serde's
+/// derives for structs, `Tensor` or `TensorView` where a leaf's type is one.
+fn imports(structs: bool, leaves: &[infer::LeafTy], borrowed: bool) -> String {
+    let types: Vec<String> = leaves.iter().map(|l| emit::leaf_type(l, borrowed)).collect();
+    let mut names = Vec::new();
+    if structs {
+        names.push("Params");
+    }
+    for name in ["Tensor", "TensorView"] {
+        if types.iter().any(|t| t.starts_with(&format!("{name}<"))) {
+            names.push(name);
+        }
+    }
+    let mut lines = Vec::new();
+    match names[..] {
+        [] => {}
+        [one] => lines.push(format!("`use safejax::{one};`")),
+        _ => lines.push(format!("`use safejax::{{{}}};`", names.join(", "))),
+    }
+    if structs {
+        lines.push("`use serde::{Deserialize, Serialize};`".to_owned());
+    }
+    if lines.is_empty() {
+        return "// Needs no imports.\n".to_owned();
+    }
+    format!("// Needs {}.\n", lines.join(" and "))
+}
+
 fn has_maps(plan: &plan::Plan) -> bool {
     fn map(t: &plan::PTy) -> bool {
         match t {
@@ -97,8 +141,11 @@ pub fn run(ckpt: &Checkpoint, options: &Options) -> Result<Generated> {
     let style = options.style.unwrap_or_else(|| keys::detect(contents.keys()));
     let root = &options.root;
 
-    let (body, mut notes) = match structs(style, &leaves, root) {
-        Ok((plan, notes)) => (emit::structs(&plan, options.borrowed), notes),
+    let (body, imports, mut notes) = match structs(style, &leaves, root) {
+        Ok((plan, notes)) => {
+            let imports = imports(true, &plan_leaves(&plan), options.borrowed);
+            (emit::structs(&plan, options.borrowed), imports, notes)
+        }
         Err(reason) => {
             let first = leaves.first().map(|(_, d, _)| *d);
             let same = first.filter(|d| leaves.iter().all(|(_, x, _)| x == d));
@@ -109,7 +156,7 @@ pub fn run(ckpt: &Checkpoint, options: &Options) -> Result<Generated> {
             let note =
                 format!("no structs for these keys as {style} keys: {reason}; every key loads into one flat map");
             let body = format!("// {note}\n{}", emit::flat_map(root, &leaf, options.borrowed));
-            (body, vec![note])
+            (body, imports(false, &[leaf], options.borrowed), vec![note])
         }
     };
 
@@ -142,9 +189,7 @@ pub fn run(ckpt: &Checkpoint, options: &Options) -> Result<Generated> {
         ckpt.layout(),
         leaves.len()
     ));
-    source.push_str(
-        "// Needs `use safejax::{Params, Tensor, TensorView};` and `use serde::{Deserialize, Serialize};`.\n",
-    );
+    source.push_str(&imports);
     if options.borrowed && single {
         source.push_str(&format!(
             "// Load: `let bytes = std::fs::read({file:?})?;` then `let ckpt: {root} = {}(&bytes)?;`.\n",

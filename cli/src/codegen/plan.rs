@@ -165,9 +165,14 @@ pub fn plan(root: &StructTy, root_name: &str) -> Plan {
     let mut structs = interner.structs;
 
     // Uses, in the order a reader meets them (root first, depth first).
-    let order = preorder(&structs, root_id);
+    let order = preorder(&structs, root_id, false);
     let mut uses: HashMap<usize, Vec<Use>> = HashMap::new();
     collect_uses(&structs, root_id, &[], None, &mut vec![false; structs.len()], &mut uses);
+    // The first use names a struct's parent and top-level field in its candidate names: the first
+    // by name, not by the file's order, so that every format of a model gives the same names.
+    for u in uses.values_mut() {
+        u.sort_by(|a, b| (&a.hint, &a.top).cmp(&(&b.hint, &b.top)));
+    }
     // How often each name is used for any struct: the tie-breaker between names.
     let mut popularity: HashMap<Vec<String>, usize> = HashMap::new();
     for u in uses.values().flatten() {
@@ -191,9 +196,10 @@ pub fn plan(root: &StructTy, root_name: &str) -> Plan {
         }
     }
 
-    // Names.
+    // Names, given depth first in the order of field names, not of the file: where two structs
+    // would take one name, which gets it does not depend on the format the model was saved in.
     let mut taken: HashMap<String, usize> = HashMap::new();
-    for &id in &order {
+    for id in preorder(&structs, root_id, true) {
         let name = if id == root_id {
             root_name.to_owned()
         } else {
@@ -201,7 +207,7 @@ pub fn plan(root: &StructTy, root_name: &str) -> Plan {
             let uses = uses.get(&id).unwrap_or(&no_uses);
             let base = match &structs[id].class {
                 Some(class) => camel(&words(class)),
-                None => base_name(uses, &popularity),
+                None => base_name(&structs[id], uses, &popularity),
             };
             let mut candidates = Vec::new();
             let parent_name = uses.first().map(|u| structs[u.parent].name.clone()).unwrap_or_default();
@@ -285,8 +291,11 @@ fn collect_uses(
             continue;
         };
         let mut hint = if is_index(&f.name) {
-            // An NNX list of differing elements: `layers.0` is a layer.
-            singular(own_hint.to_vec())
+            // An NNX list of differing elements: `layers.0` is a layer, named after what it holds
+            // that the others do not (T5's `layer.0` is a `SelfAttentionLayer`).
+            let mut hint = distinctive_field(structs, id, child).map(words).unwrap_or_default();
+            hint.extend(singular(own_hint.to_vec()));
+            hint
         } else {
             words(strip_index(&f.name))
         };
@@ -305,21 +314,48 @@ fn collect_uses(
     }
 }
 
-/// The structs reachable from `root`, depth first, in field order.
-fn preorder(structs: &[StructDef], root: usize) -> Vec<usize> {
-    fn visit(structs: &[StructDef], id: usize, seen: &mut Vec<bool>, out: &mut Vec<usize>) {
+/// The first field by name of `child` that the structs of `parent`'s other index fields (`0`,
+/// `1`, ...) lack, if they are other structs.
+fn distinctive_field(structs: &[StructDef], parent: usize, child: usize) -> Option<&str> {
+    let siblings: Vec<usize> = structs[parent]
+        .fields
+        .iter()
+        .filter(|f| is_index(&f.name))
+        .filter_map(|f| f.ty.inner_struct().map(|(id, _)| id))
+        .filter(|&id| id != child)
+        .collect();
+    if siblings.is_empty() {
+        return None;
+    }
+    let mut names: Vec<&str> = structs[child].fields.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    names.into_iter().find(|name| {
+        siblings
+            .iter()
+            .all(|&s| structs[s].fields.iter().all(|f| f.name != *name))
+    })
+}
+
+/// The structs reachable from `root`, depth first, in field order (`by_name`: in the order of the
+/// fields' names).
+fn preorder(structs: &[StructDef], root: usize, by_name: bool) -> Vec<usize> {
+    fn visit(structs: &[StructDef], id: usize, by_name: bool, seen: &mut Vec<bool>, out: &mut Vec<usize>) {
         if std::mem::replace(&mut seen[id], true) {
             return;
         }
         out.push(id);
-        for f in &structs[id].fields {
+        let mut fields: Vec<&FieldDef> = structs[id].fields.iter().collect();
+        if by_name {
+            fields.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        for f in fields {
             if let Some((child, _)) = f.ty.inner_struct() {
-                visit(structs, child, seen, out);
+                visit(structs, child, by_name, seen, out);
             }
         }
     }
     let mut out = Vec::new();
-    visit(structs, root, &mut vec![false; structs.len()], &mut out);
+    visit(structs, root, by_name, &mut vec![false; structs.len()], &mut out);
     out
 }
 
@@ -345,17 +381,42 @@ fn distinct(uses: &[Use]) -> Vec<(&Vec<String>, usize)> {
 }
 
 /// The name of the fields that hold a struct most often (then: that name most used in the file,
-/// then the first).
+/// then the first in alphabetical order, which does not depend on the order of the file).
 fn favourite<'u>(uses: &'u [Use], popularity: &HashMap<Vec<String>, usize>) -> Option<&'u Vec<String>> {
     let distinct = distinct(uses);
     let score = |(h, n): &(&Vec<String>, usize)| (*n, popularity.get(*h).copied().unwrap_or(0));
     let best = distinct.iter().map(score).max()?;
-    distinct.iter().find(|d| score(d) == best).map(|(h, _)| *h)
+    distinct.iter().filter(|d| score(d) == best).map(|(h, _)| *h).min()
+}
+
+/// JAX's names for the modules whose tensors are named by convention: (the tensors, the name).
+/// Flax's `Dense` holds `kernel` and `bias`, its `LayerNorm` `scale` and `bias`, `RMSNorm`
+/// `scale`, `Embed` `embedding`.
+const CONVENTIONS: &[(&[&str], &str)] = &[
+    (&["bias", "kernel"], "Dense"),
+    (&["kernel"], "DenseNoBias"),
+    (&["bias", "scale"], "LayerNorm"),
+    (&["scale"], "RmsNorm"),
+    (&["embedding"], "Embed"),
+];
+
+/// The JAX convention a struct of tensors only follows, by the names of its tensors.
+fn convention(s: &StructDef) -> Option<&'static str> {
+    if !s.fields.iter().all(|f| matches!(&f.ty, PTy::Leaf(l) if !l.scalar)) {
+        return None;
+    }
+    let mut names: Vec<&str> = s.fields.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    CONVENTIONS
+        .iter()
+        .find(|(tensors, _)| *tensors == names.as_slice())
+        .map(|(_, name)| *name)
 }
 
 /// A struct's name from the names of the fields that hold it: the words they end with in common
-/// (`initial_conv`, `conv`, `shortcut_conv`: `Conv`), else the favourite.
-fn base_name(uses: &[Use], popularity: &HashMap<Vec<String>, usize>) -> String {
+/// (`initial_conv`, `conv`, `shortcut_conv`: `Conv`); where they have none, the JAX convention of
+/// its tensors (`wte`, `wpe`: `Embed`), else the favourite.
+fn base_name(s: &StructDef, uses: &[Use], popularity: &HashMap<Vec<String>, usize>) -> String {
     let distinct = distinct(uses);
     let Some(&(first, _)) = distinct.first() else {
         return "Module".to_owned();
@@ -372,6 +433,9 @@ fn base_name(uses: &[Use], popularity: &HashMap<Vec<String>, usize>) -> String {
     }
     if common > 0 {
         return camel(&first[first.len() - common..]);
+    }
+    if let Some(name) = convention(s).filter(|_| distinct.len() > 1) {
+        return name.to_owned();
     }
     favourite(uses, popularity).map_or_else(|| "Module".to_owned(), |h| camel(h))
 }
