@@ -68,7 +68,7 @@ fn unnamed_dtype(json: &serde_json::Value) -> Option<(String, String)> {
 #[test]
 fn every_fixture_loads_with_its_recorded_values() {
     let names = cases();
-    assert_eq!(names.len(), 29, "the 29 cases of scripts/orbax_cases.py");
+    assert_eq!(names.len(), 30, "the 30 cases of scripts/gen_orbax_fixtures.py");
     let mut failures = Vec::new();
     let mut compared = 0;
     for name in &names {
