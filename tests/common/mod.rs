@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod models;
+pub mod ocdbt;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
