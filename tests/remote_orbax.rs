@@ -11,18 +11,12 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use remote_support::*;
-use safejax::remote::{blocking, Remote};
+use safejax::remote::blocking;
 use safejax::{Error, Value};
 
-use common::fixture_bytes;
 use common::models::FlaxCnn;
 use common::ocdbt::manifest;
-
-fn counting() -> (Arc<CountingStore>, Remote) {
-    let store = Arc::new(CountingStore::new(Arc::new(InMemory::new())));
-    let remote = Remote::new(store.clone());
-    (store, remote)
-}
+use common::{fixture_bytes, orbax_case_dir, orbax_cases};
 
 #[test]
 fn every_orbax_fixture_loads_from_a_store_as_from_its_directory() {

@@ -22,8 +22,8 @@ use remote_support::*;
 use safejax::remote::Remote;
 use safejax::{Error, Options, Value};
 
-use common::fixture_path;
 use common::models::HaikuResNet;
+use common::{fixture_path, orbax_cases};
 
 fn endpoint() -> String {
     std::env::var("SAFEJAX_S3_ENDPOINT").expect(

@@ -24,6 +24,22 @@ pub fn fixture_path(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The directory of the Orbax fixture `name` (`""`: the directory of them all).
+pub fn orbax_case_dir(name: &str) -> PathBuf {
+    fixture_path("orbax").join(name)
+}
+
+/// Every Orbax fixture: the directories beside their sidecars (`<case>.json`).
+pub fn orbax_cases() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(orbax_case_dir(""))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".json").map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
 pub fn fixture_bytes(name: &str) -> Vec<u8> {
     std::fs::read(fixture_path(&format!("{name}.safetensors"))).expect("fixture file")
 }

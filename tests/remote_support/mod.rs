@@ -21,7 +21,7 @@ use safejax::{Error, Params, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::common::models::*;
-use crate::common::{fixture_bytes, fixture_path};
+use crate::common::{fixture_bytes, fixture_path, orbax_case_dir, orbax_cases};
 
 /// What a [`CountingStore`] saw.
 #[derive(Debug, Default)]
@@ -279,6 +279,13 @@ pub fn corrupt_objects_are_refused(store: &dyn ObjectStore, remote: &Remote, rt:
     }
 }
 
+/// An in-memory store that counts what moves, and a `Remote` on it.
+pub fn counting() -> (Arc<CountingStore>, Remote) {
+    let store = Arc::new(CountingStore::new(Arc::new(object_store::memory::InMemory::new())));
+    let remote = Remote::new(store.clone());
+    (store, remote)
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -380,22 +387,6 @@ pub fn stack(layers: usize, width: usize) -> Stack {
 pub struct ThirdLayer {
     #[serde(rename = "layers_3")]
     pub layer: Dense<f32>,
-}
-
-/// The directory of the Orbax fixture `name` (`""`: the directory of them all).
-pub fn orbax_case_dir(name: &str) -> std::path::PathBuf {
-    fixture_path("orbax").join(name)
-}
-
-/// Every Orbax fixture: the directories beside their sidecars.
-pub fn orbax_cases() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(orbax_case_dir(""))
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter_map(|n| n.strip_suffix(".json").map(str::to_owned))
-        .collect();
-    names.sort();
-    names
 }
 
 /// Copies every file below the local directory `dir` to objects under `prefix`, named as the
