@@ -31,10 +31,15 @@ pub fn orbax_case_dir(name: &str) -> PathBuf {
 
 /// Every Orbax fixture: the directories beside their sidecars (`<case>.json`).
 pub fn orbax_cases() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(orbax_case_dir(""))
+    names_ending(&orbax_case_dir(""), ".json")
+}
+
+/// The names of the files in `dir` that end with `suffix`, without it, sorted.
+pub fn names_ending(dir: &std::path::Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter_map(|n| n.strip_suffix(".json").map(str::to_owned))
+        .filter_map(|n| n.strip_suffix(suffix).map(str::to_owned))
         .collect();
     names.sort();
     names

@@ -21,7 +21,7 @@ use safejax::{Error, Params, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::common::models::*;
-use crate::common::{fixture_bytes, fixture_path, orbax_case_dir, orbax_cases};
+use crate::common::{fixture_bytes, fixture_path, names_ending, orbax_case_dir, orbax_cases};
 
 /// What a [`CountingStore`] saw.
 #[derive(Debug, Default)]
@@ -340,12 +340,7 @@ pub async fn fixtures_round_trip(remote: &Remote, prefix: &str) {
     one::<HaikuResNet>(remote, prefix, "haiku_resnet").await;
     one::<ObjaxMlp>(remote, prefix, "objax_mlp").await;
     // Every fixture file is covered.
-    let mut names: Vec<String> = std::fs::read_dir(fixture_path(""))
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter_map(|n| n.strip_suffix(".safetensors").map(str::to_owned))
-        .collect();
-    names.sort();
+    let names = names_ending(&fixture_path(""), ".safetensors");
     assert_eq!(
         names,
         [
