@@ -52,6 +52,10 @@ scripts/models.py's flax_cnn tree, the tree of tests/fixtures/flax_cnn.safetenso
                         databases and no root manifest (Orbax 0.12.8 cannot restore it)
     numbered_manifest   StandardCheckpointer().save with Orbax's OCDBT config given manifest_kind "numbered"
                         (Orbax forces "single": its tensorstore_utils._add_ocdbt_write_options is wrapped)
+    mlp8                StandardCheckpointer().save of an MLP of 8 layers (kernel f32[64,64], bias f32[64];
+                        values k/256, random k in [-1024, 1024): short in the sidecar, yet each kernel stays
+                        above the 1024-byte inline limit after zstd, so it lies in a data file): the remote
+                        partial load of one layer (tests/remote_orbax.rs)
     btree_interior      StandardCheckpointer().save of 200 tiny arrays with Orbax's OCDBT config given
                         max_decoded_node_bytes 1024 (forced to 1e8 otherwise; wrapped the same way), so the
                         root B-tree has interior nodes (at 1e8 a leaf node holds ~300k keys)
@@ -247,6 +251,15 @@ def fill_value_tree():
 def btree_tree():
     return {"layers": {f"{i:03d}": {"w": jnp.asarray([i, -i], jnp.float32), "b": jnp.asarray([i], jnp.int32)}
                        for i in range(100)}}
+
+
+def mlp8_tree():
+    rng = np.random.default_rng(8)
+
+    def values(shape):
+        return jnp.asarray(rng.integers(-1024, 1024, shape).astype(np.float32) / 256)
+
+    return {"params": {f"layer_{i}": {"kernel": values((64, 64)), "bias": values((64,))} for i in range(8)}}
 
 
 MULTIPROCESS_SPECS = {  # dotted key -> mesh axes of each dimension ("x": split over the 2 processes)
@@ -518,6 +531,10 @@ register(Case("btree_interior", "ocp.StandardCheckpointer().save(path, tree) wit
               "200 tiny arrays (layers.NNN.w f32[2], layers.NNN.b i32[1]): the root B-tree has interior nodes",
               lambda p: _with(ocdbt_config(max_decoded_node_bytes=1024), save_standard, p, btree_tree()),
               must_restore=ALL_MODES))
+register(Case("mlp8", "ocp.StandardCheckpointer().save(path, tree)",
+              "an MLP of 8 layers, params.layer_N.{kernel f32[64,64], bias f32[64]}: each kernel is stored "
+              "out of line, in a data file with the others",
+              lambda p: save_standard(p, mlp8_tree()), must_restore=ALL_MODES))
 register(Case("fill_value_absent", "ocp.PyTreeCheckpointer(use_zarr3=True).save(path, tree, save_args=SaveArgs("
                                    "chunk_byte_size=16)) with STORE_ARRAY_DATA_EQUAL_TO_FILL_VALUE = False",
               "zarr3 arrays whose zero chunks are absent (half_zero: 2 of 4 chunks; zeros_*: all)",

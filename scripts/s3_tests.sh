@@ -2,7 +2,8 @@
 # safejax::remote (feature `object-store`) against a real S3-protocol server: starts moto's server
 # (pinned in scripts/requirements.txt) on a free loopback port, runs the object store tests with
 # SAFEJAX_S3_ENDPOINT pointing at it (tests/remote_s3.rs, feature `s3-tests`), the in-memory ones
-# (tests/remote.rs), the unit tests and the doc examples with the feature, then stops the server.
+# (tests/remote.rs, tests/remote_orbax.rs), the unit tests and the doc examples with the feature,
+# then stops the server.
 # This script is the one place the S3 tests run: without the server they fail, by design.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,5 +41,5 @@ sys.exit("s3_tests.sh: the moto server did not start")
 PY
 
 export SAFEJAX_S3_ENDPOINT="http://127.0.0.1:$port"
-cargo test --features s3-tests --lib --test remote --test remote_s3
+cargo test --features s3-tests --lib --test remote --test remote_orbax --test remote_s3
 cargo test --features s3-tests --doc

@@ -35,7 +35,6 @@ pub(crate) enum Resolved<'h> {
 impl Resolved<'_> {
     /// Appends the header entries this tree reads, in the order the type visits them: what a
     /// partial load must fetch.
-    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
     pub(crate) fn entries(&self, out: &mut Vec<usize>) {
         match self {
             Resolved::Leaf { entry, .. } => out.push(*entry),

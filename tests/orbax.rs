@@ -5,27 +5,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use common::models::*;
-use common::{expected_leaves, fixture_bytes, leaves_from_json, leaves_of, value_leaves, Leaf};
+use common::{
+    expected_leaves, fixture_bytes, leaves_from_json, leaves_of, orbax_case_dir, orbax_cases, value_leaves, Leaf,
+};
 use safejax::{Dtype, Options, Params, Tensor, Value};
 use serde::{Deserialize, Serialize};
 
-fn case_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/orbax")
-        .join(name)
-}
-
 fn sidecar(name: &str) -> serde_json::Value {
-    let path = case_dir(&format!("{name}.json"));
+    let path = orbax_case_dir(&format!("{name}.json"));
     serde_json::from_str(&std::fs::read_to_string(path).expect("sidecar")).unwrap()
-}
-
-/// Every case: the directories beside their sidecars.
-fn cases() -> Vec<String> {
-    common::stems_in(&case_dir(""), ".json")
 }
 
 fn assert_same(name: &str, got: &BTreeMap<String, Leaf>, expected: &BTreeMap<String, Leaf>) {
@@ -61,13 +51,13 @@ fn unnamed_dtype(json: &serde_json::Value) -> Option<(String, String)> {
 
 #[test]
 fn every_fixture_loads_with_its_recorded_values() {
-    let names = cases();
-    assert_eq!(names.len(), 29, "the 29 cases of scripts/orbax_cases.py");
+    let names = orbax_cases();
+    assert_eq!(names.len(), 30, "the 30 cases of scripts/gen_orbax_fixtures.py");
     let mut failures = Vec::new();
     let mut compared = 0;
     for name in &names {
         let json = sidecar(name);
-        let result: safejax::Result<Value> = safejax::orbax::from_dir(case_dir(name));
+        let result: safejax::Result<Value> = safejax::orbax::from_dir(orbax_case_dir(name));
         if let Some((key, dtype)) = unnamed_dtype(&json) {
             // int4, int2, float4 and two float8 kinds: an error naming the key and the dtype.
             let err = result.expect_err(name).to_string();
@@ -92,7 +82,7 @@ fn a_manager_root_loads_its_latest_finished_step_and_steps_load_alone() {
     let json = sidecar("manager");
     assert_eq!(json["manager"]["latest_step"], 3);
     assert_eq!(json["manager"]["unfinished"][0], "4.orbax-checkpoint-tmp");
-    let root: Value = safejax::orbax::from_dir(case_dir("manager")).unwrap();
+    let root: Value = safejax::orbax::from_dir(orbax_case_dir("manager")).unwrap();
     assert_same(
         "manager",
         &value_leaves(&root),
@@ -100,9 +90,9 @@ fn a_manager_root_loads_its_latest_finished_step_and_steps_load_alone() {
     );
     for step in ["1", "2", "3"] {
         let expected = leaves_from_json(&json["manager"]["steps"][step]["tensors"]);
-        let from_step: Value = safejax::orbax::from_dir(case_dir("manager").join(step)).unwrap();
+        let from_step: Value = safejax::orbax::from_dir(orbax_case_dir("manager").join(step)).unwrap();
         assert_same(step, &value_leaves(&from_step), &expected);
-        let from_item: Value = safejax::orbax::from_dir(case_dir("manager").join(step).join("default")).unwrap();
+        let from_item: Value = safejax::orbax::from_dir(orbax_case_dir("manager").join(step).join("default")).unwrap();
         assert_same(step, &value_leaves(&from_item), &expected);
     }
     // Step 1's values differ from step 3's: the latest was chosen, not the first.
@@ -117,13 +107,13 @@ fn a_composite_step_loads_the_item_chosen_by_name() {
     let json = sidecar("composite");
     let expected = leaves_from_json(&json["tensors"]);
     let reader = safejax::orbax::Reader::new().item("params");
-    let value: Value = reader.from_dir(case_dir("composite")).unwrap();
+    let value: Value = reader.from_dir(orbax_case_dir("composite")).unwrap();
     assert_same("composite", &value_leaves(&value), &expected);
-    let value: Value = reader.from_dir(case_dir("composite").join("5")).unwrap();
+    let value: Value = reader.from_dir(orbax_case_dir("composite").join("5")).unwrap();
     assert_same("composite", &value_leaves(&value), &expected);
     let err = safejax::orbax::Reader::new()
         .item("extra")
-        .from_dir::<Value>(case_dir("composite/5"))
+        .from_dir::<Value>(orbax_case_dir("composite/5"))
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -136,10 +126,10 @@ fn a_composite_step_loads_the_item_chosen_by_name() {
 fn typed_structs_load_as_from_safetensors() {
     // The Orbax fixtures are of the same trees as the safetensors ones but of other random values:
     // compare the keys and the recorded values, and the typed loads against each other.
-    let cnn: FlaxCnn = safejax::orbax::from_dir(case_dir("flax_cnn")).unwrap();
+    let cnn: FlaxCnn = safejax::orbax::from_dir(orbax_case_dir("flax_cnn")).unwrap();
     let expected = leaves_from_json(&sidecar("flax_cnn")["tensors"]);
     assert_same("flax_cnn", &leaves_of(&cnn), &expected);
-    let chunked: FlaxCnn = safejax::orbax::from_dir(case_dir("chunked_zarr3")).unwrap();
+    let chunked: FlaxCnn = safejax::orbax::from_dir(orbax_case_dir("chunked_zarr3")).unwrap();
     assert_eq!(
         chunked, cnn,
         "chunked zarr3 shards give the same tree as one chunk each"
@@ -149,13 +139,13 @@ fn typed_structs_load_as_from_safetensors() {
         expected.keys().collect::<Vec<_>>()
     );
 
-    let mlp: HaikuMlp = safejax::orbax::from_dir(case_dir("haiku_mlp")).unwrap();
+    let mlp: HaikuMlp = safejax::orbax::from_dir(orbax_case_dir("haiku_mlp")).unwrap();
     assert_same(
         "haiku_mlp",
         &leaves_of(&mlp),
         &leaves_from_json(&sidecar("haiku_mlp")["tensors"]),
     );
-    let bn: HaikuBnState = safejax::orbax::from_dir(case_dir("haiku_bn_state")).unwrap();
+    let bn: HaikuBnState = safejax::orbax::from_dir(orbax_case_dir("haiku_bn_state")).unwrap();
     assert_same(
         "haiku_bn_state",
         &leaves_of(&bn),
@@ -165,8 +155,8 @@ fn typed_structs_load_as_from_safetensors() {
 
 #[test]
 fn nnx_state_loads_with_or_without_its_value_level() {
-    let split: NnxModel = safejax::orbax::from_dir(case_dir("nnx_split")).unwrap();
-    let pure: NnxModel = safejax::orbax::from_dir(case_dir("nnx_pure_dict")).unwrap();
+    let split: NnxModel = safejax::orbax::from_dir(orbax_case_dir("nnx_split")).unwrap();
+    let pure: NnxModel = safejax::orbax::from_dir(orbax_case_dir("nnx_pure_dict")).unwrap();
     let recorded_split = leaves_from_json(&sidecar("nnx_split")["tensors"]);
     let stripped: BTreeMap<String, Leaf> = recorded_split
         .into_iter()
@@ -179,7 +169,7 @@ fn nnx_state_loads_with_or_without_its_value_level() {
         &leaves_from_json(&sidecar("nnx_pure_dict")["tensors"]),
     );
     // `Value` keeps the paths as stored.
-    let tree: Value = safejax::orbax::from_dir(case_dir("nnx_split")).unwrap();
+    let tree: Value = safejax::orbax::from_dir(orbax_case_dir("nnx_split")).unwrap();
     assert!(tree.get("layers.0.kernel.value").is_some());
     // The same struct loads Python safejax's safetensors of `nnx.state`.
     let _: NnxModel = safejax::from_bytes(&fixture_bytes("nnx_model")).unwrap();
@@ -210,7 +200,7 @@ struct AdamState {
 
 #[test]
 fn a_train_state_with_optax_state_loads_typed() {
-    let state: TrainState = safejax::orbax::from_dir(case_dir("train_state")).unwrap();
+    let state: TrainState = safejax::orbax::from_dir(orbax_case_dir("train_state")).unwrap();
     let expected = leaves_from_json(&sidecar("train_state")["tensors"]);
     assert_same("train_state", &leaves_of(&state), &expected);
     assert_eq!(state.step, expected["step"].values[0] as i64);
@@ -226,7 +216,7 @@ fn strict_options_apply_as_in_every_format() {
     struct OnlyParams {
         params: CnnParams,
     }
-    let dir = case_dir("flax_cnn");
+    let dir = orbax_case_dir("flax_cnn");
     let err = safejax::orbax::from_dir::<OnlyParams>(&dir).unwrap_err().to_string();
     assert!(
         err.contains("batch_stats.BatchNorm_0.mean"),

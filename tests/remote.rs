@@ -18,12 +18,6 @@ use serde::{Deserialize, Serialize};
 use common::models::{Dense, HaikuResNet};
 use common::{fixture_bytes, fixture_path};
 
-fn counting() -> (Arc<CountingStore>, Remote) {
-    let store = Arc::new(CountingStore::new(Arc::new(InMemory::new())));
-    let remote = Remote::new(store.clone());
-    (store, remote)
-}
-
 #[test]
 fn every_fixture_round_trips_through_a_memory_store() {
     let (store, remote) = counting();

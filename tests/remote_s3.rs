@@ -3,7 +3,8 @@
 //! variable every test fails, never passes silently.
 //!
 //! Round trips of every fixture, large multipart uploads, sharded checkpoints, partial loads, a
-//! server that goes away during an upload, aborted uploads, missing and corrupt objects.
+//! server that goes away during an upload, aborted uploads, missing and corrupt objects; every
+//! Orbax fixture read from the server, and one layer of eight moving a fraction of it.
 
 mod common;
 mod remote_support;
@@ -21,8 +22,8 @@ use remote_support::*;
 use safejax::remote::Remote;
 use safejax::{Error, Options, Value};
 
-use common::fixture_path;
 use common::models::HaikuResNet;
+use common::{fixture_path, orbax_cases};
 
 fn endpoint() -> String {
     std::env::var("SAFEJAX_S3_ENDPOINT").expect(
@@ -100,6 +101,20 @@ fn every_fixture_round_trips_through_s3_by_url() {
     rt.block_on(fixtures_round_trip(&remote, "again"));
     let listed = rt.block_on(list(remote.store().as_ref(), &Path::from("ckpt")));
     assert_eq!(listed.len(), 8, "{listed:?}");
+}
+
+#[test]
+fn orbax_checkpoints_load_from_s3_as_from_their_directories() {
+    let bucket = create_bucket("orbax");
+    let store = Arc::new(CountingStore::new(s3(&bucket)));
+    let remote = Remote::new(store.clone());
+    let rt = runtime();
+    let loaded = rt.block_on(orbax_fixtures_load_as_locally(&remote, "fixtures"));
+    // All but the five of dtypes safejax has no name for (refused alike).
+    assert_eq!(loaded, orbax_cases().len() - 5);
+    let loads = rt.block_on(orbax_one_layer_of_eight(&store, &remote, "mlp8"));
+    assert!(loads.layer.0 * 4 < loads.total, "{loads:?}");
+    assert!(loads.layer.0 * 3 < loads.whole.0, "{loads:?}");
 }
 
 #[test]

@@ -59,18 +59,32 @@ impl<'s> KvStore<'s> {
         }
     }
 
+    /// Tells the source which data file ranges the values below each of `dirs` (the arrays about
+    /// to be read) lie in, so that a store fetches them together rather than one by one. Plain
+    /// files have one chunk per file: nothing to merge.
+    pub(crate) fn prefetch(&self, dirs: &[&str]) -> Result<()> {
+        let KvStore::Ocdbt { source, entries } = self else {
+            return Ok(());
+        };
+        let mut ranges = Vec::new();
+        for dir in dirs {
+            for (_, value) in below(entries, &format!("{dir}/")) {
+                if let Value::Indirect(location) = value {
+                    let end = location.offset.saturating_add(location.length);
+                    ranges.push((location.file.path(), location.offset..end));
+                }
+            }
+        }
+        source.prefetch(&ranges)
+    }
+
     /// The keys below `dir/` (an array's chunk keys), relative to it.
     pub(crate) fn keys_under(&self, dir: &str) -> Result<Vec<String>> {
         let start = format!("{dir}/");
         match self {
-            KvStore::Ocdbt { entries, .. } => {
-                let range = entries.range::<[u8], _>((Bound::Included(start.as_bytes()), Bound::Unbounded));
-                Ok(range
-                    .map(|(k, _)| k)
-                    .take_while(|k| k.starts_with(start.as_bytes()))
-                    .filter_map(|k| std::str::from_utf8(&k[start.len()..]).ok().map(str::to_owned))
-                    .collect())
-            }
+            KvStore::Ocdbt { entries, .. } => Ok(below(entries, &start)
+                .filter_map(|(k, _)| std::str::from_utf8(&k[start.len()..]).ok().map(str::to_owned))
+                .collect()),
             KvStore::Files { source, prefix } => {
                 let mut out = Vec::new();
                 list_files(*source, &format!("{prefix}{dir}"), "", &mut out, 0)?;
@@ -78,6 +92,13 @@ impl<'s> KvStore<'s> {
             }
         }
     }
+}
+
+/// The entries whose keys start with `start`, in key order.
+fn below<'e>(entries: &'e BTreeMap<Vec<u8>, Value>, start: &'e str) -> impl Iterator<Item = (&'e Vec<u8>, &'e Value)> {
+    entries
+        .range::<[u8], _>((Bound::Included(start.as_bytes()), Bound::Unbounded))
+        .take_while(move |(k, _)| k.starts_with(start.as_bytes()))
 }
 
 /// Every file below `dir`, as paths relative to it; at most 32 levels deep.

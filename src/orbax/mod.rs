@@ -42,7 +42,7 @@ mod kvstore;
 mod layout;
 mod metadata;
 mod ocdbt;
-mod source;
+pub(crate) mod source;
 mod write;
 mod zarr;
 
@@ -54,7 +54,9 @@ use serde::de::DeserializeOwned;
 
 use self::kvstore::{KvStore, MAX_FILE_BYTES};
 use self::source::{LocalDir, Source};
+use self::zarr::ArrayMeta;
 use crate::header::{Entry, Header, Span};
+use crate::resolve::resolve;
 use crate::schema::Schema;
 use crate::{Deserializer, Error, Options, Params, Result};
 
@@ -154,37 +156,61 @@ impl Reader {
         self.read(&source)
     }
 
-    fn read<T: DeserializeOwned + Params>(&self, source: &dyn Source) -> Result<T> {
+    /// Reads params of type `T` from the checkpoint in `source`. Only the arrays `T` takes are
+    /// read: from an object store, a type naming one layer fetches that layer's chunks and no
+    /// other's.
+    pub(crate) fn read<T: DeserializeOwned + Params>(&self, source: &dyn Source) -> Result<T> {
         let item = layout::find_item(source, self.item.as_deref())?;
-        let (data, entries) = read_item(source, &item)?;
-        let load = |entries: Vec<Entry>| {
-            let header = Header {
-                entries,
-                metadata: None,
-                side: Vec::new(),
-            };
-            Deserializer::from_header(vec![&data], header, self.options.clone()).deserialize::<T>()
+        let (store, arrays) = open_item(source, &item)?;
+        let header_of = |keys: Vec<String>| Header {
+            entries: keys
+                .into_iter()
+                .zip(&arrays)
+                .map(|(key, (_, array))| Entry {
+                    key,
+                    dtype: array.dtype,
+                    shape: array.shape.clone(),
+                    start: 0,
+                    end: 0,
+                    span: Span::Input(0),
+                })
+                .collect(),
+            metadata: None,
+            side: Vec::new(),
         };
+        let allow_unknown = self.options.allow_unknown_keys;
+        let mut header = header_of(arrays.iter().map(|(key, _)| key.clone()).collect());
+        let mut resolved = resolve(T::SCHEMA, &header, allow_unknown);
         // NNX state saved from `nnx.split` ends every path in `value`; a typed struct of the same
         // model (as `nnx.state` saved with safejax has it) loads with that level dropped.
-        let nnx_split = !entries.is_empty() && entries.iter().all(|e| e.key.ends_with(".value"));
-        if !nnx_split || matches!(T::SCHEMA, Schema::Any) {
-            return load(entries);
+        let nnx_split = !arrays.is_empty() && arrays.iter().all(|(key, _)| key.ends_with(".value"));
+        if resolved.is_err() && nnx_split && !matches!(T::SCHEMA, Schema::Any) {
+            header = header_of(
+                arrays
+                    .iter()
+                    .map(|(key, _)| key[..key.len() - ".value".len()].to_owned())
+                    .collect(),
+            );
+            resolved = resolve(T::SCHEMA, &header, allow_unknown);
         }
-        let stripped: Vec<Entry> = entries
-            .iter()
-            .map(|e| Entry {
-                key: e.key[..e.key.len() - ".value".len()].to_owned(),
-                ..e.clone()
-            })
-            .collect();
-        load(entries).or_else(|_| load(stripped))
+        let mut claimed = Vec::new();
+        resolved?.entries(&mut claimed);
+        let mut wanted = vec![false; arrays.len()];
+        for i in claimed {
+            wanted[i] = true;
+        }
+        let data = read_arrays(&store, &item, &arrays, &wanted, &mut header.entries)?;
+        Deserializer::from_header(vec![&data], header, self.options.clone()).deserialize::<T>()
     }
 }
 
-/// Reads every array of the item at `item` (a prefix: `""` or ending with `/`) into one buffer,
-/// with a header entry per array.
-fn read_item(source: &dyn Source, item: &str) -> Result<(Vec<u8>, Vec<Entry>)> {
+/// An item's arrays: the key-value store they are in, and each array's key and zarr metadata in
+/// the order of `_METADATA`.
+type Arrays<'s> = (KvStore<'s>, Vec<(String, ArrayMeta)>);
+
+/// Opens the item at `item` (a prefix: `""` or ending with `/`): its `_METADATA`, its database
+/// and every array's zarr metadata, but no chunk.
+fn open_item<'s>(source: &'s dyn Source, item: &str) -> Result<Arrays<'s>> {
     let metadata_path = format!("{item}_METADATA");
     let text = source
         .read(&metadata_path, 1 << 30)?
@@ -220,7 +246,6 @@ fn read_item(source: &dyn Source, item: &str) -> Result<(Vec<u8>, Vec<Entry>)> {
     };
     let mut arrays = Vec::with_capacity(meta.arrays.len());
     let mut seen = HashSet::new();
-    let mut total = 0usize;
     for parts in &meta.arrays {
         let key = parts.join(".");
         if !seen.insert(key.clone()) {
@@ -245,11 +270,29 @@ fn read_item(source: &dyn Source, item: &str) -> Result<(Vec<u8>, Vec<Entry>)> {
                 }
             },
         };
+        arrays.push((key, array));
+    }
+    Ok((store, arrays))
+}
+
+/// Reads the arrays that are `wanted` into one buffer and points their `entries` (one per array)
+/// at their bytes in it; the others are left empty and their chunks unread.
+fn read_arrays(
+    store: &KvStore,
+    item: &str,
+    arrays: &[(String, ArrayMeta)],
+    wanted: &[bool],
+    entries: &mut [Entry],
+) -> Result<Vec<u8>> {
+    let arrays: Vec<&(String, ArrayMeta)> = arrays.iter().zip(wanted).filter(|(_, &w)| w).map(|(a, _)| a).collect();
+    let mut total = 0usize;
+    for (_, array) in &arrays {
         total = total
             .checked_add(array.byte_len())
             .ok_or_else(|| invalid(item, "the arrays hold more bytes than fit in memory"))?;
-        arrays.push((key, array));
     }
+    let dirs: Vec<&str> = arrays.iter().map(|(key, _)| key.as_str()).collect();
+    store.prefetch(&dirs)?;
     let mut data = Vec::new();
     data.try_reserve_exact(total)
         .map_err(|_| invalid(item, format_args!("cannot allocate {total} bytes for the arrays")))?;
@@ -258,7 +301,7 @@ fn read_item(source: &dyn Source, item: &str) -> Result<(Vec<u8>, Vec<Entry>)> {
     // decode their chunks into place.
     let mut work = Vec::with_capacity(arrays.len());
     let mut rest: &mut [u8] = &mut data;
-    for (key, array) in &arrays {
+    for (key, array) in arrays.iter().copied() {
         let (slice, tail) = std::mem::take(&mut rest).split_at_mut(array.byte_len());
         work.push((key.as_str(), array, slice));
         rest = tail;
@@ -268,7 +311,6 @@ fn read_item(source: &dyn Source, item: &str) -> Result<(Vec<u8>, Vec<Entry>)> {
         .min(work.len())
         .max(1);
     let queue = Mutex::new(work);
-    let store = &store;
     let results: Vec<Result<()>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -285,19 +327,13 @@ fn read_item(source: &dyn Source, item: &str) -> Result<(Vec<u8>, Vec<Entry>)> {
             .collect()
     });
     results.into_iter().collect::<Result<()>>()?;
-    let mut entries = Vec::with_capacity(arrays.len());
+    // The wanted entries, in order, are those of `arrays`, laid out one after the other.
     let mut start = 0;
-    for (key, array) in arrays {
-        let end = start + array.byte_len();
-        entries.push(Entry {
-            key,
-            dtype: array.dtype,
-            shape: array.shape,
-            start,
-            end,
-            span: Span::Input(0),
-        });
-        start = end;
+    let wanted_entries = entries.iter_mut().zip(wanted).filter(|(_, &w)| w).map(|(e, _)| e);
+    for (entry, (_, array)) in wanted_entries.zip(&arrays) {
+        entry.start = start;
+        entry.end = start + array.byte_len();
+        start = entry.end;
     }
-    Ok((data, entries))
+    Ok(data)
 }

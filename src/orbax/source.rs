@@ -1,9 +1,11 @@
 //! Where a checkpoint's files come from: one small trait (read a whole file, read a byte range,
 //! list a directory) so that the reader does not care whether they are local files or objects
-//! in a store, and [`LocalDir`], which keeps every path inside the checkpoint directory.
+//! in a store (`remote::orbax`), and [`LocalDir`], which keeps every path inside the checkpoint
+//! directory.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
 use super::invalid;
@@ -25,6 +27,25 @@ pub(crate) trait Source: Sync {
     fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
     /// The entries of a directory (empty if there is none), sorted by name.
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>>;
+    /// Says which byte ranges of which files [`read_range`](Source::read_range) is about to be
+    /// asked for, all at once, so that a store can fetch them in few requests. A local directory
+    /// has nothing to gain from it.
+    fn prefetch(&self, _ranges: &[(String, Range<u64>)]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Refuses a path that could leave the checkpoint's root (`..`, an absolute path, a backslash),
+/// wherever the checkpoint is: a data file name comes from the checkpoint, which may be hostile.
+pub(crate) fn check_inside(path: &str) -> Result<()> {
+    let escapes = path.contains('\\')
+        || Path::new(path)
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if escapes {
+        return Err(invalid(path, "the path leaves the checkpoint directory"));
+    }
+    Ok(())
 }
 
 /// A checkpoint in a local directory. Paths that leave it (`..`, absolute paths, symlinks that
@@ -41,15 +62,8 @@ impl LocalDir {
 
     /// The local path of `path`, if it stays inside the checkpoint; `None` if nothing is there.
     fn resolve(&self, path: &str) -> Result<Option<PathBuf>> {
-        let relative = Path::new(path);
-        let escapes = path.contains('\\')
-            || relative
-                .components()
-                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-        if escapes {
-            return Err(invalid(path, "the path leaves the checkpoint directory"));
-        }
-        let full = self.root.join(relative);
+        check_inside(path)?;
+        let full = self.root.join(path);
         match full.canonicalize() {
             Ok(real) if real.starts_with(&self.root) => Ok(Some(real)),
             Ok(_) => Err(invalid(path, "a symlink leads out of the checkpoint directory")),

@@ -101,6 +101,20 @@ impl Remote {
     pub fn from_dir<T: DeserializeOwned + Params>(&self, path: &Path) -> Result<T> {
         self.run(self.inner.from_dir(path))?
     }
+
+    /// See [`super::Remote::orbax_from_dir`].
+    pub fn orbax_from_dir<T: DeserializeOwned + Params + Send + 'static>(&self, path: &Path) -> Result<T> {
+        self.run(self.inner.orbax_from_dir(path))?
+    }
+
+    /// See [`super::Remote::orbax_from_dir_with`].
+    pub fn orbax_from_dir_with<T: DeserializeOwned + Params + Send + 'static>(
+        &self,
+        path: &Path,
+        reader: &crate::orbax::Reader,
+    ) -> Result<T> {
+        self.run(self.inner.orbax_from_dir_with(path, reader))?
+    }
 }
 
 /// Writes `params` to the object that `url` names (see [`super::to_url`]).

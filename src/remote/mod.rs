@@ -22,10 +22,15 @@
 //!   bytes, not the checkpoint's; shards it takes nothing from are read no further than their
 //!   header.
 //!
-//! Only safetensors checkpoints are read and written here (not flax msgpack).
+//! Safetensors checkpoints are read and written here, and Orbax checkpoints read
+//! ([`orbax_from_dir`](Remote::orbax_from_dir)): an item, a step or a `CheckpointManager` root
+//! under a prefix, in any layout [`crate::orbax`] reads from a directory. A type that names a
+//! subset moves the metadata (`_METADATA`, the OCDBT manifest and B-tree nodes) and the chunks of
+//! the arrays it takes, fetched as tensor ranges are. Flax msgpack is not read here.
 
 mod dir;
 mod fetch;
+mod orbax;
 mod upload;
 
 pub mod blocking;
@@ -213,6 +218,33 @@ impl Remote {
     /// Only the tensors `T` takes are fetched.
     pub async fn from_dir<T: DeserializeOwned + Params>(&self, path: &Path) -> Result<T> {
         dir::from_dir(self, path).await
+    }
+}
+
+impl Remote {
+    /// Reads params from the Orbax checkpoint under the prefix `path`, as
+    /// [`orbax::from_dir`](crate::orbax::from_dir) reads a directory: an item (the prefix holding
+    /// `_METADATA`), a step (its single tree item) or a `CheckpointManager` root (its latest
+    /// finished step), with this `Remote`'s [`Options`]. Only the chunks of the arrays `T` takes
+    /// are fetched, their ranges merged as [`coalesce_gap`](Remote::coalesce_gap) says.
+    ///
+    /// The reader decodes on the runtime's blocking threads (`spawn_blocking`), hence
+    /// `T: Send + 'static`.
+    pub async fn orbax_from_dir<T>(&self, path: &Path) -> Result<T>
+    where
+        T: DeserializeOwned + Params + Send + 'static,
+    {
+        let reader = crate::orbax::Reader::new().options(self.options.clone());
+        orbax::from_dir(self, &reader, path).await
+    }
+
+    /// As [`orbax_from_dir`](Remote::orbax_from_dir), with the [`Options`] and the item of a
+    /// step of several items that `reader` has (not this `Remote`'s options).
+    pub async fn orbax_from_dir_with<T>(&self, path: &Path, reader: &crate::orbax::Reader) -> Result<T>
+    where
+        T: DeserializeOwned + Params + Send + 'static,
+    {
+        orbax::from_dir(self, reader, path).await
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod models;
+pub mod ocdbt;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,8 +24,18 @@ pub fn fixture_path(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The names in `dir` that end in `suffix`, without it, sorted.
-pub fn stems_in(dir: &std::path::Path, suffix: &str) -> Vec<String> {
+/// The directory of the Orbax fixture `name` (`""`: the directory of them all).
+pub fn orbax_case_dir(name: &str) -> PathBuf {
+    fixture_path("orbax").join(name)
+}
+
+/// Every Orbax fixture: the directories beside their sidecars (`<case>.json`).
+pub fn orbax_cases() -> Vec<String> {
+    names_ending(&orbax_case_dir(""), ".json")
+}
+
+/// The names of the files in `dir` that end with `suffix`, without it, sorted.
+pub fn names_ending(dir: &std::path::Path, suffix: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.unwrap().file_name().into_string().ok())

@@ -21,7 +21,7 @@ use safejax::{Error, Params, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::common::models::*;
-use crate::common::{fixture_bytes, fixture_path};
+use crate::common::{fixture_bytes, fixture_path, names_ending, orbax_case_dir, orbax_cases};
 
 /// What a [`CountingStore`] saw.
 #[derive(Debug, Default)]
@@ -279,6 +279,13 @@ pub fn corrupt_objects_are_refused(store: &dyn ObjectStore, remote: &Remote, rt:
     }
 }
 
+/// An in-memory store that counts what moves, and a `Remote` on it.
+pub fn counting() -> (Arc<CountingStore>, Remote) {
+    let store = Arc::new(CountingStore::new(Arc::new(object_store::memory::InMemory::new())));
+    let remote = Remote::new(store.clone());
+    (store, remote)
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -333,8 +340,9 @@ pub async fn fixtures_round_trip(remote: &Remote, prefix: &str) {
     one::<HaikuResNet>(remote, prefix, "haiku_resnet").await;
     one::<ObjaxMlp>(remote, prefix, "objax_mlp").await;
     // Every fixture file is covered.
+    let names = names_ending(&fixture_path(""), ".safetensors");
     assert_eq!(
-        crate::common::stems_in(&fixture_path(""), ".safetensors"),
+        names,
         [
             "flax_cnn",
             "flax_setup_mlp",
@@ -374,4 +382,108 @@ pub fn stack(layers: usize, width: usize) -> Stack {
 pub struct ThirdLayer {
     #[serde(rename = "layers_3")]
     pub layer: Dense<f32>,
+}
+
+/// Copies every file below the local directory `dir` to objects under `prefix`, named as the
+/// files are (object names taken as they are, as a copy by any tool gives them); the bytes copied.
+pub async fn upload_dir(store: &dyn ObjectStore, dir: &std::path::Path, prefix: &str) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![(dir.to_path_buf(), prefix.to_owned())];
+    while let Some((dir, prefix)) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = format!("{prefix}/{}", entry.file_name().to_str().unwrap());
+            if entry.file_type().unwrap().is_dir() {
+                pending.push((entry.path(), name));
+            } else {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                total += bytes.len() as u64;
+                store
+                    .put(&Path::parse(&name).unwrap(), PutPayload::from(bytes))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    total
+}
+
+/// Uploads every Orbax fixture under `prefix` and loads each from the store as a `Value`: the
+/// same tree as `orbax::from_dir` gives from the local directory, or an error of the same kind
+/// at the same key. The number of fixtures that loaded.
+pub async fn orbax_fixtures_load_as_locally(remote: &Remote, prefix: &str) -> usize {
+    let mut loaded = 0;
+    for name in orbax_cases() {
+        let dir = orbax_case_dir(&name);
+        let at = format!("{prefix}/{name}");
+        upload_dir(remote.store().as_ref(), &dir, &at).await;
+        let local = safejax::orbax::from_dir::<safejax::Value>(&dir);
+        let fetched = remote.orbax_from_dir::<safejax::Value>(&Path::from(at)).await;
+        match (local, fetched) {
+            (Ok(local), Ok(fetched)) => {
+                assert_eq!(fetched, local, "{name}");
+                loaded += 1;
+            }
+            (Err(local), Err(fetched)) => {
+                assert_eq!(
+                    std::mem::discriminant(&fetched),
+                    std::mem::discriminant(&local),
+                    "{name}: {fetched} (locally: {local})"
+                );
+                assert_eq!(fetched.key(), local.key(), "{name}");
+            }
+            (local, fetched) => panic!("{name}: locally {local:?}, from the store {fetched:?}"),
+        }
+    }
+    loaded
+}
+
+/// One layer of the `mlp8` Orbax fixture: a type that names a subset of the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct Mlp8Layer {
+    pub params: Mlp8Layer3,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Params)]
+pub struct Mlp8Layer3 {
+    pub layer_3: Dense<f32>,
+}
+
+/// What loading one layer of `mlp8` from a store moved.
+#[derive(Debug)]
+pub struct PartialLoad {
+    /// The bytes of every object of the checkpoint.
+    pub total: u64,
+    /// Bytes and requests of the one-layer load.
+    pub layer: (u64, usize),
+    /// Bytes and requests of the whole load (as a `Value`).
+    pub whole: (u64, usize),
+}
+
+/// Uploads `mlp8` under `prefix` of `store` (which `remote` reads through), loads one layer and
+/// then the whole tree, each checked against the local read, and counts what each moved.
+pub async fn orbax_one_layer_of_eight(store: &CountingStore, remote: &Remote, prefix: &str) -> PartialLoad {
+    let dir = orbax_case_dir("mlp8");
+    let total = upload_dir(store, &dir, prefix).await;
+    let path = Path::from(prefix);
+    let options = safejax::Options::new().allow_unknown_keys(true);
+    let remote = remote.clone().options(options.clone());
+
+    store.counters.reset_reads();
+    let layer: Mlp8Layer = remote.orbax_from_dir(&path).await.unwrap();
+    let layer_moved = (store.counters.bytes_read(), store.counters.reads());
+    let local: Mlp8Layer = safejax::orbax::Reader::new().options(options).from_dir(&dir).unwrap();
+    assert_eq!(layer, local);
+
+    store.counters.reset_reads();
+    let whole: safejax::Value = remote.orbax_from_dir(&path).await.unwrap();
+    let whole_moved = (store.counters.bytes_read(), store.counters.reads());
+    assert_eq!(whole, safejax::orbax::from_dir::<safejax::Value>(&dir).unwrap());
+    let loads = PartialLoad {
+        total,
+        layer: layer_moved,
+        whole: whole_moved,
+    };
+    eprintln!("mlp8 from the store: {loads:?}");
+    loads
 }
