@@ -48,13 +48,14 @@ mod zarr;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::de::DeserializeOwned;
 
 use self::kvstore::{KvStore, MAX_FILE_BYTES};
 use self::source::{LocalDir, Source};
 use crate::header::{Entry, Header, Span};
+use crate::resolve::resolve;
 use crate::schema::Schema;
 use crate::{Deserializer, Error, Options, Params, Result};
 
@@ -115,35 +116,43 @@ impl Reader {
 
     fn read<T: DeserializeOwned + Params>(&self, source: &dyn Source) -> Result<T> {
         let item = layout::find_item(source, self.item.as_deref())?;
-        let (data, entries) = read_item(source, &item)?;
-        let load = |entries: Vec<Entry>| {
-            let header = Header {
-                entries,
-                metadata: None,
-                side: Vec::new(),
-            };
-            Deserializer::from_header(vec![&data], header, self.options.clone()).deserialize::<T>()
-        };
+        let (buffers, mut entries) = read_item(source, &item)?;
         // NNX state saved from `nnx.split` ends every path in `value`; a typed struct of the same
-        // model (as `nnx.state` saved with safejax has it) loads with that level dropped.
+        // model (as `nnx.state` saved with safejax has it) loads with that level dropped. Which
+        // keys the type takes is settled by resolving them alone: the buffers can be read once.
         let nnx_split = !entries.is_empty() && entries.iter().all(|e| e.key.ends_with(".value"));
-        if !nnx_split || matches!(T::SCHEMA, Schema::Any) {
-            return load(entries);
+        if nnx_split && !matches!(T::SCHEMA, Schema::Any) {
+            let stripped: Vec<Entry> = entries
+                .iter()
+                .map(|e| Entry {
+                    key: e.key[..e.key.len() - ".value".len()].to_owned(),
+                    ..e.clone()
+                })
+                .collect();
+            let allow_unknown = self.options.allow_unknown_keys;
+            if resolve(T::SCHEMA, &header_of(entries.clone()), allow_unknown).is_err()
+                && resolve(T::SCHEMA, &header_of(stripped.clone()), allow_unknown).is_ok()
+            {
+                entries = stripped;
+            }
         }
-        let stripped: Vec<Entry> = entries
-            .iter()
-            .map(|e| Entry {
-                key: e.key[..e.key.len() - ".value".len()].to_owned(),
-                ..e.clone()
-            })
-            .collect();
-        load(entries).or_else(|_| load(stripped))
+        Deserializer::from_buffers(buffers, header_of(entries), self.options.clone()).deserialize::<T>()
     }
 }
 
-/// Reads every array of the item at `item` (a prefix: `""` or ending with `/`) into one buffer,
-/// with a header entry per array.
-fn read_item(source: &dyn Source, item: &str) -> Result<(Vec<u8>, Vec<Entry>)> {
+fn header_of(entries: Vec<Entry>) -> Header {
+    Header {
+        entries,
+        metadata: None,
+        side: Vec::new(),
+    }
+}
+
+/// Reads every array of the item at `item` (a prefix: `""` or ending with `/`) into a buffer of
+/// its own, with a header entry per array ([`Span::Owned`]). Threads, one per core, take the
+/// arrays in key order from a shared counter and decode each into its buffer; the error reported
+/// is that of the first failing array in key order, whatever the threads' timing.
+fn read_item(source: &dyn Source, item: &str) -> Result<(Vec<Vec<u8>>, Vec<Entry>)> {
     let metadata_path = format!("{item}_METADATA");
     let text = source
         .read(&metadata_path, 1 << 30)?
@@ -209,32 +218,34 @@ fn read_item(source: &dyn Source, item: &str) -> Result<(Vec<u8>, Vec<Entry>)> {
             .ok_or_else(|| invalid(item, "the arrays hold more bytes than fit in memory"))?;
         arrays.push((key, array));
     }
-    let mut data = Vec::new();
-    data.try_reserve_exact(total)
-        .map_err(|_| invalid(item, format_args!("cannot allocate {total} bytes for the arrays")))?;
-    data.resize(total, 0);
-    // Each array gets its own slice of the buffer; threads take arrays from a shared queue and
-    // decode their chunks into place.
-    let mut work = Vec::with_capacity(arrays.len());
-    let mut rest: &mut [u8] = &mut data;
-    for (key, array) in &arrays {
-        let (slice, tail) = std::mem::take(&mut rest).split_at_mut(array.byte_len());
-        work.push((key.as_str(), array, slice));
-        rest = tail;
-    }
+    // Key order: the order in which arrays are decoded and in which their errors count.
+    arrays.sort_by(|a, b| a.0.cmp(&b.0));
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
-        .min(work.len())
+        .min(arrays.len())
         .max(1);
-    let queue = Mutex::new(work);
+    let next = AtomicUsize::new(0);
+    // The first array in key order that failed so far: arrays after it are not decoded.
+    let first_failure = AtomicUsize::new(usize::MAX);
     let store = &store;
-    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+    let arrays_ref = &arrays;
+    let decoded: Vec<Vec<(usize, Result<Vec<u8>>)>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
-                scope.spawn(|| loop {
-                    let next = queue.lock().expect("no worker panics holding the lock").pop();
-                    let Some((key, array, slice)) = next else { return Ok(()) };
-                    array.read_into(store, key, slice)?;
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= arrays_ref.len() || i > first_failure.load(Ordering::Relaxed) {
+                            return done;
+                        }
+                        let (key, array) = &arrays_ref[i];
+                        let result = array.read(store, key);
+                        if result.is_err() {
+                            first_failure.fetch_min(i, Ordering::Relaxed);
+                        }
+                        done.push((i, result));
+                    }
                 })
             })
             .collect();
@@ -243,20 +254,24 @@ fn read_item(source: &dyn Source, item: &str) -> Result<(Vec<u8>, Vec<Entry>)> {
             .map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             .collect()
     });
-    results.into_iter().collect::<Result<()>>()?;
+    let mut buffers: Vec<Option<Result<Vec<u8>>>> = (0..arrays.len()).map(|_| None).collect();
+    for (i, result) in decoded.into_iter().flatten() {
+        buffers[i] = Some(result);
+    }
+    let mut owned = Vec::with_capacity(arrays.len());
     let mut entries = Vec::with_capacity(arrays.len());
-    let mut start = 0;
-    for (key, array) in arrays {
-        let end = start + array.byte_len();
+    for (n, ((key, array), buffer)) in arrays.into_iter().zip(buffers).enumerate() {
+        // Every array before the first failure was decoded: the first `None` comes after an error.
+        let buffer = buffer.expect("decoded: no earlier array failed")?;
         entries.push(Entry {
             key,
             dtype: array.dtype,
+            start: 0,
+            end: buffer.len(),
             shape: array.shape,
-            start,
-            end,
-            span: Span::Input(0),
+            span: Span::Owned(n),
         });
-        start = end;
+        owned.push(buffer);
     }
-    Ok((data, entries))
+    Ok((owned, entries))
 }
