@@ -14,7 +14,11 @@
 //! - `mapped PATH`: maps the file and loads views of every tensor, reading none;
 //! - `mapped_read PATH`: the same, then reads every tensor;
 //! - `from_file PATH`: loads owned tensors with `from_file`;
-//! - `read_then_from_bytes PATH`: reads the whole file, then loads owned tensors from the bytes.
+//! - `read_then_from_bytes PATH`: reads the whole file, then loads owned tensors from the bytes;
+//! - `orbax_value DIR`, `orbax_typed DIR`: loads an Orbax checkpoint of haiku ResNet50's shapes
+//!   (`scripts/bench_orbax.py`) into a `Value`, or into the typed ResNet50;
+//! - `orbax_write DIR OUT`: loads the typed ResNet50 from `DIR`, then writes it to `OUT` with
+//!   `orbax::to_dir` (the peak is reset after the load: it is of the write alone, model included).
 //!
 //! Each prints one line of `key=value` pairs: the model's size, the resident memory at the
 //! interesting points (from `/proc/self/status`: `VmRSS`, and `VmHWM`, the peak) and how long the
@@ -126,14 +130,56 @@ fn main() {
                 seconds,
             );
         }
+        "orbax_value" | "orbax_typed" => {
+            // Large buffers freed during the load (stored chunks, and for the typed load each
+            // array's decoded bytes once copied) go back to the kernel, as at glibc's default
+            // threshold: the peak is then what the load holds, not what the allocator keeps.
+            common::fresh_memory();
+            let t = Instant::now();
+            if mode == "orbax_value" {
+                let tree: safejax::Value = safejax::orbax::from_dir(arg(1)).unwrap();
+                assert_eq!(tree.leaves().count(), common::resnet50::specs().len());
+                std::hint::black_box(&tree);
+            } else {
+                let model: common::resnet50::Owned = safejax::orbax::from_dir(arg(1)).unwrap();
+                std::hint::black_box(&model);
+            }
+            let seconds = t.elapsed().as_secs_f64();
+            let points = [("start", start_rss), ("loaded", status("VmRSS"))];
+            report(mode, resnet50_bytes(), &points, seconds);
+        }
+        "orbax_write" => {
+            common::fresh_memory();
+            let model: common::resnet50::Owned = safejax::orbax::from_dir(arg(1)).unwrap();
+            let built = status("VmRSS");
+            // Lowers the peak (VmHWM) to the resident memory now (Linux 4.0 and later).
+            std::fs::write("/proc/self/clear_refs", "5").unwrap();
+            let t = Instant::now();
+            safejax::orbax::to_dir(arg(2), &model).unwrap();
+            let seconds = t.elapsed().as_secs_f64();
+            report(
+                mode,
+                resnet50_bytes(),
+                &[("start", start_rss), ("built", built)],
+                seconds,
+            );
+        }
         _ => usage(),
     }
+}
+
+/// The bytes of haiku ResNet50's leaves (`benches/data/resnet50.json`).
+fn resnet50_bytes() -> u64 {
+    common::resnet50::specs()
+        .iter()
+        .map(|s| (s.shape.iter().product::<usize>() * s.dtype.bit_size() / 8) as u64)
+        .sum()
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: mem_probe make PATH MIB | to_file PATH MIB | to_bytes MIB | mapped PATH | mapped_read PATH \
-         | from_file PATH | read_then_from_bytes PATH"
+         | from_file PATH | read_then_from_bytes PATH | orbax_value DIR | orbax_typed DIR | orbax_write DIR OUT"
     );
     std::process::exit(2)
 }

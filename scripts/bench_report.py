@@ -8,6 +8,12 @@ into benches/throughput.svg (plain SVG, no plotting library needed).
 
     python3 scripts/bench_report.py                 # tables on stdout, chart to benches/throughput.svg
     python3 scripts/bench_report.py --svg out.svg
+    python3 scripts/bench_report.py --orbax         # the Orbax tables (scripts/bench_orbax.sh runs it)
+
+With --orbax it reads instead the results of scripts/bench_orbax.sh: Orbax's own restore and save
+(target/bench_orbax.json, from scripts/bench_orbax.py), `cargo bench --bench orbax` on the same
+checkpoints (target/criterion/orbax_<checkpoint>/), and the peak memory of each side
+(target/bench_orbax_memory.txt, lines of examples/mem_probe.rs), and prints them as ratios.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CRITERION = ROOT / "target" / "criterion"
 PYTHON = ROOT / "target" / "bench_python.json"
+ORBAX_PYTHON = ROOT / "target" / "bench_orbax.json"
+ORBAX_MEMORY = ROOT / "target" / "bench_orbax_memory.txt"
 SWEEP_MIB = [1, 4, 16, 64, 256, 1024]
 GIB = float(1 << 30)
 
@@ -171,10 +179,58 @@ def chart(sweep: dict, names: list[str], path: Path, note: str) -> None:
     path.write_text("\n".join(svg) + "\n")
 
 
+def orbax_report() -> int:
+    """The Orbax tables: Orbax's restore / our read and Orbax's save / our write, and peak memory."""
+    if not ORBAX_PYTHON.exists():
+        print("no results: run scripts/bench_orbax.sh first", file=sys.stderr)
+        return 1
+    py = json.loads(ORBAX_PYTHON.read_text())
+    tree_mib = py["tree"]["bytes"] / (1 << 20)
+    out = ["| checkpoint | Orbax | median (ms) | Rust | median (ms) | Orbax / Rust |", "|---|---|---:|---|---:|---:|"]
+    for name, v in py["orbax"].items():
+        for theirs, ours in [("restore", "read_value"), ("restore_target", "read_value"),
+                             ("restore_target", "read_typed"), ("save", "write")]:
+            pm = v[theirs]["median_ms"]
+            e = estimate(f"orbax_{name}", ours)
+            q = f"{pm / (e['ns'] / 1e6):.1f}×" if e else "–"
+            out.append(f"| {name} ({v['bytes_on_disk'] / 1e6:.1f} MB on disk) | `{theirs}` | {pm:.1f} | `{ours}` | "
+                       f"{ms(e)} | {q} |")
+        floor = estimate(f"orbax_{name}", "copy_fresh")
+        out.append(f"| {name} | | | `copy_fresh` (the floor) | {ms(floor)} | |")
+    out += ["", f"Peak resident memory above the process's own at the start (the model is {tree_mib:.1f} MiB):", "",
+            "| checkpoint | side | operation | peak above start (MiB; saves: with the tree built) | peak − model (MiB) |", "|---|---|---|---:|---:|"]
+    rows = []
+    if ORBAX_MEMORY.exists():
+        for line in ORBAX_MEMORY.read_text().split("\n"):
+            kv = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            if "mode" in kv:
+                rows.append(kv)
+    for name, v in py["orbax"].items():
+        for op, r in v["peak_rss"].items():
+            above = r["peak_above_before_mib"]
+            # Orbax's save starts with the tree in memory (in its baseline); its restore ends with it.
+            over = above if op == "save" else above - tree_mib
+            out.append(f"| {name} | Orbax | `{op}` | {above:.1f} | {over:+.1f} |")
+        for kv in (r for r in rows if r["variant"] == name):
+            # A write starts with the tree built (as Orbax's save does): counted from there.
+            above = float(kv["peak_mib"]) - float(kv.get("built_mib", kv["start_mib"]))
+            over = above if "built_mib" in kv else above - tree_mib
+            out.append(f"| {name} | Rust | `{kv['mode']}` | {above:.1f} | {over:+.1f} |")
+    m = py["machine"]
+    out += ["", f"{m['cores']} cores; load average {' '.join(f'{x:.2f}' for x in m['load_average_before'])} before "
+            f"the Python side, {' '.join(f'{x:.2f}' for x in m['load_average_after'])} after it; "
+            f"{', '.join(f'{k} {v}' for k, v in py['versions'].items())}"]
+    print("\n".join(out))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--svg", type=Path, default=ROOT / "benches" / "throughput.svg")
+    parser.add_argument("--orbax", action="store_true", help="the Orbax tables instead (scripts/bench_orbax.sh)")
     args = parser.parse_args()
+    if args.orbax:
+        return orbax_report()
     if not CRITERION.exists():
         print("no results: run `cargo bench --bench serde` first", file=sys.stderr)
         return 1

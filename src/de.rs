@@ -46,6 +46,8 @@ pub struct Deserializer<'de> {
     inputs: Vec<&'de [u8]>,
     /// Or the file that entries are read from, when a leaf needs them (`from_file`).
     file: Option<FileInput>,
+    /// Buffers of the deserializer's own, for entries of [`Span::Owned`], each taken by its leaf.
+    owned: Vec<RefCell<Option<Vec<u8>>>>,
     header: Header,
     options: Options,
 }
@@ -162,6 +164,19 @@ impl<'de> Deserializer<'de> {
         Deserializer {
             inputs,
             file: None,
+            owned: Vec::new(),
+            header,
+            options,
+        }
+    }
+
+    /// A deserializer over entries whose `Span::Owned(n)` bytes are `buffers[n]`, each handed to
+    /// the leaf that reads it: one read of the params (a second finds the buffers taken).
+    pub(crate) fn from_buffers(buffers: Vec<Vec<u8>>, header: Header, options: Options) -> Self {
+        Deserializer {
+            inputs: Vec::new(),
+            file: None,
+            owned: buffers.into_iter().map(|b| RefCell::new(Some(b))).collect(),
             header,
             options,
         }
@@ -190,6 +205,7 @@ impl<'de> Deserializer<'de> {
                 path: path.to_owned(),
                 scratch: RefCell::new(Vec::new()),
             }),
+            owned: Vec::new(),
             header,
             options,
         })
@@ -211,6 +227,7 @@ impl<'de> Deserializer<'de> {
         let ctx = Ctx {
             inputs: &self.inputs,
             file: self.file.as_ref(),
+            owned: &self.owned,
             header: &self.header,
             convert: self.options.convert_dtypes,
         };
@@ -229,6 +246,7 @@ impl<'de> Deserializer<'de> {
 struct Ctx<'de, 'h> {
     inputs: &'h [&'de [u8]],
     file: Option<&'h FileInput>,
+    owned: &'h [RefCell<Option<Vec<u8>>>],
     header: &'h Header,
     convert: bool,
 }
@@ -247,7 +265,8 @@ enum LeafBytes<'de, 'h> {
     Input(&'de [u8]),
     /// In the header's side buffer: leaves copy them.
     Side(&'h [u8]),
-    /// Read from the file whole (scalars, and tensors to convert): leaves may take them.
+    /// Read from the file whole (scalars, and tensors to convert), or the deserializer's own
+    /// buffer: leaves may take them.
     Read(Vec<u8>),
     /// In the file, to be read in chunks: leaves copy each.
     File {
@@ -299,6 +318,12 @@ impl<'de, 'h> Ctx<'de, 'h> {
             }
             (Span::Input(n), None) => LeafBytes::Input(&self.inputs[n][entry.start..entry.end]),
             (Span::Side, _) => LeafBytes::Side(&self.header.side[entry.start..entry.end]),
+            (Span::Owned(n), _) => LeafBytes::Read(
+                self.owned[n]
+                    .borrow_mut()
+                    .take()
+                    .ok_or_else(|| Error::at(&entry.key, "tensor data read twice"))?,
+            ),
         };
         if let Some(rank) = schema.rank {
             if entry.shape.len() != rank {

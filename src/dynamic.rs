@@ -195,6 +195,9 @@ impl<'de> LeafData<'de> for OwnedBytes {
     fn transient(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
         Ok(bytes.to_vec())
     }
+    fn owned(bytes: Vec<u8>) -> Result<Vec<u8>, DecodeError> {
+        Ok(bytes)
+    }
     type Pieces = Vec<u8>;
     fn pieces(len: Option<usize>) -> Vec<u8> {
         crate::pages::buffer(len.unwrap_or(0))
@@ -220,6 +223,9 @@ impl<'de> LeafData<'de> for BorrowedBytes {
     }
     fn transient(bytes: &[u8]) -> Result<Cow<'de, [u8]>, DecodeError> {
         Ok(Cow::Owned(bytes.to_vec()))
+    }
+    fn owned(bytes: Vec<u8>) -> Result<Cow<'de, [u8]>, DecodeError> {
+        Ok(Cow::Owned(bytes))
     }
     type Pieces = Vec<u8>;
     fn pieces(len: Option<usize>) -> Vec<u8> {

@@ -40,6 +40,9 @@ pub(crate) enum Span {
     Input(usize),
     /// In the header's side buffer: bytes a reader had to assemble (msgpack chunks, plain numbers).
     Side,
+    /// The whole of the deserializer's own buffer number `n` (an Orbax array, decoded): handed
+    /// over to the leaf, which keeps it where it can hold bytes (`Value`, `DynTensor`).
+    Owned(usize),
 }
 
 /// A parsed and validated header.

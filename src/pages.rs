@@ -27,9 +27,15 @@ use crate::element::{DecodeError, Endian};
 /// An empty buffer with room for `len` bytes, to be filled with writes. Its memory is not zeroed
 /// first: a buffer that the allocator recycles from its heap would be written twice.
 pub(crate) fn buffer(len: usize) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(len);
+    try_buffer(len).unwrap_or_else(|| std::alloc::handle_alloc_error(std::alloc::Layout::array::<u8>(len).unwrap()))
+}
+
+/// [`buffer`], or `None` where the memory cannot be had (a size read from an untrusted file).
+pub(crate) fn try_buffer(len: usize) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(len).ok()?;
     advise_huge_pages(bytes.spare_capacity_mut());
-    bytes
+    Some(bytes)
 }
 
 /// A vector of `n` elements filled with bytes that arrive in one piece or several (a file read in

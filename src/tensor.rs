@@ -261,6 +261,10 @@ pub(crate) trait LeafData<'de>: Sized {
     fn borrowed(bytes: &'de [u8]) -> Result<Self::Data, DecodeError>;
     /// Bytes lent only for the call.
     fn transient(bytes: &[u8]) -> Result<Self::Data, DecodeError>;
+    /// Bytes handed over: kept where the leaf holds bytes, else copied (then freed).
+    fn owned(bytes: Vec<u8>) -> Result<Self::Data, DecodeError> {
+        Self::transient(&bytes)
+    }
     /// Gathers bytes that arrive in pieces (`len` in all, when known) into data.
     type Pieces;
     fn pieces(len: Option<usize>) -> Self::Pieces;
@@ -368,6 +372,9 @@ impl<'de, L: LeafData<'de>> Visitor<'de> for DataSeed<L> {
     }
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<L::Data, E> {
         L::transient(v).map_err(decode_error)
+    }
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<L::Data, E> {
+        L::owned(v).map_err(decode_error)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<L::Data, A::Error> {
         let mut pieces = L::pieces(self.len);

@@ -144,6 +144,26 @@ fn a_zstd_bomb_is_an_error_not_gigabytes() {
 }
 
 #[test]
+fn of_several_bad_arrays_the_first_in_key_order_is_reported() {
+    let (_tmp, dir) = copy_of("zarr2_no_ocdbt");
+    // Arrays are decoded on every core; whichever thread fails first, the error is the same.
+    let bomb = zstd::bulk::compress(&vec![0u8; 1 << 20], 1).unwrap();
+    for array in [
+        "params.Dense_1.kernel/0.0",
+        "params.Conv_0.kernel/0.0.0.0",
+        "params.Dense_0.bias/0",
+    ] {
+        fs::write(dir.join(array), &bomb).unwrap();
+    }
+    for _ in 0..20 {
+        match safejax::orbax::from_dir::<Value>(&dir) {
+            Err(safejax::Error::InvalidOrbax { path, .. }) => assert_eq!(path, "params.Conv_0.kernel/0.0.0.0"),
+            other => panic!("expected an invalid chunk, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn a_chunk_larger_than_its_shape_allows_is_not_read() {
     let (_tmp, dir) = copy_of("uncompressed_zarr2_no_ocdbt");
     fs::write(dir.join("params.Dense_1.kernel/0.0"), vec![0u8; 1 << 20]).unwrap();

@@ -68,3 +68,16 @@ impl Many<Tensor<f32>> {
 pub fn big_model(bytes: usize, tensors: usize) -> Many<Tensor<f32>> {
     Many::new(tensors, bytes / tensors / 4)
 }
+
+/// Every large allocation gets fresh pages from the kernel, as in a process that loads or writes a
+/// model once. glibc's `malloc` otherwise raises its mmap threshold (up to 32 MiB) as large blocks
+/// are freed, and then serves them from its heap, whose pages may be touched already: how fast a
+/// copy into a new `Vec` is would depend on what the benchmarks before it freed. Setting the
+/// threshold (to its default, 128 KiB) turns that adjustment off.
+pub fn fresh_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes malloc's parameters; called before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+    }
+}

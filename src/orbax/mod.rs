@@ -48,7 +48,7 @@ mod zarr;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::de::DeserializeOwned;
 
@@ -172,7 +172,7 @@ impl Reader {
                     shape: array.shape.clone(),
                     start: 0,
                     end: 0,
-                    span: Span::Input(0),
+                    span: Span::Side,
                 })
                 .collect(),
             metadata: None,
@@ -180,7 +180,7 @@ impl Reader {
         };
         let allow_unknown = self.options.allow_unknown_keys;
         let mut header = header_of(arrays.iter().map(|(key, _)| key.clone()).collect());
-        let mut resolved = resolve(T::SCHEMA, &header, allow_unknown);
+        let mut resolved = resolve(T::SCHEMA, &header, allow_unknown).map(|r| claimed(&r));
         // NNX state saved from `nnx.split` ends every path in `value`; a typed struct of the same
         // model (as `nnx.state` saved with safejax has it) loads with that level dropped.
         let nnx_split = !arrays.is_empty() && arrays.iter().all(|(key, _)| key.ends_with(".value"));
@@ -191,17 +191,35 @@ impl Reader {
                     .map(|(key, _)| key[..key.len() - ".value".len()].to_owned())
                     .collect(),
             );
-            resolved = resolve(T::SCHEMA, &header, allow_unknown);
+            resolved = resolve(T::SCHEMA, &header, allow_unknown).map(|r| claimed(&r));
         }
-        let mut claimed = Vec::new();
-        resolved?.entries(&mut claimed);
-        let mut wanted = vec![false; arrays.len()];
-        for i in claimed {
-            wanted[i] = true;
-        }
-        let data = read_arrays(&store, &item, &arrays, &wanted, &mut header.entries)?;
-        Deserializer::from_header(vec![&data], header, self.options.clone()).deserialize::<T>()
+        // Only the arrays the type takes are read (the others can only be unknown keys that are
+        // allowed): each is read from where it is stored, and named in the header as the type has it.
+        let mut entries = header.entries;
+        let wanted = resolved?
+            .into_iter()
+            .map(|i| {
+                let (dir, array) = &arrays[i];
+                (dir.as_str(), std::mem::take(&mut entries[i].key), array)
+            })
+            .collect();
+        let (buffers, entries) = read_arrays(&store, &item, wanted)?;
+        let header = Header {
+            entries,
+            metadata: None,
+            side: Vec::new(),
+        };
+        Deserializer::from_buffers(buffers, header, self.options.clone()).deserialize::<T>()
     }
+}
+
+/// The entries a resolved tree takes, each once, in entry order.
+fn claimed(resolved: &crate::resolve::Resolved<'_>) -> Vec<usize> {
+    let mut claimed = Vec::new();
+    resolved.entries(&mut claimed);
+    claimed.sort_unstable();
+    claimed.dedup();
+    claimed
 }
 
 /// An item's arrays: the key-value store they are in, and each array's key and zarr metadata in
@@ -275,49 +293,51 @@ fn open_item<'s>(source: &'s dyn Source, item: &str) -> Result<Arrays<'s>> {
     Ok((store, arrays))
 }
 
-/// Reads the arrays that are `wanted` into one buffer and points their `entries` (one per array)
-/// at their bytes in it; the others are left empty and their chunks unread.
+/// Reads each `wanted` array (the directory it is stored under, the key its header entry gets, its
+/// metadata) into a buffer of its own, with a header entry per array ([`Span::Owned`]). Threads,
+/// one per core, take the arrays in key order from a shared counter and decode each into its
+/// buffer; the error reported is that of the first failing array in key order, whatever the
+/// threads' timing.
 fn read_arrays(
     store: &KvStore,
     item: &str,
-    arrays: &[(String, ArrayMeta)],
-    wanted: &[bool],
-    entries: &mut [Entry],
-) -> Result<Vec<u8>> {
-    let arrays: Vec<&(String, ArrayMeta)> = arrays.iter().zip(wanted).filter(|(_, &w)| w).map(|(a, _)| a).collect();
+    mut wanted: Vec<(&str, String, &ArrayMeta)>,
+) -> Result<(Vec<Vec<u8>>, Vec<Entry>)> {
     let mut total = 0usize;
-    for (_, array) in &arrays {
+    for (_, _, array) in &wanted {
         total = total
             .checked_add(array.byte_len())
             .ok_or_else(|| invalid(item, "the arrays hold more bytes than fit in memory"))?;
     }
-    let dirs: Vec<&str> = arrays.iter().map(|(key, _)| key.as_str()).collect();
+    // Key order: the order in which arrays are decoded and in which their errors count.
+    wanted.sort_by(|a, b| a.0.cmp(b.0));
+    let dirs: Vec<&str> = wanted.iter().map(|(dir, _, _)| *dir).collect();
     store.prefetch(&dirs)?;
-    let mut data = Vec::new();
-    data.try_reserve_exact(total)
-        .map_err(|_| invalid(item, format_args!("cannot allocate {total} bytes for the arrays")))?;
-    data.resize(total, 0);
-    // Each array gets its own slice of the buffer; threads take arrays from a shared queue and
-    // decode their chunks into place.
-    let mut work = Vec::with_capacity(arrays.len());
-    let mut rest: &mut [u8] = &mut data;
-    for (key, array) in arrays.iter().copied() {
-        let (slice, tail) = std::mem::take(&mut rest).split_at_mut(array.byte_len());
-        work.push((key.as_str(), array, slice));
-        rest = tail;
-    }
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
-        .min(work.len())
+        .min(wanted.len())
         .max(1);
-    let queue = Mutex::new(work);
-    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+    let next = AtomicUsize::new(0);
+    // The first array in key order that failed so far: arrays after it are not decoded.
+    let first_failure = AtomicUsize::new(usize::MAX);
+    let wanted_ref = &wanted;
+    let decoded: Vec<Vec<(usize, Result<Vec<u8>>)>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
-                scope.spawn(|| loop {
-                    let next = queue.lock().expect("no worker panics holding the lock").pop();
-                    let Some((key, array, slice)) = next else { return Ok(()) };
-                    array.read_into(store, key, slice)?;
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= wanted_ref.len() || i > first_failure.load(Ordering::Relaxed) {
+                            return done;
+                        }
+                        let (dir, _, array) = wanted_ref[i];
+                        let result = array.read(store, dir);
+                        if result.is_err() {
+                            first_failure.fetch_min(i, Ordering::Relaxed);
+                        }
+                        done.push((i, result));
+                    }
                 })
             })
             .collect();
@@ -326,14 +346,24 @@ fn read_arrays(
             .map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             .collect()
     });
-    results.into_iter().collect::<Result<()>>()?;
-    // The wanted entries, in order, are those of `arrays`, laid out one after the other.
-    let mut start = 0;
-    let wanted_entries = entries.iter_mut().zip(wanted).filter(|(_, &w)| w).map(|(e, _)| e);
-    for (entry, (_, array)) in wanted_entries.zip(&arrays) {
-        entry.start = start;
-        entry.end = start + array.byte_len();
-        start = entry.end;
+    let mut buffers: Vec<Option<Result<Vec<u8>>>> = (0..wanted.len()).map(|_| None).collect();
+    for (i, result) in decoded.into_iter().flatten() {
+        buffers[i] = Some(result);
     }
-    Ok(data)
+    let mut owned = Vec::with_capacity(wanted.len());
+    let mut entries = Vec::with_capacity(wanted.len());
+    for (n, ((_, key, array), buffer)) in wanted.into_iter().zip(buffers).enumerate() {
+        // Every array before the first failure was decoded: the first `None` comes after an error.
+        let buffer = buffer.expect("decoded: no earlier array failed")?;
+        entries.push(Entry {
+            key,
+            dtype: array.dtype,
+            start: 0,
+            end: buffer.len(),
+            shape: array.shape.clone(),
+            span: Span::Owned(n),
+        });
+        owned.push(buffer);
+    }
+    Ok((owned, entries))
 }

@@ -4,10 +4,13 @@
 //! checkpoint layer's directory commit). Or the same item as a `CheckpointManager` step.
 //!
 //! The database is one leaf B-tree node: zarr metadata and chunks up to 1024 bytes inline, larger
-//! chunks out of line in the same data file, as tensorstore does with Orbax's configuration.
+//! chunks out of line in the same data file, as tensorstore does with Orbax's configuration. Each
+//! chunk is compressed as the serializer reaches its leaf and appended to the data file at once,
+//! so memory holds the params and one compressed chunk, never the data file.
 
 use std::fs;
-use std::path::Path;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -32,8 +35,60 @@ struct Array {
     path: Vec<String>,
     name: String,
     shape: Vec<usize>,
-    zarray: Vec<u8>,
-    chunk: Vec<u8>,
+    zarray: Stored,
+    chunk: Stored,
+}
+
+/// Where a value of the database is: in the B-tree node, or at a byte range of the data file.
+enum Stored {
+    Inline(Vec<u8>),
+    Indirect { offset: u64, len: u64 },
+}
+
+/// The data file, written as values arrive: out-of-line values in the order of the leaves, then
+/// the B-tree node.
+struct DataFile {
+    file: BufWriter<fs::File>,
+    path: PathBuf,
+    len: u64,
+}
+
+impl DataFile {
+    fn create(path: PathBuf) -> Result<Self> {
+        let file = fs::File::create(&path).at(&path)?;
+        Ok(DataFile {
+            file: BufWriter::with_capacity(1 << 20, file),
+            path,
+            len: 0,
+        })
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<u64> {
+        let offset = self.len;
+        self.file.write_all(bytes).at(&self.path)?;
+        self.len += bytes.len() as u64;
+        Ok(offset)
+    }
+
+    /// Keeps a value of up to [`MAX_INLINE_VALUE_BYTES`] for the node; appends a larger one.
+    fn put(&mut self, value: &[u8]) -> Result<Stored> {
+        if value.len() <= MAX_INLINE_VALUE_BYTES {
+            return Ok(Stored::Inline(value.to_vec()));
+        }
+        let offset = self.append(value)?;
+        Ok(Stored::Indirect {
+            offset,
+            len: value.len() as u64,
+        })
+    }
+
+    fn finish(self) -> Result<()> {
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| Error::io(&self.path, e.into_error()))?;
+        file.sync_all().at(&self.path)
+    }
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
@@ -101,8 +156,12 @@ fn tuple_repr(path: &[String]) -> String {
     }
 }
 
-fn arrays_of<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Array>> {
+/// Serializes `params`, compressing each leaf into one chunk appended to `data` as it comes.
+fn arrays_of<T: Serialize + Params + ?Sized>(params: &T, data: &mut DataFile) -> Result<Vec<Array>> {
     let mut arrays = Vec::new();
+    let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|e| Error::msg(format_args!("zstd: {e}")))?;
+    // One buffer for every chunk, as large as the largest leaf needs.
+    let mut compressed = Vec::new();
     params.serialize(&mut Serializer::new::<T>(|leaf| {
         let dtype = leaf.dtype.zarr_v2_name().ok_or_else(|| {
             invalid(
@@ -115,13 +174,18 @@ fn arrays_of<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Array>> {
             "dimension_separator": ".", "dtype": dtype, "fill_value": null, "filters": null,
             "order": "C", "shape": leaf.shape, "zarr_format": 2,
         });
+        let zarray = serde_json::to_vec(&zarray).map_err(|e| Error::msg(e.to_string()))?;
+        compressed.clear();
+        compressed.reserve(zstd::zstd_safe::compress_bound(leaf.data.len()));
+        compressor
+            .compress_to_buffer(leaf.data, &mut compressed)
+            .map_err(|e| Error::msg(format_args!("zstd at `{}`: {e}", leaf.key)))?;
         arrays.push(Array {
             path: leaf.path().map(str::to_owned).collect(),
             name: leaf.key.to_owned(),
             shape: leaf.shape.to_vec(),
-            zarray: serde_json::to_vec(&zarray).map_err(|e| Error::msg(e.to_string()))?,
-            chunk: zstd::bulk::compress(leaf.data, ZSTD_LEVEL)
-                .map_err(|e| Error::msg(format_args!("zstd at `{}`: {e}", leaf.key)))?,
+            zarray: data.put(&zarray)?,
+            chunk: data.put(&compressed)?,
         });
         Ok(())
     }))?;
@@ -134,9 +198,10 @@ fn arrays_of<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Array>> {
     Ok(arrays)
 }
 
-/// The data file (out-of-line chunks, then the B-tree node) and the manifest.
-fn database(arrays: &[Array], data_file: &str, now: u64) -> Result<(Vec<u8>, Vec<u8>)> {
-    let mut entries: Vec<(Vec<u8>, &[u8])> = Vec::new();
+/// Appends the B-tree node of `arrays` (whose out-of-line values `data` holds) to `data`, which is
+/// `data_file` in the database; returns the manifest.
+fn database(arrays: &[Array], data: &mut DataFile, data_file: &str, now: u64) -> Result<Vec<u8>> {
+    let mut entries: Vec<(Vec<u8>, &Stored)> = Vec::new();
     for array in arrays {
         let chunk_key = if array.shape.is_empty() {
             "0".to_owned()
@@ -147,17 +212,7 @@ fn database(arrays: &[Array], data_file: &str, now: u64) -> Result<(Vec<u8>, Vec
         entries.push((format!("{}/{chunk_key}", array.name).into_bytes(), &array.chunk));
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut file = Vec::new();
-    let mut offsets = Vec::with_capacity(entries.len());
-    for (_, value) in &entries {
-        if value.len() > MAX_INLINE_VALUE_BYTES {
-            offsets.push(Some(file.len() as u64));
-            file.extend_from_slice(value);
-        } else {
-            offsets.push(None);
-        }
-    }
-    let indirect_bytes = file.len() as u64;
+    let indirect_bytes = data.len;
     let mut body = vec![0u8]; // height 0: a leaf
     one_file_table(&mut body, data_file);
     varint(&mut body, entries.len() as u64);
@@ -176,27 +231,37 @@ fn database(arrays: &[Array], data_file: &str, now: u64) -> Result<(Vec<u8>, Vec
         body.extend_from_slice(&key[prefix..]);
     }
     for (_, value) in &entries {
-        varint(&mut body, value.len() as u64);
+        let len = match value {
+            Stored::Inline(bytes) => bytes.len() as u64,
+            Stored::Indirect { len, .. } => *len,
+        };
+        varint(&mut body, len);
     }
-    for offset in &offsets {
-        body.push(u8::from(offset.is_some()));
+    for (_, value) in &entries {
+        body.push(u8::from(matches!(value, Stored::Indirect { .. })));
     }
+    let offsets: Vec<u64> = entries
+        .iter()
+        .filter_map(|(_, value)| match value {
+            Stored::Indirect { offset, .. } => Some(*offset),
+            Stored::Inline(_) => None,
+        })
+        .collect();
     // Every out-of-line value is in file 0.
-    body.extend(std::iter::repeat_n(0, offsets.iter().flatten().count()));
-    for &offset in offsets.iter().flatten() {
+    body.extend(std::iter::repeat_n(0, offsets.len()));
+    for &offset in &offsets {
         varint(&mut body, offset);
     }
-    for ((_, value), offset) in entries.iter().zip(&offsets) {
-        if offset.is_none() {
-            body.extend_from_slice(value);
+    for (_, value) in &entries {
+        if let Stored::Inline(bytes) = value {
+            body.extend_from_slice(bytes);
         }
     }
     if body.len() as u64 > MAX_DECODED_NODE_BYTES {
         return Err(Error::msg("too many arrays for one OCDBT node"));
     }
     let node = envelope(BTREE_NODE_MAGIC, &body)?;
-    let node_offset = file.len() as u64;
-    file.extend_from_slice(&node);
+    let node_offset = data.append(&node)?;
 
     let mut manifest = now.to_le_bytes().repeat(2); // uuid: any 16 bytes unique to this database
     manifest.push(0); // single manifest
@@ -214,20 +279,22 @@ fn database(arrays: &[Array], data_file: &str, now: u64) -> Result<(Vec<u8>, Vec
     varint(&mut manifest, indirect_bytes);
     manifest.extend_from_slice(&now.to_le_bytes());
     manifest.push(0); // no version tree nodes
-    Ok((file, envelope(MANIFEST_MAGIC, &manifest)?))
+    envelope(MANIFEST_MAGIC, &manifest)
 }
 
-/// Writes the checkpoint's files into the empty directory `dir`.
-fn write_item(dir: &Path, arrays: &[Array], now: u64) -> Result<()> {
+/// Writes the checkpoint of `params` into the empty directory `dir`.
+fn write_item<T: Serialize + Params + ?Sized>(dir: &Path, params: &T, now: u64) -> Result<()> {
     // A name unique to this save, as tensorstore's random 32 hex digits are.
     let data_file = format!("d/{now:024x}{:08x}", std::process::id());
-    let (file, manifest) = database(arrays, &data_file, now)?;
     fs::create_dir_all(dir.join("d")).at(&dir.join("d"))?;
-    write_synced(&dir.join(&data_file), &file)?;
+    let mut data = DataFile::create(dir.join(&data_file))?;
+    let arrays = arrays_of(params, &mut data)?;
+    let manifest = database(&arrays, &mut data, &data_file, now)?;
+    data.finish()?;
     write_synced(&dir.join("manifest.ocdbt"), &manifest)?;
     let mut tree = serde_json::Map::new();
     let mut sharding = serde_json::Map::new();
-    for array in arrays {
+    for array in &arrays {
         let keys: Vec<_> = array.path.iter().map(|k| json!({"key": k, "key_type": 2})).collect();
         tree.insert(
             tuple_repr(&array.path),
@@ -270,7 +337,6 @@ const MANAGER_ITEM: &str = "default";
 /// `CheckpointManager` whose root is `path` (`<path>/<step>/default/` plus the step's
 /// `_CHECKPOINT_METADATA` naming that item, as the manager's own save lays it out).
 pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(path: &Path, params: &T, step: Option<u64>) -> Result<()> {
-    let arrays = arrays_of(params)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -278,13 +344,13 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(path: &Path, params: &T, st
     let mark = ".orbax-checkpoint-tmp";
     match step {
         None => commit_dir(path, mark, |tmp| {
-            write_item(tmp, &arrays, now)?;
+            write_item(tmp, params, now)?;
             write_checkpoint_metadata(tmp, json!(HANDLER), now)
         }),
         Some(step) => commit_dir(&path.join(step.to_string()), mark, |tmp| {
             let item = tmp.join(MANAGER_ITEM);
             fs::create_dir(&item).at(&item)?;
-            write_item(&item, &arrays, now)?;
+            write_item(&item, params, now)?;
             write_checkpoint_metadata(tmp, json!({ MANAGER_ITEM: HANDLER }), now)
         }),
     }

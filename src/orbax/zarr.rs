@@ -1,6 +1,6 @@
 //! The zarr subset Orbax writes: v2 `.zarray` (zstd or no compressor) and v3 `zarr.json` (`bytes`,
-//! `zstd`, and `sharding_indexed` with a `crc32c` index), chunks decoded and copied into one
-//! C-order array, absent chunks left at the fill value.
+//! `zstd`, and `sharding_indexed` with a `crc32c` index), chunks decoded into one C-order buffer
+//! per array, absent chunks left at the fill value.
 
 use serde_json::Value as Json;
 
@@ -342,19 +342,19 @@ impl ArrayMeta {
         in_grid.then_some(index)
     }
 
-    /// Reads the array `key` from `store` into `out` (`byte_len()` bytes): fills it with the fill
-    /// value, then copies every chunk present over it.
-    pub(crate) fn read_into(&self, store: &KvStore, key: &str, out: &mut [u8]) -> Result<()> {
+    /// Reads the array `key` from `store` into a buffer of its own (`byte_len()` bytes, C order):
+    /// the fill value, with every chunk present decoded over it. A chunk that is the whole array
+    /// (Orbax's default) is decoded straight into the buffer's fresh memory, and a chunk that is a
+    /// whole block of rows straight into its place; only other chunks (cut at the array's edge,
+    /// or split along inner dimensions) go through a chunk-sized buffer.
+    pub(crate) fn read(&self, store: &KvStore, key: &str) -> Result<Vec<u8>> {
+        let len = self.byte_len();
         let size = self.dtype.bit_size() / 8;
-        if self.fill.iter().any(|&b| b != 0) {
-            for element in out.chunks_exact_mut(size) {
-                element.copy_from_slice(&self.fill);
-            }
-        } else {
-            out.fill(0);
-        }
         let chunk_bytes = product(&self.chunks).expect("checked") * size;
-        let mut chunk = Vec::new();
+        // A stored chunk is never much larger than its decoded size (zstd adds a few bytes per
+        // block; a shard adds its index).
+        let limit = chunk_bytes as u64 + chunk_bytes as u64 / 8 + 1024 + 16 * 1024;
+        let mut chunks = Vec::new();
         for name in store.keys_under(key)? {
             if name == ".zarray" || name == "zarr.json" || name == ".zattrs" {
                 continue;
@@ -363,40 +363,70 @@ impl ArrayMeta {
             let index = self
                 .chunk_index(&name)
                 .ok_or_else(|| invalid(&what, format_args!("not a chunk of an array of shape {:?}", self.shape)))?;
-            // A stored chunk is never much larger than its decoded size (zstd adds a few bytes
-            // per block; a shard adds its index).
-            let limit = chunk_bytes as u64 + chunk_bytes as u64 / 8 + 1024 + 16 * 1024;
+            chunks.push((what, index));
+        }
+        let sharded = matches!(self.codec, Codec::Sharded { .. });
+        if let ([(what, _)], true, false) = (chunks.as_slice(), self.chunks == self.shape, sharded) {
+            match (&self.codec, store.get(what, limit)?) {
+                (Codec::Raw, Some(stored)) if stored.len() == len => return Ok(stored),
+                (Codec::Zstd, Some(stored)) => {
+                    let mut out = allocate(len, what)?;
+                    zstd_exact(&stored, &mut out, len, what)?;
+                    return Ok(out);
+                }
+                (_, None) => chunks.clear(), // absent: the fill value
+                _ => {}                      // a raw chunk of the wrong size: refused below
+            }
+        }
+        let mut out = allocate(len, key)?;
+        out.resize(len, 0);
+        if self.fill.iter().any(|&b| b != 0) {
+            fill_like(&mut out, &self.fill);
+        }
+        let mut scratch = Vec::new();
+        for (what, index) in chunks {
             let Some(stored) = store.get(&what, limit)? else {
                 continue;
             };
-            if chunk.is_empty() {
-                chunk = vec![0u8; chunk_bytes];
+            if let Some(place) = self.rows_of(&index, chunk_bytes) {
+                // `out` holds the fill value here, as a shard's absent inner chunks need.
+                self.decode_stored(&stored, &mut out[place], &what)?;
+                continue;
             }
+            if scratch.is_empty() {
+                scratch = vec![0u8; chunk_bytes];
+            }
+            fill_like(&mut scratch, &self.fill);
+            self.decode_stored(&stored, &mut scratch, &what)?;
             let origin: Vec<usize> = index.iter().zip(&self.chunks).map(|(i, c)| i * c).collect();
-            match &self.codec {
-                Codec::Sharded {
-                    inner,
-                    inner_codec,
-                    index_at_end,
-                    index_crc,
-                } => {
-                    // An inner chunk absent from the shard keeps the fill value: start from it.
-                    fill_like(&mut chunk, &self.fill);
-                    self.read_shard(
-                        &stored,
-                        inner,
-                        inner_codec,
-                        *index_at_end,
-                        *index_crc,
-                        &mut chunk,
-                        &what,
-                    )?;
-                }
-                codec => decode_chunk(codec, &stored, &mut chunk, &what)?,
-            }
-            copy_chunk(&chunk, &self.chunks, &origin, out, &self.shape, size);
+            copy_chunk(&scratch, &self.chunks, &origin, &mut out, &self.shape, size);
         }
-        Ok(())
+        Ok(out)
+    }
+
+    /// Where in the array the chunk at `index` lies, if it is one contiguous run of whole rows
+    /// (every dimension but the first is whole, and the chunk is not cut at the array's end).
+    fn rows_of(&self, index: &[usize], chunk_bytes: usize) -> Option<std::ops::Range<usize>> {
+        let first = *index.first()?;
+        if self.chunks[1..] != self.shape[1..] || (first + 1) * self.chunks[0] > self.shape[0] {
+            return None;
+        }
+        let start = first * chunk_bytes;
+        Some(start..start + chunk_bytes)
+    }
+
+    /// Decodes one stored chunk into `out`, the chunk's `chunk_bytes`, which holds the fill value
+    /// where a shard may leave inner chunks absent.
+    fn decode_stored(&self, stored: &[u8], out: &mut [u8], what: &str) -> Result<()> {
+        match &self.codec {
+            Codec::Sharded {
+                inner,
+                inner_codec,
+                index_at_end,
+                index_crc,
+            } => self.read_shard(stored, inner, inner_codec, *index_at_end, *index_crc, out, what),
+            codec => decode_chunk(codec, stored, out, what),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -476,6 +506,11 @@ impl ArrayMeta {
     }
 }
 
+/// An empty buffer with room for an array of `len` bytes, or an error naming `what`.
+fn allocate(len: usize, what: &str) -> Result<Vec<u8>> {
+    crate::pages::try_buffer(len).ok_or_else(|| invalid(what, format_args!("cannot allocate {len} bytes")))
+}
+
 fn fill_like(buffer: &mut [u8], fill: &[u8]) {
     if fill.iter().all(|&b| b == 0) {
         buffer.fill(0);
@@ -500,7 +535,7 @@ fn decode_chunk(codec: &Codec, stored: &[u8], out: &mut [u8], what: &str) -> Res
                 out.len()
             ),
         )),
-        Codec::Zstd => zstd_exact(stored, out, what),
+        Codec::Zstd => zstd_exact(stored, out, out.len(), what),
         Codec::Sharded { .. } => Err(invalid(what, "nested sharding is not supported")),
     }
 }
@@ -561,6 +596,90 @@ mod tests {
         }
         let expected: Vec<u8> = (0..3).flat_map(|i| (0..5).map(move |j| (10 * i + j) as u8)).collect();
         assert_eq!(out, expected);
+    }
+
+    /// A `u8` array of `shape` in `chunks`, zstd-compressed or raw, with fill value `fill`, whose
+    /// element at C-order position `i` is `i + 1` (a chunk's elements outside the array are 99),
+    /// stored with the chunks `present`.
+    fn read_array(shape: &[usize], chunks: &[usize], zstd: bool, fill: u8, present: &[&[usize]]) -> Result<Vec<u8>> {
+        let compressor = if zstd { r#"{"id":"zstd","level":1}"# } else { "null" };
+        let meta = format!(
+            r#"{{"zarr_format":2,"dtype":"|u1","shape":{shape:?},"chunks":{chunks:?},"compressor":{compressor},"fill_value":{fill}}}"#
+        );
+        let array = parse_zarray(meta.as_bytes(), "a").unwrap();
+        let mut files = std::collections::BTreeMap::new();
+        for index in present {
+            let mut chunk = vec![0u8; chunks.iter().product()];
+            for (k, byte) in chunk.iter_mut().enumerate() {
+                // The element's position in the array, in C order, or none past its edge.
+                let (mut rest, mut flat, mut inside) = (k, 0, true);
+                for d in 0..shape.len() {
+                    let inner: usize = chunks[d + 1..].iter().product();
+                    let at = index[d] * chunks[d] + rest / inner;
+                    rest %= inner;
+                    inside &= at < shape[d];
+                    flat = flat * shape[d] + at;
+                }
+                *byte = if inside { flat as u8 + 1 } else { 99 };
+            }
+            let stored = if zstd {
+                zstd::bulk::compress(&chunk, 1).unwrap()
+            } else {
+                chunk
+            };
+            let name = match index.iter().map(ToString::to_string).collect::<Vec<_>>().join(".") {
+                scalar if scalar.is_empty() => "0".to_owned(),
+                name => name,
+            };
+            files.insert(format!("a/{name}"), stored);
+        }
+        let memory = super::super::fuzz::Memory(files);
+        array.read(&KvStore::files(&memory, String::new()), "a")
+    }
+
+    #[test]
+    fn chunks_decode_into_their_place() {
+        let whole: Vec<u8> = (1..=15).collect();
+        // One chunk that is the whole array, compressed or raw.
+        assert_eq!(read_array(&[3, 5], &[3, 5], true, 0, &[&[0, 0]]).unwrap(), whole);
+        assert_eq!(read_array(&[3, 5], &[3, 5], false, 0, &[&[0, 0]]).unwrap(), whole);
+        // Blocks of whole rows, the last cut at the array's edge.
+        assert_eq!(
+            read_array(&[3, 5], &[2, 5], true, 0, &[&[0, 0], &[1, 0]]).unwrap(),
+            whole
+        );
+        // Chunks split along the inner dimension, cut at both edges.
+        let all: &[&[usize]] = &[&[0, 0], &[0, 1], &[0, 2], &[1, 0], &[1, 1], &[1, 2]];
+        assert_eq!(read_array(&[3, 5], &[2, 2], true, 0, all).unwrap(), whole);
+        // Absent chunks keep the fill value: the whole array, a block of rows, a cut block.
+        assert_eq!(read_array(&[3, 5], &[3, 5], true, 7, &[]).unwrap(), vec![7; 15]);
+        let mut second_missing = whole.clone();
+        second_missing[10..].fill(7);
+        assert_eq!(
+            read_array(&[3, 5], &[2, 5], true, 7, &[&[0, 0]]).unwrap(),
+            second_missing
+        );
+        let mut first_missing = whole.clone();
+        first_missing[..10].fill(7);
+        assert_eq!(
+            read_array(&[3, 5], &[2, 5], false, 7, &[&[1, 0]]).unwrap(),
+            first_missing
+        );
+        // A scalar.
+        assert_eq!(read_array(&[], &[], true, 0, &[&[]]).unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn a_raw_chunk_of_the_wrong_size_is_refused() {
+        let meta = br#"{"zarr_format":2,"dtype":"|u1","shape":[4],"chunks":[4],"compressor":null}"#;
+        let array = parse_zarray(meta, "a").unwrap();
+        let memory = super::super::fuzz::Memory([("a/0".to_owned(), vec![1, 2, 3])].into_iter().collect());
+        let err = array.read(&KvStore::files(&memory, String::new()), "a").unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidOrbax { path, reason }
+            if path == "a/0" && reason.contains("uncompressed chunk of 3 bytes, its shape needs 4")),
+            "{err}"
+        );
     }
 
     #[test]
