@@ -142,6 +142,14 @@ fn gpt2_copy(dir: &Path, name: &str, edit: impl FnOnce(&mut BTreeMap<String, Dyn
     path
 }
 
+/// A copy of the fixture with the tensor at `key` replaced by `replace(tensor)`, written to `dir`.
+fn gpt2_replacing(dir: &Path, name: &str, key: &str, replace: impl FnOnce(&DynTensor) -> DynTensor) -> PathBuf {
+    gpt2_copy(dir, name, |t| {
+        let new = replace(&t[key]);
+        t.insert(key.to_owned(), new);
+    })
+}
+
 /// `tensor` with another shape of as many elements (its bytes unchanged).
 fn reshaped(tensor: &DynTensor, shape: &[usize]) -> DynTensor {
     DynTensor::new(tensor.dtype(), shape.to_vec(), tensor.as_bytes().to_vec()).unwrap()
@@ -222,10 +230,7 @@ fn a_fixed_count_refuses_a_file_without_its_last_block_or_with_one_more() {
 fn a_transposed_kernel_is_refused_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let key = "transformer.h.0.attn.c_attn.kernel";
-    let path = gpt2_copy(dir.path(), "transposed", |t| {
-        let kernel = reshaped(&t[key], &[8, 24]);
-        t.insert(key.to_owned(), kernel);
-    });
+    let path = gpt2_replacing(dir.path(), "transposed", key, |kernel| reshaped(kernel, &[8, 24]));
     let bytes = std::fs::read(&path).unwrap();
     // Every loader reads through the same check.
     let errors = [
@@ -290,11 +295,8 @@ fn sharded_msgpack_and_orbax_loads_check_shapes_too() {
 fn a_named_dimension_bound_elsewhere_is_refused_naming_both_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let key = "transformer.h.1.mlp.c_proj.kernel";
-    let path = gpt2_copy(dir.path(), "inconsistent", |t| {
-        // A block whose MLP is half as wide as the first block's.
-        let kernel = zeros_like(&t[key], &[8, 16]);
-        t.insert(key.to_owned(), kernel);
-    });
+    // A block whose MLP is half as wide as the first block's.
+    let path = gpt2_replacing(dir.path(), "inconsistent", key, |kernel| zeros_like(kernel, &[8, 16]));
     let err = safejax::from_file::<Gpt2>(&path).unwrap_err();
     let Error::DeclaredShapeMismatch {
         key: at,

@@ -352,17 +352,10 @@ impl Field {
 /// dimension) for anything else.
 fn parse_shape(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Vec<Dim>>> {
     const EXPECTED: &str = "expected `shape = [...]`: a list of sizes (`192`), names (`d_model`) or `_`";
-    if !meta.input.peek(Token![=]) {
-        cx.error_spanned_by(&meta.path, EXPECTED);
-        skip_value(meta)?;
+    let Some(expr) = get_expr(cx, meta, EXPECTED)? else {
         return Ok(None);
-    }
-    let expr: Expr = meta.value()?.parse()?;
-    let mut value = &expr;
-    while let Expr::Group(group) = value {
-        value = &group.expr;
-    }
-    let Expr::Array(array) = value else {
+    };
+    let Expr::Array(array) = ungrouped(&expr) else {
         cx.error_spanned_by(&expr, EXPECTED);
         return Ok(None);
     };
@@ -535,21 +528,31 @@ fn path_to_string(path: &syn::Path) -> String {
     path.to_token_stream().to_string().replace(' ', "")
 }
 
-/// The string literal of `key = "..."`; `None` (with an error recorded) for any other value.
-fn get_str(cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<Option<LitStr>> {
-    let expected = format!("expected `{key}` to be a string: `{key} = \"...\"`");
+/// The value of `key = <expression>`; `None` (with `expected` recorded) without a value.
+fn get_expr(cx: &Ctxt, meta: &ParseNestedMeta, expected: &str) -> syn::Result<Option<Expr>> {
     if !meta.input.peek(Token![=]) {
         cx.error_spanned_by(&meta.path, expected);
         skip_value(meta)?;
         return Ok(None);
     }
-    let expr: Expr = meta.value()?.parse()?;
-    let mut value = &expr;
-    // Through `macro_rules!`, a literal may come wrapped in an invisible group.
-    while let Expr::Group(group) = value {
-        value = &group.expr;
+    Ok(Some(meta.value()?.parse()?))
+}
+
+/// `expr` without the invisible groups that `macro_rules!` may wrap a value in.
+fn ungrouped(mut expr: &Expr) -> &Expr {
+    while let Expr::Group(group) = expr {
+        expr = &group.expr;
     }
-    if let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = value {
+    expr
+}
+
+/// The string literal of `key = "..."`; `None` (with an error recorded) for any other value.
+fn get_str(cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<Option<LitStr>> {
+    let expected = format!("expected `{key}` to be a string: `{key} = \"...\"`");
+    let Some(expr) = get_expr(cx, meta, &expected)? else {
+        return Ok(None);
+    };
+    if let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = ungrouped(&expr) {
         if !lit.suffix().is_empty() {
             cx.error_spanned_by(
                 lit,
