@@ -400,7 +400,7 @@ impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
 
     /// A 0-d leaf handed to the visitor as the matching Rust primitive.
     fn scalar<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let Resolved::Leaf { entry, schema } = self.node else {
+        let Resolved::Leaf { entry, schema, .. } = self.node else {
             return Err(self.unexpected("a scalar"));
         };
         let leaf = self.ctx.leaf(*entry, schema)?;
@@ -422,7 +422,7 @@ impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
     }
 
     fn tensor<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let Resolved::Leaf { entry, schema } = self.node else {
+        let Resolved::Leaf { entry, schema, .. } = self.node else {
             return Err(self.unexpected("a tensor"));
         };
         let leaf = self.ctx.leaf(*entry, schema)?;
@@ -545,7 +545,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
         }
         // A plain ndarray field at a leaf: ndarray's own serde form (see `ndarray/serde_form.rs`).
         #[cfg(feature = "ndarray")]
-        if let (crate::ndarray::SERDE_NAME, Resolved::Leaf { entry, schema }) = (name, self.node) {
+        if let (crate::ndarray::SERDE_NAME, Resolved::Leaf { entry, schema, .. }) = (name, self.node) {
             let leaf = self.ctx.leaf(*entry, schema)?;
             let data = leaf.data.whole()?;
             return crate::ndarray::deserialize_array(leaf.dtype, leaf.shape, data.as_slice(), visitor)

@@ -232,6 +232,23 @@ pub enum Error {
         found: Vec<usize>,
     },
 
+    /// A leaf's shape is not the one its field declares with `#[safejax(shape = [...])]`: a
+    /// different rank, a different size, or a named size bound to another value by an earlier leaf
+    /// of the same load or write.
+    #[error(
+        "shape mismatch at `{key}`: expected {}, found {found:?}{}",
+        DimList(expected),
+        BoundBy(expected)
+    )]
+    DeclaredShapeMismatch {
+        /// The full key.
+        key: String,
+        /// The declared shape, with the sizes its named dimensions were bound to so far.
+        expected: Vec<ExpectedDim>,
+        /// The shape in the file, or of the tensor being written.
+        found: Vec<usize>,
+    },
+
     /// A value does not fit the dtype it is converted to.
     #[error("cannot convert `{key}` from {from} to {to}: {reason}")]
     Conversion {
@@ -326,6 +343,63 @@ pub enum Error {
         /// What happened.
         msg: String,
     },
+}
+
+/// One dimension of a declared shape, as [`Error::DeclaredShapeMismatch`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedDim {
+    /// The dimension's name (`d_model`), for a named dimension.
+    pub name: Option<String>,
+    /// The size it must have: the declared one, or the one a named dimension is bound to; `None` for
+    /// `_` and for a named dimension not yet bound.
+    pub size: Option<usize>,
+    /// The key of the leaf that bound a named dimension to `size`.
+    pub bound_by: Option<String>,
+}
+
+impl Display for ExpectedDim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.name, self.size) {
+            (Some(name), Some(size)) => write!(f, "{name}={size}"),
+            (Some(name), None) => f.write_str(name),
+            (None, Some(size)) => write!(f, "{size}"),
+            (None, None) => f.write_str("_"),
+        }
+    }
+}
+
+/// "[d_model=64, 192]".
+struct DimList<'a>(&'a [ExpectedDim]);
+
+impl Display for DimList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dims: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        write!(f, "[{}]", dims.join(", "))
+    }
+}
+
+/// " (d_model bound to 64 by `wte.embedding`)": where each named size came from, once per name.
+struct BoundBy<'a>(&'a [ExpectedDim]);
+
+impl Display for BoundBy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown: Vec<&str> = Vec::new();
+        for dim in self.0 {
+            let (Some(name), Some(size), Some(key)) = (&dim.name, dim.size, &dim.bound_by) else {
+                continue;
+            };
+            if shown.contains(&name.as_str()) {
+                continue;
+            }
+            f.write_str(if shown.is_empty() { " (" } else { ", " })?;
+            write!(f, "{name} bound to {size} by `{key}`")?;
+            shown.push(name);
+        }
+        if !shown.is_empty() {
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
 }
 
 /// "1 dimension", "3 dimensions".
@@ -473,6 +547,7 @@ impl Error {
             | Error::OverlappingData { key, .. }
             | Error::DtypeMismatch { key, .. }
             | Error::ShapeMismatch { key, .. }
+            | Error::DeclaredShapeMismatch { key, .. }
             | Error::Conversion { key, .. }
             | Error::PartlyPresent { key, .. }
             | Error::NestingTooDeep { key, .. }

@@ -281,6 +281,7 @@ mod tests {
             join: None,
             var: None,
             class: None,
+            shape: None,
         }
     }
 

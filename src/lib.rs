@@ -89,6 +89,7 @@ pub mod remote;
 mod resolve;
 mod schema;
 mod ser;
+mod shape;
 mod shard;
 mod sniff;
 mod tensor;
@@ -107,7 +108,7 @@ pub use de::Deserializer;
 pub use dtype::{Dtype, UnknownDtype};
 pub use dynamic::{DynTensor, DynTensorView, Value};
 pub use element::Element;
-pub use error::{Error, Result};
+pub use error::{Error, ExpectedDim, Result};
 pub use half::{bf16, f16};
 pub use mmap::MappedFile;
 pub use options::Options;
@@ -121,7 +122,8 @@ pub use with_metadata::WithMetadata;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::schema::{
-        FieldSchema, Join, LeafSchema, MapKey, MapSchema, ObjaxVar, Schema, SchemaRef, SeqSchema, StructSchema, Style,
+        Dim, FieldSchema, Join, LeafSchema, MapKey, MapSchema, ObjaxVar, Schema, SchemaRef, SeqSchema, StructSchema,
+        Style,
     };
 
     /// The key grammar, for the CLI: reading keys back into a tree, and checking a schema against
@@ -130,7 +132,7 @@ pub mod __private {
         pub use crate::keys::parse::{detect, is_index, push_step, split_element, steps};
         pub use crate::keys::tree::{build, Child, Join, Leaf, List, Module, Node};
         pub use crate::keys::DEFAULT_LIST_CLASS;
-        pub use crate::resolve::check_keys;
+        pub use crate::resolve::{check_keys, field_contents, FieldContents};
     }
 }
 

@@ -8,7 +8,8 @@
 use crate::dynamic::ANY_LEAF_SCHEMA;
 use crate::header::Header;
 use crate::keys::Cursor;
-use crate::schema::{FieldSchema, LeafSchema, MapKey, Schema, SeqSchema, StructSchema};
+use crate::schema::{Dim, FieldSchema, LeafSchema, MapKey, Schema, SeqSchema, StructSchema};
+use crate::shape::DimBindings;
 use crate::{Error, Result};
 
 /// A node of the type, matched to the file. Children are boxed slices and map names are borrowed
@@ -20,6 +21,8 @@ pub(crate) enum Resolved<'h> {
     Leaf {
         entry: usize,
         schema: &'static LeafSchema,
+        /// The shape its field declares, if any.
+        shape: Option<&'static [Dim]>,
     },
     /// The struct's fields that are present, in declaration order.
     Struct(Box<[(&'static FieldSchema, Resolved<'h>)]>),
@@ -65,6 +68,11 @@ struct Resolver<'h> {
     /// Entries found under another spelling than the one written back (objax keys without their
     /// variable type), with the written key.
     respelled: Vec<(usize, String)>,
+    /// The shape declared by the field being resolved, for the leaves under it.
+    shape: Option<&'static [Dim]>,
+    /// Inside the probe of a list's absent first element: lists there are not probed in turn (a
+    /// recursive `Vec<Self>` would never end).
+    in_absent_element: bool,
 }
 
 /// The deepest nesting of schema nodes resolved. Only a recursive type (`Vec<Self>`,
@@ -73,11 +81,34 @@ struct Resolver<'h> {
 pub(crate) const MAX_DEPTH: usize = 256;
 
 /// Matches `schema` against `header`. Unless `allow_unknown`, entries the type does not take are an
-/// error.
+/// error. Declared shapes are checked here, before any tensor is read (or, remotely, fetched).
 pub(crate) fn resolve<'h>(schema: &'static Schema, header: &'h Header, allow_unknown: bool) -> Result<Resolved<'h>> {
     let keys = header.entries.iter().map(|e| e.key.as_str()).collect();
     let (tree, _) = resolve_keys(schema, keys, allow_unknown)?;
+    check_shapes(&tree, header, &mut DimBindings::default())?;
     Ok(tree)
+}
+
+/// Checks the leaves of `tree` that declare a shape, in the order the type visits them (the order
+/// that decides which leaf binds a named dimension).
+fn check_shapes(tree: &Resolved, header: &Header, dims: &mut DimBindings) -> Result<()> {
+    match tree {
+        Resolved::Leaf {
+            entry,
+            shape: Some(declared),
+            ..
+        } => {
+            let entry = &header.entries[*entry];
+            dims.check(&entry.key, declared, &entry.shape)
+        }
+        Resolved::Leaf { shape: None, .. } | Resolved::None | Resolved::Missing => Ok(()),
+        Resolved::Struct(fields) => fields.iter().try_for_each(|(_, node)| check_shapes(node, header, dims)),
+        Resolved::Seq(elements) => elements.iter().try_for_each(|node| check_shapes(node, header, dims)),
+        Resolved::Map(entries) => entries
+            .iter()
+            .try_for_each(|(_, node)| check_shapes(node, header, dims)),
+        Resolved::Some(inner) => check_shapes(inner, header, dims),
+    }
 }
 
 /// Reads `keys` (a file's, in any order) with `schema`, as loading that file would, without any
@@ -87,6 +118,68 @@ pub(crate) fn resolve<'h>(schema: &'static Schema, header: &'h Header, allow_unk
 pub fn check_keys(schema: &'static Schema, keys: &[&str]) -> Result<Vec<(usize, String)>> {
     let (_, respelled) = resolve_keys(schema, keys.to_vec(), false)?;
     Ok(respelled)
+}
+
+/// What one field of one struct holds in a file: the CLI declares the shapes and list lengths
+/// that a file shows from these.
+#[derive(Debug)]
+pub struct FieldContents {
+    /// The field (its schema, as the caller built it).
+    pub field: &'static FieldSchema,
+    /// The leaves below the field, by index into the keys, not counting those of a struct inside.
+    pub leaves: Vec<usize>,
+    /// The lists below the field, not inside a struct, as (depth, length): depth 0 is the field's
+    /// own list, 1 a list in its elements.
+    pub lists: Vec<(usize, usize)>,
+}
+
+/// Reads `keys` with `schema` as [`check_keys`] does and reports what each field of each struct
+/// holds, in the order a load visits them.
+pub fn field_contents(schema: &'static Schema, keys: &[&str]) -> Result<Vec<FieldContents>> {
+    let (tree, _) = resolve_keys(schema, keys.to_vec(), false)?;
+    let mut out = Vec::new();
+    collect_structs(&tree, &mut out);
+    Ok(out)
+}
+
+/// The contents of the fields of the structs in `node`.
+fn collect_structs(node: &Resolved, out: &mut Vec<FieldContents>) {
+    match node {
+        Resolved::Struct(fields) => {
+            for (field, node) in fields {
+                let mut contents = FieldContents {
+                    field,
+                    leaves: Vec::new(),
+                    lists: Vec::new(),
+                };
+                collect_field(node, 0, &mut contents, out);
+                out.push(contents);
+            }
+        }
+        Resolved::Some(inner) => collect_structs(inner, out),
+        Resolved::Seq(elements) => elements.iter().for_each(|node| collect_structs(node, out)),
+        Resolved::Map(entries) => entries.iter().for_each(|(_, node)| collect_structs(node, out)),
+        Resolved::Leaf { .. } | Resolved::None | Resolved::Missing => {}
+    }
+}
+
+/// Adds what `node`, `depth` lists below a field, holds to the field's `contents`.
+fn collect_field(node: &Resolved, depth: usize, contents: &mut FieldContents, out: &mut Vec<FieldContents>) {
+    match node {
+        Resolved::Leaf { entry, .. } => contents.leaves.push(*entry),
+        Resolved::Seq(elements) => {
+            contents.lists.push((depth, elements.len()));
+            for node in elements {
+                collect_field(node, depth + 1, contents, out);
+            }
+        }
+        Resolved::Some(inner) => collect_field(inner, depth, contents, out),
+        Resolved::Map(entries) => entries
+            .iter()
+            .for_each(|(_, node)| collect_field(node, depth, contents, out)),
+        Resolved::Struct(_) => collect_structs(node, out),
+        Resolved::None | Resolved::Missing => {}
+    }
 }
 
 fn resolve_keys<'h>(
@@ -110,6 +203,8 @@ fn resolve_keys<'h>(
         depth: 0,
         too_deep: None,
         respelled: Vec::new(),
+        shape: None,
+        in_absent_element: false,
     };
     let tree = resolver.node(schema, &Cursor::root());
     let respelled = std::mem::take(&mut resolver.respelled);
@@ -182,6 +277,7 @@ impl<'h> Resolver<'h> {
                         Resolved::Leaf {
                             entry,
                             schema: &ANY_LEAF_SCHEMA,
+                            shape: self.shape,
                         }
                     }
                     _ => self.named_map(schema, cursor),
@@ -221,7 +317,11 @@ impl<'h> Resolver<'h> {
                 if respelled {
                     self.respelled.push((entry, key));
                 }
-                Resolved::Leaf { entry, schema }
+                Resolved::Leaf {
+                    entry,
+                    schema,
+                    shape: self.shape,
+                }
             }
             Some(_) => {
                 // Two paths of the type lead to one key: the second finds it taken.
@@ -241,24 +341,59 @@ impl<'h> Resolver<'h> {
         for field in schema.fields {
             let child = field.schema.get();
             let child_cursor = inside.field(field, child.is_leafy());
-            if field.optional {
-                // `#[serde(default)]`: absent is fine; partly present is not.
-                if !self.any_key_under(child_cursor.key()) {
-                    continue;
-                }
-                let (found, node, missing) = self.probe(|r| r.node(child, &child_cursor));
-                if found == 0 {
-                    continue;
-                }
-                if !missing.is_empty() {
-                    self.partly_present.push((child_cursor.key().to_owned(), missing));
-                }
-                fields.push((field, node));
-            } else {
-                fields.push((field, self.node(child, &child_cursor)));
-            }
+            // A declared shape holds for the leaves of this field only (the derive allows it on
+            // leafy fields, which hold no struct to declare shapes of its own).
+            let outer_shape = std::mem::replace(&mut self.shape, field.shape);
+            self.field(field, child, &child_cursor, &mut fields);
+            self.shape = outer_shape;
         }
         Resolved::Struct(fields.into_boxed_slice())
+    }
+
+    fn field(
+        &mut self,
+        field: &'static FieldSchema,
+        child: &'static Schema,
+        child_cursor: &Cursor,
+        fields: &mut Vec<(&'static FieldSchema, Resolved<'h>)>,
+    ) {
+        if field.optional {
+            // `#[serde(default)]`: absent is fine; partly present is not.
+            if !self.any_key_under(child_cursor.key()) {
+                return;
+            }
+            let (found, node, missing) = self.probe(|r| r.node(child, child_cursor));
+            if found == 0 {
+                return;
+            }
+            if !missing.is_empty() {
+                self.partly_present.push((child_cursor.key().to_owned(), missing));
+            }
+            fields.push((field, node));
+        } else {
+            let mut node = self.node(child, child_cursor);
+            if let (Schema::Seq(seq), Resolved::Seq(elements)) = (child, &node) {
+                if elements.is_empty() && !self.in_absent_element {
+                    if let Some(first) = self.require_first_element(seq, child_cursor) {
+                        node = Resolved::Seq(Box::new([first]));
+                    }
+                }
+            }
+            fields.push((field, node));
+        }
+    }
+
+    /// A required `Vec` field none of whose elements is in the file: as serde treats a missing
+    /// field, an error (unless `#[serde(default)]`), naming the keys of the first element. A
+    /// silently empty list would load a file that lacks all of a model's layers.
+    fn require_first_element(&mut self, seq: &'static SeqSchema, cursor: &Cursor) -> Option<Resolved<'h>> {
+        let first = cursor.enter_list().element(0);
+        self.in_absent_element = true;
+        let (found, node, missing) = self.probe(|r| r.node(seq.element.get(), &first));
+        self.in_absent_element = false;
+        self.missing.extend(missing);
+        // An element found under another spelling than the list's indices show.
+        (found > 0).then_some(node)
     }
 
     fn seq(&mut self, seq: &'static SeqSchema, cursor: &Cursor) -> Resolved<'h> {

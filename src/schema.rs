@@ -96,6 +96,19 @@ pub struct FieldSchema {
     pub var: Option<ObjaxVar>,
     /// `#[safejax(class = "...")]` on a field: the objax list class (`Sequential` by default).
     pub class: Option<&'static str>,
+    /// `#[safejax(shape = [...])]`: the shape of every leaf under the field.
+    pub shape: Option<&'static [Dim]>,
+}
+
+/// One dimension of a shape declared with `#[safejax(shape = [...])]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dim {
+    /// A size: `192`.
+    Fixed(usize),
+    /// A named size: `d_model`, the same wherever it appears in one load or write.
+    Named(&'static str),
+    /// `_`: any size.
+    Any,
 }
 
 /// A sequence of params.

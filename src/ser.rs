@@ -4,11 +4,14 @@
 //! Writing a file takes two walks: one to learn every key and size (so the header and the layout
 //! are known before any data moves), one to copy each tensor's bytes once, to its final place.
 
+use std::cell::RefCell;
+
 use serde::ser::{self, Impossible, Serialize};
 
 use crate::dynamic::{ANY_DICT, ANY_LEAF, VALUE_DICT, VALUE_NAME, VALUE_TENSOR};
 use crate::keys::Cursor;
-use crate::schema::{LeafSchema, MapKey, Schema, StructSchema};
+use crate::schema::{Dim, LeafSchema, MapKey, Schema, StructSchema};
+use crate::shape::DimBindings;
 use crate::tensor::{element_count, FIELD_DATA, FIELD_DTYPE, FIELD_SHAPE, TENSOR_MAGIC};
 use crate::{Dtype, Error, Params, Result};
 
@@ -63,6 +66,8 @@ pub(crate) fn split_at<'k>(key: &'k str, breaks: &'k [usize]) -> impl Iterator<I
 pub struct Serializer<F> {
     schema: &'static Schema,
     sink: F,
+    /// One write is one binding table for named dimensions, as one load is.
+    dims: RefCell<DimBindings>,
 }
 
 impl<F: FnMut(LeafRef<'_>) -> Result<()>> Serializer<F> {
@@ -71,6 +76,7 @@ impl<F: FnMut(LeafRef<'_>) -> Result<()>> Serializer<F> {
         Serializer {
             schema: T::SCHEMA,
             sink,
+            dims: RefCell::default(),
         }
     }
 
@@ -79,6 +85,8 @@ impl<F: FnMut(LeafRef<'_>) -> Result<()>> Serializer<F> {
             sink: &mut self.sink,
             schema: self.schema,
             cursor: Cursor::root(),
+            shape: None,
+            dims: &self.dims,
         }
     }
 }
@@ -90,6 +98,9 @@ struct NodeSerializer<'s> {
     sink: &'s mut Sink<'s>,
     schema: &'static Schema,
     cursor: Cursor,
+    /// The shape the enclosing field declares for its leaves.
+    shape: Option<&'static [Dim]>,
+    dims: &'s RefCell<DimBindings>,
 }
 
 impl<'s> NodeSerializer<'s> {
@@ -98,6 +109,8 @@ impl<'s> NodeSerializer<'s> {
             sink: &mut *self.sink,
             schema,
             cursor,
+            shape: self.shape,
+            dims: self.dims,
         }
     }
 
@@ -128,6 +141,9 @@ impl<'s> NodeSerializer<'s> {
         // borrowed, not copied, in the common case (a copy per leaf per walk adds up).
         let objax_key = self.cursor.leaf_key_fallback().map(|_| self.cursor.leaf_key());
         let key = objax_key.as_deref().unwrap_or(self.cursor.key());
+        if let Some(declared) = self.shape {
+            self.dims.borrow_mut().check(key, declared, shape)?;
+        }
         let breaks = self.cursor.breaks();
         (self.sink)(LeafRef {
             key,
@@ -300,6 +316,8 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
                     element: seq.element.get(),
                     index: 0,
                     sink: self.sink,
+                    shape: self.shape,
+                    dims: self.dims,
                 })
             }
             _ => Err(self.mismatch("a list")),
@@ -338,6 +356,8 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
                     key_kind: map.key,
                     pending: None,
                     sink: self.sink,
+                    shape: self.shape,
+                    dims: self.dims,
                 })
             }
             _ => Err(self.mismatch("a map")),
@@ -369,6 +389,7 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
                     cursor,
                     next_field: 0,
                     sink: self.sink,
+                    dims: self.dims,
                 }))
             }
             _ => Err(self.mismatch(&format!("struct `{name}`"))),
@@ -392,6 +413,8 @@ pub struct ListSerializer<'s> {
     cursor: Cursor,
     element: &'static Schema,
     index: usize,
+    shape: Option<&'static [Dim]>,
+    dims: &'s RefCell<DimBindings>,
 }
 
 impl ser::SerializeSeq for ListSerializer<'_> {
@@ -405,6 +428,8 @@ impl ser::SerializeSeq for ListSerializer<'_> {
             sink: &mut *self.sink,
             schema: self.element,
             cursor,
+            shape: self.shape,
+            dims: self.dims,
         })
     }
 
@@ -441,6 +466,8 @@ pub struct MapSerializer<'s> {
     value: &'static Schema,
     key_kind: MapKey,
     pending: Option<String>,
+    shape: Option<&'static [Dim]>,
+    dims: &'s RefCell<DimBindings>,
 }
 
 impl MapSerializer<'_> {
@@ -493,6 +520,8 @@ impl ser::SerializeMap for MapSerializer<'_> {
             sink: &mut *self.sink,
             schema: self.value,
             cursor,
+            shape: self.shape,
+            dims: self.dims,
         })
     }
 
@@ -510,6 +539,7 @@ enum StructState<'s> {
         schema: &'static StructSchema,
         cursor: Cursor,
         next_field: usize,
+        dims: &'s RefCell<DimBindings>,
     },
     Tensor(TensorSerializer<'s>),
     #[cfg(feature = "ndarray")]
@@ -527,6 +557,7 @@ impl ser::SerializeStruct for StructSerializer<'_> {
                 schema,
                 cursor,
                 next_field,
+                dims,
             } => {
                 // Fields come in declaration order, some perhaps skipped: look ahead from the last.
                 let fields = schema.fields;
@@ -547,6 +578,8 @@ impl ser::SerializeStruct for StructSerializer<'_> {
                     sink: &mut **sink,
                     schema: child,
                     cursor,
+                    shape: field.shape,
+                    dims,
                 })
             }
             StructState::Tensor(tensor) => tensor.field(name, value),

@@ -20,12 +20,15 @@ struct Tree {
     step: i64,
     rate: f32,
     scale: bf16,
+    // An empty list writes no key; reading none back is fine only with `#[serde(default)]`.
+    #[serde(default)]
     layers: Vec<Layer>,
     maybe: Option<Layer>,
     named: BTreeMap<String, Layer>,
     leaves: BTreeMap<String, Tensor<i32>>,
     gaps: BTreeMap<usize, Tensor<u16>>,
     pair: [Tensor<f64>; 2],
+    #[serde(default)]
     nested: Vec<Vec<Tensor<u8>>>,
     opt_leaf: Option<Tensor<f16>>,
     boxed: Box<Layer>,
@@ -49,6 +52,8 @@ struct HkParams {
 
 #[derive(Debug, Clone, Serialize, Deserialize, Params)]
 struct HkMlp {
+    // An empty list writes no key; reading none back is fine only with `#[serde(default)]`.
+    #[serde(default)]
     linear: Vec<Layer>,
     #[safejax(join = "/")]
     gate: Option<Layer>,
@@ -67,7 +72,10 @@ struct ObMlp {
 #[derive(Debug, Clone, Serialize, Deserialize, Params)]
 #[safejax(style = "nnx")]
 struct NnxModel {
+    // An empty list writes no key; reading none back is fine only with `#[serde(default)]`.
+    #[serde(default)]
     layers: Vec<Layer>,
+    #[serde(default)]
     counts: Vec<u32>,
 }
 

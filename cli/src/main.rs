@@ -119,6 +119,11 @@ enum Command {
         /// The name of the root struct.
         #[arg(long, value_name = "NAME", default_value = "Checkpoint")]
         root: String,
+        /// Lists as `Vec<T>`, which load any number of elements, instead of fixed-length arrays
+        /// `[T; N]` (used where every list of a field has the same N, 1 to 32, with no gaps),
+        /// which refuse a file with fewer or more.
+        #[arg(long)]
+        vec: bool,
     },
 }
 
@@ -250,12 +255,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             style,
             borrowed,
             root,
+            vec,
         } => {
             let ckpt = Checkpoint::open(&checkpoint)?;
             let options = codegen::Options {
                 style: style.style(),
                 borrowed,
                 root,
+                arrays: !vec,
             };
             let generated = codegen::run(&ckpt, &options)?;
             for note in &generated.notes {

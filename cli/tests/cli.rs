@@ -534,26 +534,32 @@ pub struct Checkpoint {
 
 #[derive(Debug, Serialize, Deserialize, Params)]
 pub struct Mlp {
-    pub linear: Vec<Linear>,
+    pub linear: [Linear; 2],
 }
 
 #[derive(Debug, Serialize, Deserialize, Params)]
 pub struct Linear {
+    #[safejax(shape = [_])]
     pub b: Tensor<f32>,
+    #[safejax(shape = [_, _])]
     pub w: Tensor<f32>,
 }
 "#
     );
+    // `--vec`: lists as `Vec`, whatever their length.
+    let out = safejax(["codegen", "--vec", "tests/fixtures/haiku_mlp.safetensors"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("    pub linear: Vec<Linear>,\n"), "{}", out.stdout);
 
     // objax: classes, variable types, a gap in a Sequential, a ModuleList.
     let out = safejax(["codegen", "--root", "Mlp", "tests/fixtures/objax_mlp.safetensors"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     for part in [
         "#[safejax(style = \"objax\", class = \"MLP\")]\npub struct Mlp {\n",
-        "    #[safejax(class = \"ModuleList\")]\n    pub ml: Vec<Linear>,\n",
-        "    pub seq: Vec<Option<Linear>>,\n",
-        "    #[safejax(var = \"StateVar\")]\n    pub running_mean: Tensor<f32>,\n",
-        "    #[serde(rename = \"_key\")]\n    #[safejax(var = \"RandomState\")]\n    pub key: Tensor<u32>,\n",
+        "    #[safejax(class = \"ModuleList\")]\n    pub ml: [LinearF32; 1],\n",
+        "    pub seq: Vec<Option<SeqLinear>>,\n",
+        "    #[safejax(var = \"StateVar\", shape = [1, 3, 1])]\n    pub running_mean: Tensor<f32>,\n",
+        "    #[serde(rename = \"_key\")]\n    #[safejax(var = \"RandomState\", shape = [2])]\n    pub key: Tensor<u32>,\n",
     ] {
         assert!(out.stdout.contains(part), "{part:?} in\n{}", out.stdout);
     }
@@ -563,7 +569,7 @@ pub struct Linear {
     assert_eq!(out.code, 0, "{}", out.stderr);
     for part in [
         "pub struct Checkpoint<'a> {\n    #[serde(borrow)]\n    pub params: CheckpointParams<'a>,\n",
-        "pub struct Ema<'a> {\n    #[serde(borrow)]\n    pub average: TensorView<'a, f32>,\n",
+        "pub struct Ema<'a> {\n    #[serde(borrow)]\n    #[safejax(shape = [1, 1, 1, 4])]\n    pub average: TensorView<'a, f32>,\n",
         "    pub counter: i32,\n",
         "let bytes = std::fs::read(\"tests/fixtures/haiku_bn_state.safetensors\")?;",
     ] {
@@ -584,7 +590,7 @@ pub struct Linear {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stdout
-            .contains("    #[serde(rename = \"mlp/~/linear\")]\n    pub mlp_linear: Vec<MlpLinear>,\n"),
+            .contains("    #[serde(rename = \"mlp/~/linear\")]\n    pub mlp_linear: [MlpLinear; 2],\n"),
         "{}",
         out.stdout
     );

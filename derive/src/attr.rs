@@ -127,6 +127,16 @@ pub struct Field {
     pub var: Option<Keyed<&'static str>>,
     /// `#[safejax(class)]`.
     pub class: Option<Keyed<String>>,
+    /// `#[safejax(shape = [...])]`.
+    pub shape: Option<Keyed<Vec<Dim>>>,
+}
+
+/// One dimension of `#[safejax(shape = [...])]`, handed to the library as
+/// `safejax::__private::Dim`.
+pub enum Dim {
+    Fixed(usize),
+    Named(String),
+    Any,
 }
 
 /// The name serde gives an identifier: without `r#`.
@@ -137,7 +147,7 @@ pub fn unraw(ident: &syn::Ident) -> String {
 /// The keys of the struct-level `#[safejax]`, for the unknown-key message.
 const CONTAINER_KEYS: &str = "`style`, `class`, `crate`";
 /// The keys of the field-level `#[safejax]`, for the unknown-key message.
-const FIELD_KEYS: &str = "`join`, `var`, `class`";
+const FIELD_KEYS: &str = "`join`, `var`, `class`, `shape`";
 
 impl Container {
     pub fn from_ast(cx: &Ctxt, input: &syn::DeriveInput) -> Self {
@@ -240,6 +250,7 @@ impl Field {
         let mut join = Attr::none(cx, "join");
         let mut var = Attr::none(cx, "var");
         let mut class = Attr::none(cx, "class");
+        let mut shape = Attr::none(cx, "shape");
         let mut names = NamePair::default();
         let mut skip = false;
         let mut skip_serializing: Option<syn::Path> = None;
@@ -279,6 +290,11 @@ impl Field {
                         var.parse_str(&meta, |lit| lookup(cx, &lit, "var", &VARS))?;
                     } else if meta.path.is_ident("class") {
                         class.parse_str(&meta, |lit| check_class(cx, &lit))?;
+                    } else if meta.path.is_ident("shape") {
+                        shape.seen(&meta.path);
+                        if let Some(dims) = parse_shape(cx, &meta)? {
+                            shape.set(&meta.path, dims);
+                        }
                     } else if ["style", "crate"].iter().any(|key| meta.path.is_ident(key)) {
                         cx.error_spanned_by(
                             &meta.path,
@@ -327,8 +343,47 @@ impl Field {
             join: join.get(),
             var: var.get(),
             class: class.get(),
+            shape: shape.get(),
         }
     }
+}
+
+/// The dimensions of `shape = [192, d_model, _]`; `None` (with errors recorded, one per bad
+/// dimension) for anything else.
+fn parse_shape(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Vec<Dim>>> {
+    const EXPECTED: &str = "expected `shape = [...]`: a list of sizes (`192`), names (`d_model`) or `_`";
+    let Some(expr) = get_expr(cx, meta, EXPECTED)? else {
+        return Ok(None);
+    };
+    let Expr::Array(array) = ungrouped(&expr) else {
+        cx.error_spanned_by(&expr, EXPECTED);
+        return Ok(None);
+    };
+    let mut dims = Vec::with_capacity(array.elems.len());
+    let mut valid = true;
+    for elem in &array.elems {
+        let dim = match elem {
+            Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) if int.suffix().is_empty() => {
+                int.base10_parse::<usize>().ok().map(Dim::Fixed)
+            }
+            Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => {
+                path.path.get_ident().map(|ident| Dim::Named(unraw(ident)))
+            }
+            Expr::Infer(_) => Some(Dim::Any),
+            _ => None,
+        };
+        match dim {
+            Some(dim) => dims.push(dim),
+            None => {
+                valid = false;
+                cx.error_spanned_by(
+                    elem,
+                    "a dimension of `shape` is a size (`192`), a name (`d_model`) or `_`",
+                );
+            }
+        }
+    }
+    Ok(valid.then_some(dims))
 }
 
 /// `rename = "..."` or `rename(serialize = "...", deserialize = "...")`, which must agree.
@@ -473,21 +528,31 @@ fn path_to_string(path: &syn::Path) -> String {
     path.to_token_stream().to_string().replace(' ', "")
 }
 
-/// The string literal of `key = "..."`; `None` (with an error recorded) for any other value.
-fn get_str(cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<Option<LitStr>> {
-    let expected = format!("expected `{key}` to be a string: `{key} = \"...\"`");
+/// The value of `key = <expression>`; `None` (with `expected` recorded) without a value.
+fn get_expr(cx: &Ctxt, meta: &ParseNestedMeta, expected: &str) -> syn::Result<Option<Expr>> {
     if !meta.input.peek(Token![=]) {
         cx.error_spanned_by(&meta.path, expected);
         skip_value(meta)?;
         return Ok(None);
     }
-    let expr: Expr = meta.value()?.parse()?;
-    let mut value = &expr;
-    // Through `macro_rules!`, a literal may come wrapped in an invisible group.
-    while let Expr::Group(group) = value {
-        value = &group.expr;
+    Ok(Some(meta.value()?.parse()?))
+}
+
+/// `expr` without the invisible groups that `macro_rules!` may wrap a value in.
+fn ungrouped(mut expr: &Expr) -> &Expr {
+    while let Expr::Group(group) = expr {
+        expr = &group.expr;
     }
-    if let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = value {
+    expr
+}
+
+/// The string literal of `key = "..."`; `None` (with an error recorded) for any other value.
+fn get_str(cx: &Ctxt, key: &str, meta: &ParseNestedMeta) -> syn::Result<Option<LitStr>> {
+    let expected = format!("expected `{key}` to be a string: `{key} = \"...\"`");
+    let Some(expr) = get_expr(cx, meta, &expected)? else {
+        return Ok(None);
+    };
+    if let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = ungrouped(&expr) {
         if !lit.suffix().is_empty() {
             cx.error_spanned_by(
                 lit,

@@ -102,6 +102,7 @@ fn field_marks(attrs: &crate::attr::Field) -> impl Iterator<Item = (&'static str
         attrs.join.as_ref().map(|s| ("join", s.span())),
         attrs.var.as_ref().map(|s| ("var", s.span())),
         attrs.class.as_ref().map(|s| ("class", s.span())),
+        attrs.shape.as_ref().map(|s| ("shape", s.span())),
     ]
     .into_iter()
     .flatten()

@@ -5,6 +5,7 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
 use crate::ast::{Body, Field, Input};
+use crate::attr::Dim;
 use crate::check;
 use crate::ctxt::Ctxt;
 
@@ -128,6 +129,14 @@ fn field_schema(krate: &TokenStream, field: &Field, container_default: bool) -> 
         let class = &class.value;
         quote!(#class)
     }));
+    let shape = option(attrs.shape.as_ref().map(|shape| {
+        let dims = shape.value.iter().map(|dim| match dim {
+            Dim::Fixed(size) => quote!(#krate::__private::Dim::Fixed(#size)),
+            Dim::Named(name) => quote!(#krate::__private::Dim::Named(#name)),
+            Dim::Any => quote!(#krate::__private::Dim::Any),
+        });
+        quote!(&[#(#dims),*])
+    }));
     quote! {
         #krate::__private::FieldSchema {
             name: #name,
@@ -136,6 +145,7 @@ fn field_schema(krate: &TokenStream, field: &Field, container_default: bool) -> 
             join: #join,
             var: #var,
             class: #class,
+            shape: #shape,
         }
     }
 }
@@ -161,6 +171,13 @@ fn field_asserts(krate: &TokenStream, input: &Input, field: &Field) -> Vec<Token
     if let Some(var) = &attrs.var {
         let msg = format!("`var` marks tensors, but field `{field_name}` of `{struct_name}` holds modules");
         asserts.push(quote_spanned! {var.span()=>
+            const _: () = ::core::assert!(<#ty as #krate::Params>::IS_LEAFY, #msg);
+        });
+    }
+    if let Some(shape) = &attrs.shape {
+        let msg =
+            format!("`shape` declares the shape of tensors, but field `{field_name}` of `{struct_name}` holds modules");
+        asserts.push(quote_spanned! {shape.span()=>
             const _: () = ::core::assert!(<#ty as #krate::Params>::IS_LEAFY, #msg);
         });
     }

@@ -240,6 +240,7 @@ fn schema(m: &M) -> &'static Schema {
                     join: f.join,
                     var: f.var,
                     class: f.list_class,
+                    shape: None,
                 })
                 .collect();
             leak(Schema::Struct(StructSchema {

@@ -4,8 +4,12 @@ use std::fmt::Write as _;
 
 use safejax::Dtype;
 
+use super::check::{Facts, FieldFacts};
 use super::infer::LeafTy;
 use super::plan::{PTy, Plan};
+
+/// The longest array serde reads and writes (its impls stop at 32): longer lists stay `Vec`.
+const MAX_ARRAY: usize = 32;
 
 /// The Rust element type of a dtype, written so that it resolves with only
 /// `use safejax::{Params, Tensor, TensorView};` in scope.
@@ -54,7 +58,30 @@ fn lifetimes(plan: &Plan, borrowed: bool) -> Vec<bool> {
         .collect()
 }
 
-fn type_of(t: &PTy, plan: &Plan, lifetimes: &[bool], borrowed: bool) -> (String, bool) {
+/// How lists print: `lens` are the lengths the file fixes, by list depth, when arrays are asked for.
+#[derive(Clone, Copy)]
+struct Lists<'f> {
+    lens: Option<&'f [Option<usize>]>,
+    depth: usize,
+}
+
+impl Lists<'_> {
+    /// The length of an array for a list at this depth of elements `element`: a list with gaps
+    /// (`Option` elements) stays a `Vec`, whose length follows the last element present.
+    fn array_len(&self, element: &PTy) -> Option<usize> {
+        let len = (*self.lens?.get(self.depth)?)?;
+        ((1..=MAX_ARRAY).contains(&len) && !matches!(element, PTy::Option(_))).then_some(len)
+    }
+
+    fn inner(self) -> Self {
+        Lists {
+            depth: self.depth + 1,
+            ..self
+        }
+    }
+}
+
+fn type_of(t: &PTy, plan: &Plan, lifetimes: &[bool], borrowed: bool, lists: Lists) -> (String, bool) {
     match t {
         PTy::Leaf(l) => (leaf_type(l, borrowed), leaf_borrows(l, borrowed)),
         PTy::Map(l) => (
@@ -62,11 +89,14 @@ fn type_of(t: &PTy, plan: &Plan, lifetimes: &[bool], borrowed: bool) -> (String,
             leaf_borrows(l, borrowed),
         ),
         PTy::Vec(t) => {
-            let (inner, b) = type_of(t, plan, lifetimes, borrowed);
-            (format!("Vec<{inner}>"), b)
+            let (inner, b) = type_of(t, plan, lifetimes, borrowed, lists.inner());
+            match lists.array_len(t) {
+                Some(len) => (format!("[{inner}; {len}]"), b),
+                None => (format!("Vec<{inner}>"), b),
+            }
         }
         PTy::Option(t) => {
-            let (inner, b) = type_of(t, plan, lifetimes, borrowed);
+            let (inner, b) = type_of(t, plan, lifetimes, borrowed, lists);
             (format!("Option<{inner}>"), b)
         }
         PTy::Struct(id) => {
@@ -80,8 +110,20 @@ fn type_of(t: &PTy, plan: &Plan, lifetimes: &[bool], borrowed: bool) -> (String,
     }
 }
 
-/// The structs of `plan` as Rust source.
-pub fn structs(plan: &Plan, borrowed: bool) -> String {
+/// `shape = [...]` for a field whose leaves (not scalars) all have one rank: sizes where they
+/// agree, `_` where they differ.
+fn shape_mark(facts: Option<&FieldFacts>) -> Option<String> {
+    let shape = facts?.shape.as_ref().filter(|s| !s.is_empty())?;
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|d| d.map_or_else(|| "_".to_owned(), |d| d.to_string()))
+        .collect();
+    Some(format!("shape = [{}]", dims.join(", ")))
+}
+
+/// The structs of `plan` as Rust source; with `arrays`, lists whose length `facts` fix print as
+/// arrays.
+pub fn structs(plan: &Plan, facts: &Facts, borrowed: bool, arrays: bool) -> String {
     let lifetimes = lifetimes(plan, borrowed);
     let mut out = String::new();
     for (id, s) in plan.structs.iter().enumerate() {
@@ -105,8 +147,13 @@ pub fn structs(plan: &Plan, borrowed: bool) -> String {
             continue;
         }
         let _ = writeln!(out, "pub struct {}{generics} {{", s.name);
-        for f in &s.fields {
-            let (ty, borrows) = type_of(&f.ty, plan, &lifetimes, borrowed);
+        for (i, f) in s.fields.iter().enumerate() {
+            let field_facts = facts.get(&(id, i));
+            let lists = Lists {
+                lens: field_facts.filter(|_| arrays).map(|f| f.lens.as_slice()),
+                depth: 0,
+            };
+            let (ty, borrows) = type_of(&f.ty, plan, &lifetimes, borrowed, lists);
             let mut serde = Vec::new();
             if f.ident != f.name {
                 serde.push(format!("rename = {:?}", f.name));
@@ -117,14 +164,19 @@ pub fn structs(plan: &Plan, borrowed: bool) -> String {
             if !serde.is_empty() {
                 let _ = writeln!(out, "    #[serde({})]", serde.join(", "));
             }
+            let mut marks = Vec::new();
             if f.slash {
-                out.push_str("    #[safejax(join = \"/\")]\n");
+                marks.push("join = \"/\"".to_owned());
             }
             if let Some(var) = &f.var {
-                let _ = writeln!(out, "    #[safejax(var = {var:?})]");
+                marks.push(format!("var = {var:?}"));
             }
             if let Some(class) = &f.list_class {
-                let _ = writeln!(out, "    #[safejax(class = {class:?})]");
+                marks.push(format!("class = {class:?}"));
+            }
+            marks.extend(shape_mark(field_facts));
+            if !marks.is_empty() {
+                let _ = writeln!(out, "    #[safejax({})]", marks.join(", "));
             }
             let _ = writeln!(out, "    pub {}: {ty},", f.ident);
         }

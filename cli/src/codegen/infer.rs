@@ -10,11 +10,15 @@ use safejax::Dtype;
 
 use safejax::__private::keys::{is_index, split_element};
 
-/// A tensor leaf: its dtype (`None`: any, a `DynTensor`) and whether it is a 0-d scalar.
+/// A tensor leaf: its dtype (`None`: any, a `DynTensor`), whether it is a 0-d scalar, and its
+/// shape (`None` at a dimension where the leaves of a list differ; `None` for no shape). Leaves
+/// of different shapes are different types, so that a struct is shared only by modules whose
+/// declared shapes hold for all of them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LeafTy {
     pub dtype: Option<Dtype>,
     pub scalar: bool,
+    pub shape: Option<Vec<Option<usize>>>,
 }
 
 /// A param type.
@@ -101,6 +105,7 @@ fn leaf_ty(leaf: &Leaf) -> LeafTy {
     LeafTy {
         dtype,
         scalar: dtype.is_some() && leaf.shape.is_empty(),
+        shape: Some(leaf.shape.iter().copied().map(Some).collect()),
     }
 }
 
@@ -130,7 +135,15 @@ fn node_ty(ctx: &Ctx, node: &Node, parent: Role) -> Result<Typed, String> {
                 .as_ref()
                 .filter(|f| f.dtype.is_some() && leaves.iter().all(|l| supported(l.dtype) == f.dtype));
             let dtype = same.and_then(|f| f.dtype);
-            Ok((Ty::Map(LeafTy { dtype, scalar: false }), None, None))
+            Ok((
+                Ty::Map(LeafTy {
+                    dtype,
+                    scalar: false,
+                    shape: None,
+                }),
+                None,
+                None,
+            ))
         }
         Node::List(list) => {
             let (ty, var) = objax_list(ctx, list)?;
@@ -327,13 +340,19 @@ fn objax_list(ctx: &Ctx, list: &List) -> Result<(Ty, Option<String>), String> {
 /// (made `Option`), lists of such, a lone `base_0` next to a list `base`.
 pub fn unify(a: &Ty, b: &Ty) -> Option<Ty> {
     match (a, b) {
-        (Ty::Leaf(x), Ty::Leaf(y)) => (x == y).then(|| a.clone()),
+        (Ty::Leaf(x), Ty::Leaf(y)) => ((x.dtype, x.scalar) == (y.dtype, y.scalar)).then(|| {
+            Ty::Leaf(LeafTy {
+                shape: unify_shapes(x.shape.as_deref(), y.shape.as_deref()),
+                ..x.clone()
+            })
+        }),
         (Ty::Map(x), Ty::Map(y)) => Some(Ty::Map(if x == y {
             x.clone()
         } else {
             LeafTy {
                 dtype: None,
                 scalar: false,
+                shape: None,
             }
         })),
         (Ty::Struct(x), Ty::Struct(y)) => unify_structs(x, y).map(|s| Ty::Struct(Box::new(s))),
@@ -342,6 +361,13 @@ pub fn unify(a: &Ty, b: &Ty) -> Option<Ty> {
         (Ty::Option(x), y) | (y, Ty::Option(x)) => unify(x, y).map(|t| Ty::Option(Box::new(optional_inner(t)))),
         _ => None,
     }
+}
+
+/// The shape of list elements of shapes `a` and `b`: sizes where they agree, `None` where they
+/// differ; no shape if their ranks differ.
+fn unify_shapes(a: Option<&[Option<usize>]>, b: Option<&[Option<usize>]>) -> Option<Vec<Option<usize>>> {
+    let (a, b) = (a?, b?);
+    (a.len() == b.len()).then(|| a.iter().zip(b).map(|(x, y)| if x == y { *x } else { None }).collect())
 }
 
 /// `t` without an outer `Option` (to avoid `Option<Option<T>>`).

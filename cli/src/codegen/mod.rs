@@ -4,7 +4,10 @@
 //! The keys are read as a tree by the rules of their style (by the library, which builds them), typed (`infer`: structs,
 //! `Vec` for runs of list elements, `Option` for parts that list elements lack), planned (`plan`:
 //! one struct per shape, names, attributes), and checked against the file by the rules `safejax`
-//! reads with (`check`) before they are printed (`emit`). Keys that structs cannot express fall
+//! reads with (`check`) before they are printed (`emit`). The check also says what the file fixes
+//! of each field (the shape of its tensors, the length of its lists), which `emit` declares:
+//! `#[safejax(shape = [...])]` on every tensor, and arrays where every list of a field has one
+//! length, so that the structs refuse a file with a layer missing or a tensor transposed. Keys that structs cannot express fall
 //! back to a map of tensors, for a subtree or, failing that, for the whole file, with a note that
 //! says why.
 
@@ -28,6 +31,8 @@ pub struct Options {
     pub borrowed: bool,
     /// The root struct's name.
     pub root: String,
+    /// Fixed-length arrays for lists whose length the file fixes, instead of `Vec`.
+    pub arrays: bool,
 }
 
 /// The generated source, and notes for the user about it.
@@ -41,12 +46,13 @@ fn structs(
     style: Style,
     leaves: &[(String, Dtype, Vec<usize>)],
     root: &str,
-) -> Result<(plan::Plan, Vec<String>), String> {
+) -> Result<(plan::Plan, check::Facts, Vec<String>), String> {
     let tree = keys::build(style, leaves)?;
     let root_ty = infer::infer(style, &tree, leaves.len())?;
     let plan = plan::plan(&root_ty, root);
     let keys: Vec<&str> = leaves.iter().map(|(k, _, _)| k.as_str()).collect();
-    let outcome = check::check(&plan, &keys)?;
+    let shapes: Vec<&[usize]> = leaves.iter().map(|(_, _, s)| s.as_slice()).collect();
+    let outcome = check::check(&plan, &keys, &shapes)?;
     let mut notes = Vec::new();
     if let Some(first) = outcome.without_var.first() {
         notes.push(format!(
@@ -61,7 +67,7 @@ fn structs(
                 .to_owned(),
         );
     }
-    Ok((plan, notes))
+    Ok((plan, outcome.facts, notes))
 }
 
 /// Every leaf type of the plan's fields.
@@ -142,9 +148,9 @@ pub fn run(ckpt: &Checkpoint, options: &Options) -> Result<Generated> {
     let root = &options.root;
 
     let (body, imports, mut notes) = match structs(style, &leaves, root) {
-        Ok((plan, notes)) => {
+        Ok((plan, facts, notes)) => {
             let imports = imports(true, &plan_leaves(&plan), options.borrowed);
-            (emit::structs(&plan, options.borrowed), imports, notes)
+            (emit::structs(&plan, &facts, options.borrowed, options.arrays), imports, notes)
         }
         Err(reason) => {
             let first = leaves.first().map(|(_, d, _)| *d);
@@ -152,6 +158,7 @@ pub fn run(ckpt: &Checkpoint, options: &Options) -> Result<Generated> {
             let leaf = infer::LeafTy {
                 dtype: same.and_then(infer::supported),
                 scalar: false,
+                shape: None,
             };
             let note =
                 format!("no structs for these keys as {style} keys: {reason}; every key loads into one flat map");
