@@ -469,7 +469,7 @@ pub(crate) fn read_metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>> {
 pub(crate) struct Planned {
     pub key: String,
     pub dtype: Dtype,
-    pub shape: Vec<usize>,
+    pub shape: crate::ser::Dims,
     pub len: usize,
 }
 
@@ -587,7 +587,11 @@ fn write_json(
 /// A JSON string: most keys need no escape and are copied as they are; the others go through
 /// serde_json, so that every key is escaped as serde_json escapes it.
 fn write_str(out: &mut Vec<u8>, s: &str) -> Result<()> {
-    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    // No early exit: the loop then runs on whole vectors of bytes.
+    let needs_escape = s
+        .bytes()
+        .fold(false, |any, b| any | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if needs_escape {
         return serde_json::to_writer(&mut *out, s)
             .map_err(|e| Error::msg(format_args!("cannot write the header: {e}")));
     }
@@ -598,7 +602,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) -> Result<()> {
 }
 
 fn push_decimal(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(crate::write::decimal(n, &mut [0; 20]).as_bytes());
+    out.extend_from_slice(crate::write::decimal(n, &mut [0; 20]));
 }
 
 #[cfg(test)]
@@ -643,7 +647,7 @@ mod tests {
             .map(|(i, key)| Planned {
                 key: (*key).to_owned(),
                 dtype: if i % 3 == 0 { Dtype::F32 } else { Dtype::BF16 },
-                shape: vec![i; i % 3],
+                shape: vec![i; i % 3][..].into(),
                 len: i * 4,
             })
             .collect();

@@ -333,7 +333,7 @@ impl Cursor {
 /// Appends `n` in decimal: a list index per element of every walk, where `format!` costs more
 /// than the rest of the step.
 fn push_decimal(key: &mut String, n: usize) {
-    key.push_str(crate::write::decimal(n, &mut [0; 20]));
+    key.extend(crate::write::decimal(n, &mut [0; 20]).iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]

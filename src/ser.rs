@@ -654,6 +654,22 @@ impl TensorSerializer<'_> {
 /// Captures a map key: a string, or an integer (list index).
 struct MapKeySerializer;
 
+/// Hands the serializer methods of the integer types to `$capture`.
+macro_rules! integers {
+    ($capture:ident) => {
+        $capture!(
+            serialize_u8(u8),
+            serialize_u16(u16),
+            serialize_u32(u32),
+            serialize_u64(u64),
+            serialize_i8(i8),
+            serialize_i16(i16),
+            serialize_i32(i32),
+            serialize_i64(i64)
+        );
+    };
+}
+
 macro_rules! capture_int {
     ($($method:ident($ty:ty)),*) => {$(
         fn $method(self, v: $ty) -> Result<String> {
@@ -752,16 +768,7 @@ impl ser::Serializer for MapKeySerializer {
     fn serialize_str(self, v: &str) -> Result<String> {
         Ok(v.to_owned())
     }
-    capture_int!(
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64)
-    );
+    integers!(capture_int);
     reject!("", "a string or integer map key"; serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
 }
 
@@ -799,10 +806,10 @@ impl ser::Serializer for DataEmitter<'_, '_> {
     reject!("", "tensor bytes"; serialize_str(&str), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
 }
 
-/// A tensor's shape as serde hands it over: inline up to `INLINE_RANK` dimensions, as almost
-/// every tensor has, so that a leaf costs no allocation; on the heap beyond.
-#[derive(Default)]
-struct Dims {
+/// A tensor's shape: inline up to `INLINE_RANK` dimensions, as almost every tensor has, so that
+/// a leaf (as serde hands it over, or planned) costs no allocation; on the heap beyond.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Dims {
     len: usize,
     inline: [usize; INLINE_RANK],
     heap: Vec<usize>,
@@ -829,6 +836,29 @@ impl Dims {
         } else {
             &self.heap
         }
+    }
+}
+
+impl std::ops::Deref for Dims {
+    type Target = [usize];
+
+    fn deref(&self) -> &[usize] {
+        self.as_slice()
+    }
+}
+
+impl From<&[usize]> for Dims {
+    fn from(shape: &[usize]) -> Dims {
+        let mut dims = Dims {
+            len: shape.len(),
+            ..Dims::default()
+        };
+        if shape.len() <= INLINE_RANK {
+            dims.inline[..shape.len()].copy_from_slice(shape);
+        } else {
+            dims.heap = shape.to_vec();
+        }
+        dims
     }
 }
 
@@ -930,16 +960,7 @@ impl ser::Serializer for DimCapture {
     type Error = Error;
     reject_compound!("a shape dimension");
 
-    capture_dim!(
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64)
-    );
+    integers!(capture_dim);
     reject!("", "a shape dimension"; serialize_str(&str), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
 }
 

@@ -79,17 +79,28 @@ impl Hasher for KeyHasher {
 
 /// `n` in decimal, written into `digits`: a list index in a key, a size in a header, without
 /// `fmt`'s machinery, which costs more than the rest of a small tensor's key step.
-pub(crate) fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &str {
+pub(crate) fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {
+    // Two digits a division.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    while n >= 100 {
+        let pair = 2 * (n % 100);
+        n /= 100;
+        start -= 2;
+        digits[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     }
-    std::str::from_utf8(&digits[start..]).expect("ASCII digits")
+    if n >= 10 {
+        start -= 2;
+        digits[start..start + 2].copy_from_slice(&PAIRS[2 * n..2 * n + 2]);
+    } else {
+        start -= 1;
+        digits[start] = b'0' + n as u8;
+    }
+    &digits[start..]
 }
 
 /// A walk that plans every leaf, after `check` (given the leaf and its index in the walk) accepts
@@ -104,7 +115,7 @@ pub(crate) fn plan_with<T: Serialize + Params + ?Sized>(
         planned.push(Planned {
             key: leaf.key.to_owned(),
             dtype: leaf.dtype,
-            shape: leaf.shape.to_vec(),
+            shape: leaf.shape.into(),
             len: leaf.data.len(),
         });
         Ok(())
@@ -309,7 +320,9 @@ impl Framing {
     fn put<S: Sink + ?Sized>(&self, rank: usize, mut data: &[u8], sink: &mut S) -> Result<()> {
         let mut at = self.frame_start(rank);
         for piece in &self.pieces[self.pieces(rank)] {
-            sink.put(&self.frame[at..piece.cut])?;
+            if at < piece.cut {
+                sink.put(&self.frame[at..piece.cut])?;
+            }
             let (now, rest) = data.split_at(piece.len);
             sink.put(now)?;
             data = rest;
@@ -333,7 +346,9 @@ const STAGE_LEAF_MAX: usize = HOLD_SMALL;
 const STAGE_MAX: usize = 16 << 20;
 
 pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Options) -> Result<Vec<u8>> {
-    let mut staged: Option<(Vec<u8>, Vec<usize>)> = Some((Vec::new(), Vec::new()));
+    // Room for a few thousand small tensors at once, rather than a copy of them all at each of
+    // a dozen doublings.
+    let mut staged: Option<(Vec<u8>, Vec<usize>)> = Some((Vec::with_capacity(1 << 20), Vec::new()));
     let planned = plan_and(params, |leaf| {
         if let Some((bytes, starts)) = &mut staged {
             if leaf.data.len() <= STAGE_LEAF_MAX && bytes.len() + leaf.data.len() <= STAGE_MAX {
@@ -399,16 +414,25 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
 ) -> Result<()> {
     let planned = plan(params)?;
     let framing = safetensors_framing(&planned, options.metadata_for(params).as_deref())?;
+    write_all(params, &planned, &framing, &mut writer)
+}
+
+/// Streams the whole output of `framing` into `writer`, and flushes it.
+fn write_all<W: Write, T: Serialize + Params + ?Sized>(
+    params: &T,
+    planned: &[Planned],
+    framing: &Framing,
+    writer: &mut W,
+) -> Result<()> {
     stream(
         params,
-        &planned,
-        &framing,
+        planned,
+        framing,
         0..framing.count(),
-        &mut Writer(&mut writer),
+        &mut Writer(&mut *writer),
         REORDER_BUDGET,
     )?;
-    writer.flush().map_err(Error::stream)?;
-    Ok(())
+    writer.flush().map_err(Error::stream)
 }
 
 /// Writes the tensors of `ranks` (all of them, `0..framing.count()`, for a whole output), with
@@ -490,17 +514,12 @@ pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, o
     let framing = safetensors_framing(&planned, options.metadata_for(params).as_deref())?;
     write_atomic_with(path, |file| {
         // Small tensors gather in the buffer; large ones go straight through it.
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-        stream(
+        write_all(
             params,
             &planned,
             &framing,
-            0..framing.count(),
-            &mut Writer(&mut writer),
-            REORDER_BUDGET,
-        )?;
-        writer.flush().map_err(Error::stream)?;
-        Ok(())
+            &mut std::io::BufWriter::with_capacity(1 << 20, file),
+        )
     })
 }
 
@@ -705,14 +724,14 @@ mod tests {
             let n: usize = shape.iter().product();
             let leaf = Value::Tensor(DynTensor::new(Dtype::U8, shape.clone(), vec![1; n]).unwrap());
             let params = Value::Dict(BTreeMap::from([("x".to_owned(), leaf)]));
-            assert_eq!(plan(&params).unwrap()[0].shape, shape, "rank {rank}");
+            assert_eq!(&*plan(&params).unwrap()[0].shape, &shape[..], "rank {rank}");
         }
     }
 
     #[test]
     fn decimals_are_written_as_fmt_writes_them() {
-        for n in [0, 1, 9, 10, 99, 100, 12_345, usize::MAX] {
-            assert_eq!(decimal(n, &mut [0; 20]), n.to_string());
+        for n in [0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 12_345, 100_000, usize::MAX] {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
         }
     }
 
