@@ -556,7 +556,7 @@ impl ser::SerializeStruct for StructSerializer<'_> {
                 value.serialize(NodeSerializer {
                     sink: &mut **sink,
                     schema: child,
-                    cursor: &mut **cursor,
+                    cursor,
                 })?;
                 cursor.back(*mark);
                 Ok(())
