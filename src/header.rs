@@ -9,8 +9,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use serde::de::{self, MapAccess, Visitor};
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer};
 
 use crate::{Dtype, Error, Result};
 
@@ -513,35 +512,22 @@ pub(crate) fn read_metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>> {
 pub(crate) struct Planned {
     pub key: String,
     pub dtype: Dtype,
-    pub shape: Vec<usize>,
+    pub shape: crate::ser::Dims,
     pub len: usize,
 }
 
-/// Where each tensor goes: the reference writer's order (dtype descending, then key), the header
-/// bytes padded with spaces to a multiple of 8, and each tensor's offset.
+/// Where each tensor goes: the reference writer's order (dtype descending, then key), and the
+/// header bytes padded with spaces to a multiple of 8, which give each tensor's offset.
 pub(crate) struct Layout {
     /// The length prefix and the header, ready to write.
     pub head: Vec<u8>,
-    /// For each planned tensor (in the order given), its offset in the data section.
-    // Read by the remote upload, which places leaves by offset rather than streaming them.
-    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
-    pub offsets: Vec<usize>,
     /// The planned tensors' indices in file order.
     pub order: Vec<usize>,
-    /// The size of the data section.
-    pub data_len: usize,
 }
 
 impl Layout {
     pub(crate) fn new(planned: &[Planned], metadata: Option<&BTreeMap<String, String>>) -> Result<Layout> {
-        let mut order: Vec<usize> = (0..planned.len()).collect();
-        // Keys are unique (the plan refuses duplicates), so an unstable sort gives the same order.
-        order.sort_unstable_by(|&a, &b| {
-            planned[b]
-                .dtype
-                .cmp(&planned[a].dtype)
-                .then_with(|| planned[a].key.cmp(&planned[b].key))
-        });
+        let order = file_order(planned);
         let mut offsets = vec![0; planned.len()];
         let mut data_len = 0usize;
         for &i in &order {
@@ -550,71 +536,116 @@ impl Layout {
                 .checked_add(planned[i].len)
                 .ok_or_else(|| Error::msg("total tensor size overflows usize"))?;
         }
-        let json = serde_json::to_vec(&HeaderJson {
-            planned,
-            order: &order,
-            offsets: &offsets,
-            metadata,
-        })
-        .map_err(|e| Error::msg(format_args!("cannot write the header: {e}")))?;
-        let padded = json.len().next_multiple_of(LEN_BYTES);
+        // The JSON goes straight after the length, which is known only once it is written.
+        let mut head = Vec::with_capacity(LEN_BYTES + 64 + planned.iter().map(|p| p.key.len() + 64).sum::<usize>());
+        head.extend_from_slice(&[0; LEN_BYTES]);
+        write_json(&mut head, planned, &order, &offsets, metadata)?;
+        let padded = (head.len() - LEN_BYTES).next_multiple_of(LEN_BYTES);
         if padded as u64 > MAX_HEADER_LEN {
             return Err(Error::HeaderTooLarge {
                 len: padded as u64,
                 max: MAX_HEADER_LEN,
             });
         }
-        let mut head = Vec::with_capacity(LEN_BYTES + padded);
-        head.extend_from_slice(&(padded as u64).to_le_bytes());
-        head.extend_from_slice(&json);
         head.resize(LEN_BYTES + padded, b' ');
-        Ok(Layout {
-            head,
-            offsets,
-            order,
-            data_len,
-        })
-    }
-
-    /// The size of the whole file.
-    pub(crate) fn file_len(&self) -> usize {
-        self.head.len() + self.data_len
+        head[..LEN_BYTES].copy_from_slice(&(padded as u64).to_le_bytes());
+        Ok(Layout { head, order })
     }
 }
 
-struct HeaderJson<'a> {
-    planned: &'a [Planned],
-    order: &'a [usize],
-    offsets: &'a [usize],
-    metadata: Option<&'a BTreeMap<String, String>>,
+/// The reference writer's order: dtype descending, then key.
+///
+/// Keys are unique (the plan refuses duplicates), so any sort gives the same order. A model's keys
+/// share long prefixes (`layer_`, `params.encoder.`), where comparing strings costs most: each
+/// key is compared first by the 8 bytes after the prefix all keys share, as an integer, and only
+/// on a tie by the whole key.
+fn file_order(planned: &[Planned]) -> Vec<usize> {
+    let first = planned.first().map_or("", |p| p.key.as_str()).as_bytes();
+    let shared = planned.iter().fold(first.len(), |n, p| {
+        n.min(p.key.bytes().zip(first).take_while(|(a, b)| a == *b).count())
+    });
+    let window = |key: &str| {
+        let mut bytes = [0u8; 8];
+        let rest = &key.as_bytes()[shared..];
+        let n = rest.len().min(8);
+        bytes[..n].copy_from_slice(&rest[..n]);
+        // Bytes past the key's end are 0, the least byte, which keeps the order of keys that
+        // differ within the window; keys equal in it are told apart by the full comparison.
+        u64::from_be_bytes(bytes)
+    };
+    let mut sortable: Vec<(std::cmp::Reverse<Dtype>, u64, usize)> = planned
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (std::cmp::Reverse(p.dtype), window(&p.key), i))
+        .collect();
+    sortable.sort_unstable_by(|a, b| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then_with(|| planned[a.2].key.cmp(&planned[b.2].key))
+    });
+    sortable.into_iter().map(|(_, _, i)| i).collect()
 }
 
-impl Serialize for HeaderJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.order.len() + usize::from(self.metadata.is_some())))?;
-        if let Some(metadata) = self.metadata {
-            map.serialize_entry(METADATA_KEY, metadata)?;
+/// Writes the header's JSON as serde_json writes a map (compact, keys escaped as it escapes them):
+/// the metadata, then each planned tensor in file order.
+fn write_json(
+    out: &mut Vec<u8>,
+    planned: &[Planned],
+    order: &[usize],
+    offsets: &[usize],
+    metadata: Option<&BTreeMap<String, String>>,
+) -> Result<()> {
+    let json_error = |e: serde_json::Error| Error::msg(format_args!("cannot write the header: {e}"));
+    out.push(b'{');
+    if let Some(metadata) = metadata {
+        write_str(out, METADATA_KEY)?;
+        out.push(b':');
+        serde_json::to_writer(&mut *out, metadata).map_err(json_error)?;
+    }
+    for (n, &i) in order.iter().enumerate() {
+        if n > 0 || metadata.is_some() {
+            out.push(b',');
         }
-        for &i in self.order {
-            let p = &self.planned[i];
-            map.serialize_entry(
-                &p.key,
-                &EntryJson {
-                    dtype: p.dtype,
-                    shape: &p.shape,
-                    data_offsets: (self.offsets[i], self.offsets[i] + p.len),
-                },
-            )?;
+        let p = &planned[i];
+        write_str(out, &p.key)?;
+        out.extend_from_slice(b":{\"dtype\":\"");
+        out.extend_from_slice(p.dtype.name().as_bytes());
+        out.extend_from_slice(b"\",\"shape\":[");
+        for (d, &dim) in p.shape.iter().enumerate() {
+            if d > 0 {
+                out.push(b',');
+            }
+            push_decimal(out, dim);
         }
-        map.end()
+        out.extend_from_slice(b"],\"data_offsets\":[");
+        push_decimal(out, offsets[i]);
+        out.push(b',');
+        push_decimal(out, offsets[i] + p.len);
+        out.extend_from_slice(b"]}");
     }
+    out.push(b'}');
+    Ok(())
 }
 
-#[derive(Serialize)]
-struct EntryJson<'a> {
-    dtype: Dtype,
-    shape: &'a [usize],
-    data_offsets: (usize, usize),
+/// A JSON string: most keys need no escape and are copied as they are; the others go through
+/// serde_json, so that every key is escaped as serde_json escapes it.
+fn write_str(out: &mut Vec<u8>, s: &str) -> Result<()> {
+    // No early exit: the loop then runs on whole vectors of bytes.
+    let needs_escape = s
+        .bytes()
+        .fold(false, |any, b| any | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if needs_escape {
+        return serde_json::to_writer(&mut *out, s)
+            .map_err(|e| Error::msg(format_args!("cannot write the header: {e}")));
+    }
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+    Ok(())
+}
+
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(crate::write::decimal(n, &mut [0; 20]));
 }
 
 #[cfg(test)]
@@ -640,6 +671,73 @@ mod tests {
             .is_none());
         let err = Header::parse(&file(r#"{"__metadata__":{"a":"b","c":["d"]}}"#)).unwrap_err();
         assert!(matches!(err, Error::InvalidMetadata { .. }), "{err:?}");
+    }
+
+    /// A header entry as the reference writer serializes it.
+    #[derive(serde::Serialize)]
+    struct EntryJson<'a> {
+        dtype: Dtype,
+        shape: &'a [usize],
+        data_offsets: (usize, usize),
+    }
+
+    /// The header as serde_json writes it from a map, which is what the reference writer does.
+    #[test]
+    fn the_header_is_written_as_serde_json_writes_it() {
+        let planned: Vec<Planned> = ["b", "a\"q", "tab\there", "\u{1}ctl\\", "é", "a", "layer_10", "layer_9"]
+            .iter()
+            .enumerate()
+            .map(|(i, key)| Planned {
+                key: (*key).to_owned(),
+                dtype: if i % 3 == 0 { Dtype::F32 } else { Dtype::BF16 },
+                shape: vec![i; i % 3][..].into(),
+                len: i * 4,
+            })
+            .collect();
+        let metadata = BTreeMap::from([("format".to_owned(), "pt\n\"x\"".to_owned())]);
+        for metadata in [None, Some(&metadata)] {
+            let layout = Layout::new(&planned, metadata).unwrap();
+            let mut order: Vec<usize> = (0..planned.len()).collect();
+            order.sort_by(|&a, &b| {
+                planned[b]
+                    .dtype
+                    .cmp(&planned[a].dtype)
+                    .then_with(|| planned[a].key.cmp(&planned[b].key))
+            });
+            assert_eq!(layout.order, order);
+            let mut offsets = vec![0; planned.len()];
+            let mut at = 0;
+            for &i in &order {
+                offsets[i] = at;
+                at += planned[i].len;
+            }
+            let mut json = String::from("{");
+            if let Some(metadata) = metadata {
+                json += &format!("\"__metadata__\":{},", serde_json::to_string(metadata).unwrap());
+            }
+            for &i in &order {
+                let p = &planned[i];
+                let entry = EntryJson {
+                    dtype: p.dtype,
+                    shape: &p.shape,
+                    data_offsets: (offsets[i], offsets[i] + p.len),
+                };
+                json += &format!(
+                    "{}:{},",
+                    serde_json::to_string(&p.key).unwrap(),
+                    serde_json::to_string(&entry).unwrap()
+                );
+            }
+            json.pop();
+            json += "}";
+            let text = std::str::from_utf8(&layout.head[LEN_BYTES..]).unwrap();
+            assert_eq!(text.trim_end_matches(' '), json);
+            assert_eq!(layout.head.len() % LEN_BYTES, 0);
+            assert_eq!(
+                &layout.head[..LEN_BYTES],
+                &((layout.head.len() - LEN_BYTES) as u64).to_le_bytes()
+            );
+        }
     }
 
     #[test]

@@ -66,6 +66,11 @@ pub(crate) mod tree;
 pub const DEFAULT_LIST_CLASS: &str = "Sequential";
 
 /// The position of a node in the tree, and what its key is so far.
+///
+/// Each step has two forms: in place (`step_*`, undone with [`Cursor::back`] to a [`Mark`]),
+/// which the serializer takes so that one key buffer serves every leaf of a walk, and by copy
+/// (`enter_struct`, `field`, ...), which the resolver takes to keep a cursor per node. The copy
+/// forms are the in-place steps on a clone, so both agree on every key.
 #[derive(Debug, Clone)]
 pub(crate) struct Cursor {
     key: String,
@@ -73,6 +78,12 @@ pub(crate) struct Cursor {
     /// of dicts (every `.` of flax, nnx and haiku keys; none inside an objax variable name). A
     /// nested format such as msgpack builds its dicts from these.
     breaks: Vec<usize>,
+    place: Place,
+}
+
+/// What a cursor knows of its node besides the key.
+#[derive(Debug, Clone, Copy)]
+struct Place {
     /// The style of the nearest enclosing struct (flax above the root struct).
     style: Style,
     /// Whether a struct encloses this node.
@@ -86,19 +97,54 @@ pub(crate) struct Cursor {
     list_class: Option<&'static str>,
 }
 
+const ROOT: Place = Place {
+    style: Style::Flax,
+    in_struct: false,
+    haiku_top: false,
+    join: None,
+    var: None,
+    list_class: None,
+};
+
+/// Where a cursor stood: [`Cursor::back`] returns it there after in-place steps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    key_len: usize,
+    breaks_len: usize,
+    place: Place,
+}
+
 impl Cursor {
     /// The root of a tree: no key, flax style until a struct says otherwise.
     pub(crate) fn root() -> Self {
         Cursor {
             key: String::new(),
             breaks: Vec::new(),
-            style: Style::Flax,
-            in_struct: false,
-            haiku_top: false,
-            join: None,
-            var: None,
-            list_class: None,
+            place: ROOT,
         }
+    }
+
+    /// Returns to the root, keeping the key's buffer.
+    pub(crate) fn reset(&mut self) {
+        self.key.clear();
+        self.breaks.clear();
+        self.place = ROOT;
+    }
+
+    /// Where the cursor stands now.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            key_len: self.key.len(),
+            breaks_len: self.breaks.len(),
+            place: self.place,
+        }
+    }
+
+    /// Undoes the in-place steps taken since `mark`.
+    pub(crate) fn back(&mut self, mark: Mark) {
+        self.key.truncate(mark.key_len);
+        self.breaks.truncate(mark.breaks_len);
+        self.place = mark.place;
     }
 
     /// The key of this node as far as it goes (a prefix of every key below).
@@ -111,127 +157,147 @@ impl Cursor {
         &self.breaks
     }
 
-    /// This cursor's key with `name` appended after `separator` (none at the root, which has no
-    /// prefix), and the dict breaks that follow.
-    fn joined(&self, separator: &str, name: &str) -> (String, Vec<usize>) {
-        let mut breaks = self.breaks.clone();
-        if self.key.is_empty() {
-            return (name.to_owned(), breaks);
+    /// Appends `name` after `separator` (none at the root, which has no prefix), and the dict
+    /// break that follows.
+    fn join(&mut self, separator: &str, name: &str) {
+        if !self.key.is_empty() {
+            if separator == "." && self.place.style != Style::Objax {
+                self.breaks.push(self.key.len());
+            }
+            self.key.push_str(separator);
         }
-        let mut key = String::with_capacity(self.key.len() + separator.len() + name.len());
-        key.push_str(&self.key);
-        if separator == "." && self.style != Style::Objax {
-            breaks.push(key.len());
-        }
-        key.push_str(separator);
-        key.push_str(name);
-        (key, breaks)
+        self.key.push_str(name);
     }
 
-    /// Steps into a struct node.
-    pub(crate) fn enter_struct(&self, schema: &StructSchema) -> Cursor {
-        let style = schema.style.unwrap_or(self.style);
-        let parent_style = self.in_struct.then_some(self.style);
-        let (key, breaks) = if style == Style::Objax {
+    /// Steps into a struct node, in place.
+    pub(crate) fn step_struct(&mut self, schema: &StructSchema) {
+        let style = schema.style.unwrap_or(self.place.style);
+        let parent_style = self.place.in_struct.then_some(self.place.style);
+        if style == Style::Objax {
             let class = schema.class.unwrap_or(schema.name);
-            if parent_style == Some(Style::Objax) {
-                (format!("{}({class})", self.key), self.breaks.clone())
-            } else {
+            if parent_style != Some(Style::Objax) {
                 // A new objax tree: its keys start with `(Class)`, joined to a wrapper with `.`.
-                self.joined(".", &format!("({class})"))
+                self.join(".", "");
             }
-        } else {
-            (self.key.clone(), self.breaks.clone())
-        };
-        Cursor {
-            key,
-            breaks,
+            self.push_class(class);
+        }
+        self.place = Place {
             style,
             in_struct: true,
             haiku_top: style == Style::Haiku && parent_style != Some(Style::Haiku),
             join: None,
             var: None,
             list_class: None,
-        }
+        };
+    }
+
+    fn push_class(&mut self, class: &str) {
+        self.key.push('(');
+        self.key.push_str(class);
+        self.key.push(')');
     }
 
     /// The separator before a named child (a field or a map entry) of this node.
     fn separator(&self, child_is_leafy: bool, join: Option<Join>) -> &'static str {
-        match self.style {
-            Style::Haiku if !child_is_leafy && !self.haiku_top => join.unwrap_or(Join::Tilde).separator(),
+        match self.place.style {
+            Style::Haiku if !child_is_leafy && !self.place.haiku_top => join.unwrap_or(Join::Tilde).separator(),
             _ => ".",
         }
     }
 
-    /// Steps from a struct into one of its fields.
-    pub(crate) fn field(&self, field: &FieldSchema, child_is_leafy: bool) -> Cursor {
-        let (key, breaks) = self.joined(self.separator(child_is_leafy, field.join), field.name);
-        Cursor {
-            key,
-            breaks,
-            join: field.join,
-            var: field.var,
-            list_class: field.class,
-            ..self.clone()
+    /// Steps from a struct into one of its fields, in place.
+    pub(crate) fn step_field(&mut self, field: &FieldSchema, child_is_leafy: bool) {
+        self.join(self.separator(child_is_leafy, field.join), field.name);
+        self.place.join = field.join;
+        self.place.var = field.var;
+        self.place.list_class = field.class;
+    }
+
+    /// Steps into a list (a `Vec`, an array, an index-keyed map), in place: objax shows the
+    /// list's class.
+    pub(crate) fn step_list(&mut self) {
+        if self.place.style == Style::Objax {
+            self.push_class(self.place.list_class.unwrap_or(DEFAULT_LIST_CLASS));
         }
     }
 
-    /// Steps into a list (a `Vec`, an array, an index-keyed map): objax shows the list's class.
-    pub(crate) fn enter_list(&self) -> Cursor {
-        let mut list = self.clone();
-        if self.style == Style::Objax {
-            list.key = format!("{}({})", self.key, self.list_class.unwrap_or(DEFAULT_LIST_CLASS));
-        }
-        list
-    }
-
-    /// What comes before and after the index in the keys of this list's elements.
-    pub(crate) fn element_affixes(&self) -> (String, &'static str) {
-        let (before, after) = match self.style {
+    /// What comes before and after the index of an element, and whether it has a prefix.
+    fn affixes(&self) -> (&'static str, &'static str) {
+        let (before, after) = match self.place.style {
             Style::Flax | Style::Haiku => ("_", ""),
             Style::Nnx => (".", ""),
             Style::Objax => ("[", "]"),
         };
-        if self.key.is_empty() && self.style != Style::Objax {
-            (String::new(), after)
+        if self.key.is_empty() && self.place.style != Style::Objax {
+            ("", after)
         } else {
-            (format!("{}{before}", self.key), after)
+            (before, after)
         }
+    }
+
+    /// What comes before and after the index in the keys of this list's elements.
+    pub(crate) fn element_affixes(&self) -> (String, &'static str) {
+        let (before, after) = self.affixes();
+        (format!("{}{before}", self.key), after)
+    }
+
+    /// Steps from a list (after [`Cursor::step_list`]) into element `index`, in place.
+    pub(crate) fn step_element(&mut self, index: usize) {
+        let (before, after) = self.affixes();
+        if self.place.style == Style::Nnx && !self.key.is_empty() {
+            self.breaks.push(self.key.len());
+        }
+        self.key.push_str(before);
+        push_decimal(&mut self.key, index);
+        self.key.push_str(after);
+    }
+
+    /// Steps from a map keyed by names into the entry `name`, in place.
+    pub(crate) fn step_entry(&mut self, name: &str, child_is_leafy: bool) {
+        self.join(self.separator(child_is_leafy, self.place.join), name);
+    }
+
+    /// This cursor after `step`.
+    fn stepped(&self, step: impl FnOnce(&mut Cursor)) -> Cursor {
+        let mut cursor = self.clone();
+        step(&mut cursor);
+        cursor
+    }
+
+    /// Steps into a struct node.
+    pub(crate) fn enter_struct(&self, schema: &StructSchema) -> Cursor {
+        self.stepped(|c| c.step_struct(schema))
+    }
+
+    /// Steps from a struct into one of its fields.
+    pub(crate) fn field(&self, field: &FieldSchema, child_is_leafy: bool) -> Cursor {
+        self.stepped(|c| c.step_field(field, child_is_leafy))
+    }
+
+    /// Steps into a list (a `Vec`, an array, an index-keyed map): objax shows the list's class.
+    pub(crate) fn enter_list(&self) -> Cursor {
+        self.stepped(Cursor::step_list)
     }
 
     /// Steps from a list (after [`Cursor::enter_list`]) into element `index`.
     pub(crate) fn element(&self, index: usize) -> Cursor {
-        let (before, after) = self.element_affixes();
-        let mut breaks = self.breaks.clone();
-        if self.style == Style::Nnx && !self.key.is_empty() {
-            breaks.push(self.key.len());
-        }
-        Cursor {
-            key: format!("{before}{index}{after}"),
-            breaks,
-            ..self.clone()
-        }
+        self.stepped(|c| c.step_element(index))
     }
 
     /// What comes before an entry name of this map node.
     pub(crate) fn entry_prefix(&self, child_is_leafy: bool) -> String {
-        self.joined(self.separator(child_is_leafy, self.join), "").0
+        self.entry("", child_is_leafy).key
     }
 
     /// Steps from a map keyed by names into the entry `name`.
     pub(crate) fn entry(&self, name: &str, child_is_leafy: bool) -> Cursor {
-        let (key, breaks) = self.joined(self.separator(child_is_leafy, self.join), name);
-        Cursor {
-            key,
-            breaks,
-            ..self.clone()
-        }
+        self.stepped(|c| c.step_entry(name, child_is_leafy))
     }
 
     /// Where an entry name read from a file ends, for a map whose values are not leaves: at the
     /// first separator the style can put after a module name.
     pub(crate) fn entry_name_end(&self, rest: &str) -> usize {
-        let stops: &[&str] = match self.style {
+        let stops: &[&str] = match self.place.style {
             Style::Flax | Style::Nnx => &["."],
             Style::Haiku => &[".", "/"],
             Style::Objax => &[".", "(", "[", "::"],
@@ -241,8 +307,8 @@ impl Cursor {
 
     /// The full key of a leaf at this node.
     pub(crate) fn leaf_key(&self) -> String {
-        if self.style == Style::Objax {
-            format!("{}::{}", self.key, self.var.unwrap_or(ObjaxVar::TrainVar).name())
+        if self.place.style == Style::Objax {
+            format!("{}::{}", self.key, self.place.var.unwrap_or(ObjaxVar::TrainVar).name())
         } else {
             self.key.clone()
         }
@@ -251,17 +317,23 @@ impl Cursor {
     /// objax keys carry the variable type, which a reader may find without it (objax's own npz
     /// files): the key to try when [`Cursor::leaf_key`] is absent.
     pub(crate) fn leaf_key_fallback(&self) -> Option<&str> {
-        (self.style == Style::Objax).then_some(self.key.as_str())
+        (self.place.style == Style::Objax).then_some(self.key.as_str())
     }
 
     /// For a leaf-valued map read from a file: the entry name within `rest` (objax drops the
     /// variable type).
     pub(crate) fn leaf_entry_name<'k>(&self, rest: &'k str) -> &'k str {
-        match self.style {
+        match self.place.style {
             Style::Objax => rest.rfind("::").map_or(rest, |i| &rest[..i]),
             _ => rest,
         }
     }
+}
+
+/// Appends `n` in decimal: a list index per element of every walk, where `format!` costs more
+/// than the rest of the step.
+fn push_decimal(key: &mut String, n: usize) {
+    key.extend(crate::write::decimal(n, &mut [0; 20]).iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]
@@ -356,6 +428,41 @@ mod tests {
         };
         let nested = mlp.field(&inner, false).enter_struct(&strukt("Linear", None));
         assert_eq!(nested.field(&field("b"), true).leaf_key(), "params.mlp/inner.b");
+    }
+
+    #[test]
+    fn steps_in_place_and_back_agree_with_the_copying_steps() {
+        let mut cursor = Cursor::root();
+        let root = strukt("MLP", Some(Style::Objax));
+        cursor.step_struct(&root);
+        let at_root = cursor.mark();
+        for (i, index) in [0, 7, 10, 123_456_789, usize::MAX].into_iter().enumerate() {
+            cursor.step_field(&field("seq"), false);
+            cursor.step_list();
+            cursor.step_element(index);
+            let copied = Cursor::root()
+                .enter_struct(&root)
+                .field(&field("seq"), false)
+                .enter_list()
+                .element(index);
+            assert_eq!(cursor.key(), copied.key(), "step {i}");
+            assert_eq!(cursor.key(), format!("(MLP).seq(Sequential)[{index}]"));
+            assert_eq!(cursor.leaf_key(), copied.leaf_key());
+            cursor.back(at_root);
+            assert_eq!(cursor.key(), "(MLP)");
+            assert_eq!(cursor.leaf_key(), "(MLP)::TrainVar", "the style is restored too");
+        }
+        let mut nnx = Cursor::root();
+        nnx.step_struct(&strukt("M", Some(Style::Nnx)));
+        let top = nnx.mark();
+        nnx.step_field(&field("layers"), false);
+        nnx.step_list();
+        nnx.step_element(3);
+        assert_eq!((nnx.key(), nnx.breaks()), ("layers.3", &[6][..]));
+        nnx.back(top);
+        assert_eq!((nnx.key(), nnx.breaks()), ("", &[][..]));
+        nnx.reset();
+        assert_eq!(nnx.leaf_key(), "");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use serde::ser::{self, Impossible, Serialize};
 
 use crate::dynamic::{ANY_DICT, ANY_LEAF, VALUE_DICT, VALUE_NAME, VALUE_TENSOR};
-use crate::keys::Cursor;
+use crate::keys::{Cursor, Mark};
 use crate::schema::{Dim, LeafSchema, MapKey, Schema, StructSchema};
 use crate::shape::DimBindings;
 use crate::tensor::{element_count, FIELD_DATA, FIELD_DTYPE, FIELD_SHAPE, TENSOR_MAGIC};
@@ -66,6 +66,8 @@ pub(crate) fn split_at<'k>(key: &'k str, breaks: &'k [usize]) -> impl Iterator<I
 pub struct Serializer<F> {
     schema: &'static Schema,
     sink: F,
+    /// The one key buffer of the walk: each step appends to it, and is undone after its subtree.
+    cursor: Cursor,
     /// One write is one binding table for named dimensions, as one load is.
     dims: RefCell<DimBindings>,
 }
@@ -76,15 +78,17 @@ impl<F: FnMut(LeafRef<'_>) -> Result<()>> Serializer<F> {
         Serializer {
             schema: T::SCHEMA,
             sink,
+            cursor: Cursor::root(),
             dims: RefCell::default(),
         }
     }
 
     fn root(&mut self) -> NodeSerializer<'_> {
+        self.cursor.reset();
         NodeSerializer {
             sink: &mut self.sink,
             schema: self.schema,
-            cursor: Cursor::root(),
+            cursor: &mut self.cursor,
             shape: None,
             dims: &self.dims,
         }
@@ -93,27 +97,18 @@ impl<F: FnMut(LeafRef<'_>) -> Result<()>> Serializer<F> {
 
 type Sink<'s> = dyn FnMut(LeafRef<'_>) -> Result<()> + 's;
 
-/// Serializes one node of the tree.
+/// Serializes one node of the tree: the cursor stands at the node, and whoever steps it there
+/// steps it back when the node is done.
 struct NodeSerializer<'s> {
     sink: &'s mut Sink<'s>,
     schema: &'static Schema,
-    cursor: Cursor,
+    cursor: &'s mut Cursor,
     /// The shape the enclosing field declares for its leaves.
     shape: Option<&'static [Dim]>,
     dims: &'s RefCell<DimBindings>,
 }
 
 impl<'s> NodeSerializer<'s> {
-    fn child(&mut self, schema: &'static Schema, cursor: Cursor) -> NodeSerializer<'_> {
-        NodeSerializer {
-            sink: &mut *self.sink,
-            schema,
-            cursor,
-            shape: self.shape,
-            dims: self.dims,
-        }
-    }
-
     fn mismatch(&self, found: &str) -> Error {
         let expected = match self.schema {
             Schema::Leaf(_) => "a tensor or scalar",
@@ -268,12 +263,12 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
         }
     }
 
-    fn serialize_some<T: ?Sized + Serialize>(mut self, value: &T) -> Result<()> {
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<()> {
         match self.schema {
-            Schema::Option(inner) => {
-                let cursor = self.cursor.clone();
-                value.serialize(self.child(inner.get(), cursor))
-            }
+            Schema::Option(inner) => value.serialize(NodeSerializer {
+                schema: inner.get(),
+                ..self
+            }),
             _ => Err(self.mismatch("`Some`")),
         }
     }
@@ -284,7 +279,7 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
     }
 
     fn serialize_newtype_variant<T: ?Sized + Serialize>(
-        mut self,
+        self,
         name: &'static str,
         _: u32,
         variant: &'static str,
@@ -296,8 +291,7 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
             (Schema::Any, VALUE_NAME, VALUE_DICT) => &ANY_DICT,
             _ => return Err(self.mismatch("an enum")),
         };
-        let cursor = self.cursor.clone();
-        value.serialize(self.child(schema, cursor))
+        value.serialize(NodeSerializer { schema, ..self })
     }
 
     fn serialize_seq(self, len: Option<usize>) -> Result<ListSerializer<'s>> {
@@ -311,8 +305,10 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
                         ));
                     }
                 }
+                self.cursor.step_list();
                 Ok(ListSerializer {
-                    cursor: self.cursor.enter_list(),
+                    mark: self.cursor.mark(),
+                    cursor: self.cursor,
                     element: seq.element.get(),
                     index: 0,
                     sink: self.sink,
@@ -346,12 +342,12 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
         match self.schema {
             Schema::Map(map) => {
                 let value = map.value.get();
-                let cursor = match map.key {
-                    MapKey::Name => self.cursor,
-                    MapKey::Index => self.cursor.enter_list(),
-                };
+                if let MapKey::Index = map.key {
+                    self.cursor.step_list();
+                }
                 Ok(MapSerializer {
-                    cursor,
+                    mark: self.cursor.mark(),
+                    cursor: self.cursor,
                     value,
                     key_kind: map.key,
                     pending: None,
@@ -383,10 +379,11 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
         }
         match self.schema {
             Schema::Struct(schema) => {
-                let cursor = self.cursor.enter_struct(schema);
+                self.cursor.step_struct(schema);
                 Ok(StructSerializer(StructState::Params {
                     schema,
-                    cursor,
+                    mark: self.cursor.mark(),
+                    cursor: self.cursor,
                     next_field: 0,
                     sink: self.sink,
                     dims: self.dims,
@@ -410,7 +407,9 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
 /// Serializes the elements of a list.
 pub struct ListSerializer<'s> {
     sink: &'s mut Sink<'s>,
-    cursor: Cursor,
+    cursor: &'s mut Cursor,
+    /// The list's node, where each element steps back to.
+    mark: Mark,
     element: &'static Schema,
     index: usize,
     shape: Option<&'static [Dim]>,
@@ -422,15 +421,17 @@ impl ser::SerializeSeq for ListSerializer<'_> {
     type Error = Error;
 
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
-        let cursor = self.cursor.element(self.index);
+        self.cursor.step_element(self.index);
         self.index += 1;
         value.serialize(NodeSerializer {
             sink: &mut *self.sink,
             schema: self.element,
-            cursor,
+            cursor: &mut *self.cursor,
             shape: self.shape,
             dims: self.dims,
-        })
+        })?;
+        self.cursor.back(self.mark);
+        Ok(())
     }
 
     fn end(self) -> Result<()> {
@@ -462,7 +463,9 @@ tuple_as_seq!(ListSerializer<'_>);
 /// Serializes the entries of a map: names, or list indices.
 pub struct MapSerializer<'s> {
     sink: &'s mut Sink<'s>,
-    cursor: Cursor,
+    cursor: &'s mut Cursor,
+    /// The map's node, where each entry steps back to.
+    mark: Mark,
     value: &'static Schema,
     key_kind: MapKey,
     pending: Option<String>,
@@ -504,25 +507,27 @@ impl ser::SerializeMap for MapSerializer<'_> {
             .pending
             .take()
             .ok_or_else(|| Error::msg("map value without a key"))?;
-        let cursor = match self.key_kind {
+        match self.key_kind {
             MapKey::Name => {
                 self.check_name(&name)?;
-                self.cursor.entry(&name, self.value.is_leafy())
+                self.cursor.step_entry(&name, self.value.is_leafy());
             }
             MapKey::Index => {
                 let index = name
                     .parse()
                     .map_err(|_| Error::at(self.cursor.key(), format_args!("map key `{name}` is not a list index")))?;
-                self.cursor.element(index)
+                self.cursor.step_element(index);
             }
-        };
+        }
         value.serialize(NodeSerializer {
             sink: &mut *self.sink,
             schema: self.value,
-            cursor,
+            cursor: &mut *self.cursor,
             shape: self.shape,
             dims: self.dims,
-        })
+        })?;
+        self.cursor.back(self.mark);
+        Ok(())
     }
 
     fn end(self) -> Result<()> {
@@ -537,7 +542,9 @@ enum StructState<'s> {
     Params {
         sink: &'s mut Sink<'s>,
         schema: &'static StructSchema,
-        cursor: Cursor,
+        cursor: &'s mut Cursor,
+        /// The struct's node, where each field steps back to.
+        mark: Mark,
         next_field: usize,
         dims: &'s RefCell<DimBindings>,
     },
@@ -556,6 +563,7 @@ impl ser::SerializeStruct for StructSerializer<'_> {
                 sink,
                 schema,
                 cursor,
+                mark,
                 next_field,
                 dims,
             } => {
@@ -573,14 +581,16 @@ impl ser::SerializeStruct for StructSerializer<'_> {
                 *next_field = index + 1;
                 let field = &fields[index];
                 let child = field.schema.get();
-                let cursor = cursor.field(field, child.is_leafy());
+                cursor.step_field(field, child.is_leafy());
                 value.serialize(NodeSerializer {
                     sink: &mut **sink,
                     schema: child,
                     cursor,
                     shape: field.shape,
                     dims,
-                })
+                })?;
+                cursor.back(*mark);
+                Ok(())
             }
             StructState::Tensor(tensor) => tensor.field(name, value),
             #[cfg(feature = "ndarray")]
@@ -609,13 +619,13 @@ struct TensorSerializer<'s> {
     node: NodeSerializer<'s>,
     leaf: &'static LeafSchema,
     dtype: Option<Dtype>,
-    shape: Option<Vec<usize>>,
+    shape: Option<Dims>,
     emitted: bool,
 }
 
 impl TensorSerializer<'_> {
     fn emit(&mut self, data: &[u8]) -> Result<()> {
-        let (Some(dtype), Some(shape)) = (self.dtype, self.shape.as_deref()) else {
+        let (Some(dtype), Some(shape)) = (self.dtype, self.shape.as_ref().map(Dims::as_slice)) else {
             return Err(Error::at(
                 self.node.cursor.leaf_key(),
                 "tensor data before its dtype and shape",
@@ -646,8 +656,7 @@ impl TensorSerializer<'_> {
         match name {
             FIELD_DTYPE => {
                 let dtype = value
-                    .serialize(StrCapture)?
-                    .parse::<Dtype>()
+                    .serialize(DtypeCapture(self.leaf.dtype))?
                     .map_err(|e| Error::at(self.node.cursor.leaf_key(), e))?;
                 if let Some(expected) = self.leaf.dtype {
                     if expected != dtype {
@@ -675,6 +684,22 @@ impl TensorSerializer<'_> {
 
 /// Captures a map key: a string, or an integer (list index).
 struct MapKeySerializer;
+
+/// Hands the serializer methods of the integer types to `$capture`.
+macro_rules! integers {
+    ($capture:ident) => {
+        $capture!(
+            serialize_u8(u8),
+            serialize_u16(u16),
+            serialize_u32(u32),
+            serialize_u64(u64),
+            serialize_i8(i8),
+            serialize_i16(i16),
+            serialize_i32(i32),
+            serialize_i64(i64)
+        );
+    };
+}
 
 macro_rules! capture_int {
     ($($method:ident($ty:ty)),*) => {$(
@@ -774,29 +799,24 @@ impl ser::Serializer for MapKeySerializer {
     fn serialize_str(self, v: &str) -> Result<String> {
         Ok(v.to_owned())
     }
-    capture_int!(
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64)
-    );
+    integers!(capture_int);
     reject!("", "a string or integer map key"; serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
 }
 
-/// Captures the tensor's `dtype` string.
-struct StrCapture;
+/// Reads the tensor's `dtype` name. A typed leaf's schema names its dtype, which the name then
+/// almost always is: one comparison rather than a search of the dtype table, per leaf per walk.
+struct DtypeCapture(Option<Dtype>);
 
-impl ser::Serializer for StrCapture {
-    type Ok = String;
+impl ser::Serializer for DtypeCapture {
+    type Ok = std::result::Result<Dtype, crate::dtype::UnknownDtype>;
     type Error = Error;
     reject_compound!("a dtype name");
 
-    fn serialize_str(self, v: &str) -> Result<String> {
-        Ok(v.to_owned())
+    fn serialize_str(self, v: &str) -> Result<Self::Ok> {
+        Ok(match self.0 {
+            Some(expected) if expected.name() == v => Ok(expected),
+            _ => v.parse(),
+        })
     }
     reject!("", "a dtype name"; serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
 }
@@ -817,32 +837,86 @@ impl ser::Serializer for DataEmitter<'_, '_> {
     reject!("", "tensor bytes"; serialize_str(&str), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
 }
 
+/// A tensor's shape: inline up to `INLINE_RANK` dimensions, as almost every tensor has, so that
+/// a leaf (as serde hands it over, or planned) costs no allocation; on the heap beyond.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Dims {
+    len: usize,
+    inline: [usize; INLINE_RANK],
+    heap: Vec<usize>,
+}
+
+const INLINE_RANK: usize = 8;
+
+impl Dims {
+    fn push(&mut self, dim: usize) {
+        if self.len < INLINE_RANK {
+            self.inline[self.len] = dim;
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.inline);
+            }
+            self.heap.push(dim);
+        }
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        if self.len <= INLINE_RANK {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+}
+
+impl std::ops::Deref for Dims {
+    type Target = [usize];
+
+    fn deref(&self) -> &[usize] {
+        self.as_slice()
+    }
+}
+
+impl From<&[usize]> for Dims {
+    fn from(shape: &[usize]) -> Dims {
+        let mut dims = Dims {
+            len: shape.len(),
+            ..Dims::default()
+        };
+        if shape.len() <= INLINE_RANK {
+            dims.inline[..shape.len()].copy_from_slice(shape);
+        } else {
+            dims.heap = shape.to_vec();
+        }
+        dims
+    }
+}
+
 /// Captures the tensor's `shape`.
 #[derive(Default)]
 struct ShapeCapture {
-    dims: Vec<usize>,
+    dims: Dims,
 }
 
 impl ser::Serializer for ShapeCapture {
-    type Ok = Vec<usize>;
+    type Ok = Dims;
     type Error = Error;
     type SerializeSeq = Self;
-    type SerializeTuple = Impossible<Vec<usize>, Error>;
-    type SerializeTupleStruct = Impossible<Vec<usize>, Error>;
-    type SerializeTupleVariant = Impossible<Vec<usize>, Error>;
-    type SerializeMap = Impossible<Vec<usize>, Error>;
-    type SerializeStruct = Impossible<Vec<usize>, Error>;
-    type SerializeStructVariant = Impossible<Vec<usize>, Error>;
+    type SerializeTuple = Impossible<Dims, Error>;
+    type SerializeTupleStruct = Impossible<Dims, Error>;
+    type SerializeTupleVariant = Impossible<Dims, Error>;
+    type SerializeMap = Impossible<Dims, Error>;
+    type SerializeStruct = Impossible<Dims, Error>;
+    type SerializeStructVariant = Impossible<Dims, Error>;
 
-    fn serialize_seq(self, len: Option<usize>) -> Result<Self> {
-        Ok(ShapeCapture {
-            dims: Vec::with_capacity(len.unwrap_or(0)),
-        })
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Self> {
+        Ok(ShapeCapture::default())
     }
-    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Vec<usize>> {
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Dims> {
         Err(Error::msg("expected a shape"))
     }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, value: &T) -> Result<Vec<usize>> {
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, value: &T) -> Result<Dims> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: ?Sized + Serialize>(
@@ -851,7 +925,7 @@ impl ser::Serializer for ShapeCapture {
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<Vec<usize>> {
+    ) -> Result<Dims> {
         Err(Error::msg("expected a shape"))
     }
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
@@ -888,21 +962,37 @@ impl ser::Serializer for ShapeCapture {
 }
 
 impl ser::SerializeSeq for ShapeCapture {
-    type Ok = Vec<usize>;
+    type Ok = Dims;
     type Error = Error;
 
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
-        let dim = value.serialize(MapKeySerializer)?;
-        self.dims.push(
-            dim.parse()
-                .map_err(|_| Error::msg(format_args!("shape dimension `{dim}` is not a size")))?,
-        );
+        self.dims.push(value.serialize(DimCapture)?);
         Ok(())
     }
 
-    fn end(self) -> Result<Vec<usize>> {
+    fn end(self) -> Result<Dims> {
         Ok(self.dims)
     }
+}
+
+/// Reads one dimension of a shape: an integer that fits a `usize`.
+struct DimCapture;
+
+macro_rules! capture_dim {
+    ($($method:ident($ty:ty)),*) => {$(
+        fn $method(self, v: $ty) -> Result<usize> {
+            usize::try_from(v).map_err(|_| Error::msg(format_args!("shape dimension `{v}` is not a size")))
+        }
+    )*};
+}
+
+impl ser::Serializer for DimCapture {
+    type Ok = usize;
+    type Error = Error;
+    reject_compound!("a shape dimension");
+
+    integers!(capture_dim);
+    reject!("", "a shape dimension"; serialize_str(&str), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_bytes(&[u8]), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
 }
 
 macro_rules! delegate {

@@ -17,7 +17,7 @@ use crate::checkpoint::store::{ready, LocalDir};
 use crate::checkpoint::{assign_shards, begin, finish, locate, Format, Index, IndexMetadata, Located};
 use crate::error::IoAt;
 use crate::header::{Header, Layout, Planned, Span};
-use crate::write::{plan, stream, REORDER_BUDGET};
+use crate::write::{plan, stream, Framing, Writer, REORDER_BUDGET};
 use crate::{Deserializer, Error, Options, Params, Result};
 
 /// Writes `params` into `dir` as Hugging Face does: one `model.safetensors` when it all fits in
@@ -39,9 +39,16 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
         let members: Vec<usize> = (0..planned.len()).filter(|&i| shard_of[i] == k).collect();
         let subset: Vec<Planned> = members.iter().map(|&i| planned[i].clone()).collect();
         let layout = Layout::new(&subset, options.metadata_for(params).as_deref())?;
+        let framing = Framing::safetensors(layout, &planned, &members);
         store.write_with(name, |out| {
-            out.write_all(&layout.head).map_err(Error::stream)?;
-            stream(params, &planned, &members, &layout, out, REORDER_BUDGET)?;
+            stream(
+                params,
+                &planned,
+                &framing,
+                0..framing.count(),
+                &mut Writer(out),
+                REORDER_BUDGET,
+            )?;
             Ok(())
         })?;
     }

@@ -1,8 +1,14 @@
-//! Writing files: learn every key and size, lay the file out as the reference safetensors writer
-//! does, then copy each tensor's bytes once, to its final place.
+//! The write engine: learn every key and size ([`plan`]), lay the output out once (a
+//! [`Framing`]: the bytes that are not tensor data, and where each tensor's bytes go between
+//! them), then [`stream`] the tensors' bytes, in file order, into a [`Sink`]: a buffer, a file, a
+//! byte range of an object (a multipart upload's part). Each tensor's bytes are copied once, to
+//! their place; no buffer is filled with zeros first. safetensors files, their shards and flax
+//! msgpack files all go through it.
 
 use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
+use std::ops::Range;
 use std::path::Path;
 
 use serde::Serialize;
@@ -43,11 +49,58 @@ fn plan_and<T: Serialize + Params + ?Sized>(params: &T, mut also: impl FnMut(&Le
         also(leaf);
         Ok(())
     })?;
-    let mut seen = HashSet::with_capacity(planned.len());
+    let mut seen: HashSet<&str, BuildHasherDefault<KeyHasher>> =
+        HashSet::with_capacity_and_hasher(planned.len(), Default::default());
     if let Some(dup) = planned.iter().find(|p| !seen.insert(p.key.as_str())) {
         return Err(Error::DuplicateKey { key: dup.key.clone() });
     }
     Ok(planned)
+}
+
+/// The hash of the duplicate check: a multiply per 8 bytes (as rustc's FxHash), for keys that
+/// come from the caller's own params; SipHash's resistance to chosen keys would cost a tenth of
+/// a small tensor's write.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `n` in decimal, written into `digits`: a list index in a key, a size in a header, without
+/// `fmt`'s machinery, which costs more than the rest of a small tensor's key step.
+pub(crate) fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {
+    // Two digits a division.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let mut start = digits.len();
+    while n >= 100 {
+        let pair = 2 * (n % 100);
+        n /= 100;
+        start -= 2;
+        digits[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        start -= 2;
+        digits[start..start + 2].copy_from_slice(&PAIRS[2 * n..2 * n + 2]);
+    } else {
+        start -= 1;
+        digits[start] = b'0' + n as u8;
+    }
+    &digits[start..]
 }
 
 /// A walk that plans every leaf, after `check` (given the leaf and its index in the walk) accepts
@@ -62,7 +115,7 @@ pub(crate) fn plan_with<T: Serialize + Params + ?Sized>(
         planned.push(Planned {
             key: leaf.key.to_owned(),
             dtype: leaf.dtype,
-            shape: leaf.shape.to_vec(),
+            shape: leaf.shape.into(),
             len: leaf.data.len(),
         });
         Ok(())
@@ -99,6 +152,191 @@ fn changed() -> Error {
     Error::msg("the params serialized differently on the second pass (a `Serialize` impl that is not deterministic?)")
 }
 
+/// Where a planned output's bytes go, in order (as postcard's `Flavor`): each call takes the
+/// next bytes.
+pub(crate) trait Sink {
+    /// Appends `bytes` to the output.
+    fn put(&mut self, bytes: &[u8]) -> Result<()>;
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// A writer (a file, a socket) as a sink.
+pub(crate) struct Writer<W: ?Sized>(pub W);
+
+impl<W: Write + ?Sized> Sink for Writer<&mut W> {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.0.write_all(bytes).map_err(Error::stream)
+    }
+}
+
+/// The bytes of `range` of an output, and only those, gathered into a buffer: a part of an
+/// object uploaded in parts. Fed from `start`.
+// Used by the remote upload (and the tests).
+#[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+pub(crate) struct Clip {
+    pub(crate) buf: Vec<u8>,
+    pos: u64,
+    range: Range<u64>,
+}
+
+#[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+impl Clip {
+    pub(crate) fn new(range: Range<u64>, start: u64) -> Clip {
+        Clip {
+            buf: Vec::with_capacity((range.end - range.start) as usize),
+            pos: start,
+            range,
+        }
+    }
+}
+
+impl Sink for Clip {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        let end = self.pos + bytes.len() as u64;
+        let (from, to) = (self.pos.max(self.range.start), end.min(self.range.end));
+        if from < to {
+            self.buf
+                .extend_from_slice(&bytes[(from - self.pos) as usize..(to - self.pos) as usize]);
+        }
+        self.pos = end;
+        Ok(())
+    }
+}
+
+/// An output laid out: everything but the tensors' bytes (`frame`, in output order), and where
+/// each tensor's bytes go in it. A tensor is one piece, or several (flax msgpack's chunks) with
+/// frame bytes between them. Tensors are numbered by their turn in the output, their rank.
+#[derive(Debug, Default)]
+pub(crate) struct Framing {
+    frame: Vec<u8>,
+    pieces: Vec<Piece>,
+    /// Each rank's first piece, and then the number of pieces.
+    first: Vec<usize>,
+    /// Each rank's planned leaf.
+    pub(crate) order: Vec<usize>,
+    data_len: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    /// Where in `frame` the piece goes.
+    cut: usize,
+    len: usize,
+}
+
+impl Framing {
+    /// A safetensors file (or shard) of the planned leaves `members`, laid out by `layout`: its
+    /// head, then every tensor in layout order.
+    pub(crate) fn safetensors(layout: Layout, planned: &[Planned], members: &[usize]) -> Framing {
+        let mut framing = Framing {
+            first: Vec::with_capacity(members.len()),
+            pieces: Vec::with_capacity(members.len()),
+            order: Vec::with_capacity(members.len()),
+            frame: layout.head,
+            data_len: 0,
+        };
+        for &j in &layout.order {
+            framing.piece(Some(members[j]), planned[members[j]].len);
+        }
+        framing
+    }
+
+    /// The frame bytes still to come, to write into.
+    pub(crate) fn frame(&mut self) -> &mut Vec<u8> {
+        &mut self.frame
+    }
+
+    /// A piece of `len` tensor bytes at this point of the frame: the first piece of the planned
+    /// leaf `leaf`'s turn, or (`None`) the next piece of the last one's.
+    pub(crate) fn piece(&mut self, leaf: Option<usize>, len: usize) {
+        if let Some(leaf) = leaf {
+            self.first.push(self.pieces.len());
+            self.order.push(leaf);
+        }
+        self.pieces.push(Piece {
+            cut: self.frame.len(),
+            len,
+        });
+        self.data_len += len;
+    }
+
+    /// The number of tensors.
+    pub(crate) fn count(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The output's size.
+    pub(crate) fn len(&self) -> usize {
+        self.frame.len() + self.data_len
+    }
+
+    fn pieces(&self, rank: usize) -> Range<usize> {
+        self.first[rank]..self.first.get(rank + 1).copied().unwrap_or(self.pieces.len())
+    }
+
+    /// The first piece of `rank`; of none for the frame after the last tensor.
+    fn first_piece(&self, rank: usize) -> usize {
+        self.first.get(rank).copied().unwrap_or(self.pieces.len())
+    }
+
+    /// Where in the frame the bytes written with `rank` (the frame's tail, for `count()`) start.
+    fn frame_start(&self, rank: usize) -> usize {
+        match self.first_piece(rank) {
+            0 => 0,
+            p => self.pieces[p - 1].cut,
+        }
+    }
+
+    /// Where in the output the bytes written with `rank` (the frame's tail, for `count()`)
+    /// start: the frame before the tensor, then the tensor.
+    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+    pub(crate) fn start(&self, rank: usize) -> u64 {
+        let data_before: usize = self.pieces[..self.first_piece(rank)].iter().map(|p| p.len).sum();
+        (self.frame_start(rank) + data_before) as u64
+    }
+
+    /// The ranks whose bytes (with the frame before them) overlap `range` of the output.
+    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+    pub(crate) fn ranks_within(&self, range: &Range<u64>) -> Range<usize> {
+        let mut ends = Vec::with_capacity(self.count());
+        let mut data = 0;
+        for rank in 0..self.count() {
+            let pieces = self.pieces(rank);
+            data += self.pieces[pieces.clone()].iter().map(|p| p.len).sum::<usize>();
+            ends.push((self.pieces[pieces.end - 1].cut + data) as u64);
+        }
+        let first = ends.partition_point(|&end| end <= range.start);
+        let last = first + ends[first..].partition_point(|&end| end < range.end);
+        first..(last + 1).min(self.count())
+    }
+
+    /// Writes the tensor of `rank`, whose bytes are `data`, with the frame before it.
+    fn put<S: Sink + ?Sized>(&self, rank: usize, mut data: &[u8], sink: &mut S) -> Result<()> {
+        let mut at = self.frame_start(rank);
+        for piece in &self.pieces[self.pieces(rank)] {
+            if at < piece.cut {
+                sink.put(&self.frame[at..piece.cut])?;
+            }
+            let (now, rest) = data.split_at(piece.len);
+            sink.put(now)?;
+            data = rest;
+            at = piece.cut;
+        }
+        Ok(())
+    }
+
+    /// Writes the frame after the last tensor.
+    fn finish<S: Sink + ?Sized>(&self, sink: &mut S) -> Result<()> {
+        sink.put(&self.frame[self.frame_start(self.count())..])
+    }
+}
+
 /// Params whose leaves are all this small, and in all this large, `to_bytes` writes from one walk
 /// of the params rather than two: the first walk stages the tensors, in visit order, and the
 /// buffer takes them from there in file order. For many small tensors the second walk costs more
@@ -108,7 +346,9 @@ const STAGE_LEAF_MAX: usize = HOLD_SMALL;
 const STAGE_MAX: usize = 16 << 20;
 
 pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Options) -> Result<Vec<u8>> {
-    let mut staged: Option<(Vec<u8>, Vec<usize>)> = Some((Vec::new(), Vec::new()));
+    // Room for a few thousand small tensors at once, rather than a copy of them all at each of
+    // a dozen doublings.
+    let mut staged: Option<(Vec<u8>, Vec<usize>)> = Some((Vec::with_capacity(1 << 20), Vec::new()));
     let planned = plan_and(params, |leaf| {
         if let Some((bytes, starts)) = &mut staged {
             if leaf.data.len() <= STAGE_LEAF_MAX && bytes.len() + leaf.data.len() <= STAGE_MAX {
@@ -119,25 +359,35 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
             }
         }
     })?;
-    let layout = Layout::new(&planned, options.metadata_for(params).as_deref())?;
-    if let Some((staged, starts)) = staged {
-        let mut bytes = crate::pages::buffer(layout.file_len());
-        bytes.extend_from_slice(&layout.head);
-        for &i in &layout.order {
-            bytes.extend_from_slice(&staged[starts[i]..starts[i] + planned[i].len]);
-        }
-        debug_assert_eq!(bytes.len(), layout.file_len());
-        return Ok(bytes);
-    }
+    let framing = safetensors_framing(&planned, options.metadata_for(params).as_deref())?;
     // One allocation of the final size, not zeroed (recycled heap memory would be written twice),
     // filled in file order as `to_writer` fills any writer: each tensor copied once, from the
     // params. A large buffer asks for huge pages, which cuts the page faults of the first touch
     // (see `pages.rs`).
-    let mut bytes = crate::pages::buffer(layout.file_len());
-    bytes.extend_from_slice(&layout.head);
-    stream(params, &planned, &all(&planned), &layout, &mut bytes, REORDER_BUDGET)?;
-    debug_assert_eq!(bytes.len(), layout.file_len());
+    let mut bytes = crate::pages::buffer(framing.len());
+    if let Some((staged, starts)) = staged {
+        for (rank, &i) in framing.order.iter().enumerate() {
+            framing.put(rank, &staged[starts[i]..starts[i] + planned[i].len], &mut bytes)?;
+        }
+        framing.finish(&mut bytes)?;
+    } else {
+        stream(
+            params,
+            &planned,
+            &framing,
+            0..framing.count(),
+            &mut bytes,
+            REORDER_BUDGET,
+        )?;
+    }
+    debug_assert_eq!(bytes.len(), framing.len());
     Ok(bytes)
+}
+
+/// A safetensors file of every planned leaf.
+fn safetensors_framing(planned: &[Planned], metadata: Option<&BTreeMap<String, String>>) -> Result<Framing> {
+    let layout = Layout::new(planned, metadata)?;
+    Ok(Framing::safetensors(layout, planned, &all(planned)))
 }
 
 /// How many bytes of tensors that arrive before their turn `to_writer` may hold; the rest wait for
@@ -163,42 +413,60 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
     options: &Options,
 ) -> Result<()> {
     let planned = plan(params)?;
-    let layout = Layout::new(&planned, options.metadata_for(params).as_deref())?;
-    writer.write_all(&layout.head).map_err(Error::stream)?;
-    stream(params, &planned, &all(&planned), &layout, &mut writer, REORDER_BUDGET)?;
-    writer.flush().map_err(Error::stream)?;
-    Ok(())
+    let framing = safetensors_framing(&planned, options.metadata_for(params).as_deref())?;
+    write_all(params, &planned, &framing, &mut writer)
 }
 
-/// Writes the tensors to `writer` in file order, straight from the params.
+/// Streams the whole output of `framing` into `writer`, and flushes it.
+fn write_all<W: Write, T: Serialize + Params + ?Sized>(
+    params: &T,
+    planned: &[Planned],
+    framing: &Framing,
+    writer: &mut W,
+) -> Result<()> {
+    stream(
+        params,
+        planned,
+        framing,
+        0..framing.count(),
+        &mut Writer(&mut *writer),
+        REORDER_BUDGET,
+    )?;
+    writer.flush().map_err(Error::stream)
+}
+
+/// Writes the tensors of `ranks` (all of them, `0..framing.count()`, for a whole output), with
+/// the frame before each and, after the last, the rest of the frame, into `sink` in output order,
+/// straight from the params.
 ///
-/// serde visits leaves in the struct's order, the file wants them by dtype and key. A leaf visited
+/// serde visits leaves in the struct's order, the output wants them in its own (a safetensors
+/// file by dtype and key, msgpack by dict). A leaf visited
 /// on its turn is written at once; one visited early is held if it fits in `budget` and is small
 /// ([`HOLD_SMALL`]), else left for a later walk of the params, until the walks have made many
 /// visits ([`WAIT_BYTES_PER_VISIT`]): from then on large ones are held too. Each walk writes at
 /// least the leaf whose turn it is, so memory stays within the budget and walks are few (one, when
-/// the tree is visited in file order). Returns the number of walks.
+/// the tree is visited in output order). Returns the number of walks.
 ///
-/// `layout` lays out the planned leaves `members` (indices into `planned`, all of them for one
-/// file, a shard's for a shard); the other leaves are walked past.
-pub(crate) fn stream<W: Write + ?Sized, T: Serialize + Params + ?Sized>(
+/// Planned leaves that `framing` does not hold (those of other shards), or whose rank is outside
+/// `ranks`, are walked past.
+pub(crate) fn stream<S: Sink + ?Sized, T: Serialize + Params + ?Sized>(
     params: &T,
     planned: &[Planned],
-    members: &[usize],
-    layout: &Layout,
-    writer: &mut W,
+    framing: &Framing,
+    ranks: Range<usize>,
+    sink: &mut S,
     budget: usize,
 ) -> Result<usize> {
-    // Each member leaf's turn in the file; leaves of other files (shards) have none.
+    // Each leaf's turn in the output, for the leaves to write now.
     let mut rank = vec![None; planned.len()];
-    for (r, &j) in layout.order.iter().enumerate() {
-        rank[members[j]] = Some(r);
+    for r in ranks.clone() {
+        rank[framing.order[r]] = Some(r);
     }
-    let count = members.len();
-    let mut next = 0;
+    let count = ranks.end;
+    let mut next = ranks.start;
     let mut held: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
     let mut held_bytes = 0;
-    let patience = 2 * planned.len() + layout.data_len / WAIT_BYTES_PER_VISIT;
+    let patience = 2 * planned.len() + framing.data_len / WAIT_BYTES_PER_VISIT;
     let mut hold_max = HOLD_SMALL;
     let mut walks = 0;
     while next < count {
@@ -207,10 +475,10 @@ pub(crate) fn stream<W: Write + ?Sized, T: Serialize + Params + ?Sized>(
         walk_planned(params, planned, |i, data| {
             let Some(r) = rank[i] else { return Ok(()) };
             if r == next {
-                writer.write_all(data).map_err(Error::stream)?;
+                framing.put(r, data, sink)?;
                 next += 1;
                 while let Some(data) = held.remove(&next) {
-                    writer.write_all(&data).map_err(Error::stream)?;
+                    framing.put(next, &data, sink)?;
                     held_bytes -= data.len();
                     next += 1;
                 }
@@ -228,6 +496,9 @@ pub(crate) fn stream<W: Write + ?Sized, T: Serialize + Params + ?Sized>(
             hold_max = usize::MAX;
         }
     }
+    if ranks.end == framing.count() {
+        framing.finish(sink)?;
+    }
     Ok(walks)
 }
 
@@ -240,14 +511,15 @@ fn all(planned: &[Planned]) -> Vec<usize> {
 /// its place in the file.
 pub(crate) fn to_file<T: Serialize + Params + ?Sized>(path: &Path, params: &T, options: &Options) -> Result<()> {
     let planned = plan(params)?;
-    let layout = Layout::new(&planned, options.metadata_for(params).as_deref())?;
+    let framing = safetensors_framing(&planned, options.metadata_for(params).as_deref())?;
     write_atomic_with(path, |file| {
         // Small tensors gather in the buffer; large ones go straight through it.
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-        writer.write_all(&layout.head).map_err(Error::stream)?;
-        stream(params, &planned, &all(&planned), &layout, &mut writer, REORDER_BUDGET)?;
-        writer.flush().map_err(Error::stream)?;
-        Ok(())
+        write_all(
+            params,
+            &planned,
+            &framing,
+            &mut std::io::BufWriter::with_capacity(1 << 20, file),
+        )
     })
 }
 
@@ -290,10 +562,10 @@ mod tests {
         let params = mixed();
         let expected = to_bytes(&params, &Options::new()).unwrap();
         let planned = plan(&params).unwrap();
-        let layout = Layout::new(&planned, None).unwrap();
+        let framing = safetensors_framing(&planned, None).unwrap();
         for budget in [0, 1, 8, 40, usize::MAX] {
-            let mut out = layout.head.clone();
-            stream(&params, &planned, &all(&planned), &layout, &mut out, budget).unwrap();
+            let mut out = Vec::new();
+            stream(&params, &planned, &framing, 0..framing.count(), &mut out, budget).unwrap();
             assert!(out == expected, "budget {budget}");
         }
     }
@@ -314,10 +586,10 @@ mod tests {
         let params = Value::Dict(entries);
         let expected = to_bytes(&params, &Options::new()).unwrap();
         let planned = plan(&params).unwrap();
-        let layout = Layout::new(&planned, None).unwrap();
-        let mut out = layout.head.clone();
+        let framing = safetensors_framing(&planned, None).unwrap();
+        let mut out = Vec::new();
         // The first walk holds `x1` but not `x0`, and writes `x2`; the second writes `x0`, `x1`.
-        let walks = stream(&params, &planned, &all(&planned), &layout, &mut out, usize::MAX).unwrap();
+        let walks = stream(&params, &planned, &framing, 0..framing.count(), &mut out, usize::MAX).unwrap();
         assert!(out == expected);
         assert_eq!(walks, 2);
     }
@@ -356,23 +628,111 @@ mod tests {
                 .collect(),
         );
         let planned = plan(&params).unwrap();
-        let layout = Layout::new(&planned, None).unwrap();
+        let framing = safetensors_framing(&planned, None).unwrap();
         let expected = to_bytes(&params, &Options::new()).unwrap();
         // Without a budget, each walk writes one leaf: the last it visits.
-        let mut out = layout.head.clone();
+        let mut out = Vec::new();
         assert_eq!(
-            stream(&params, &planned, &all(&planned), &layout, &mut out, 0).unwrap(),
+            stream(&params, &planned, &framing, 0..framing.count(), &mut out, 0).unwrap(),
             n
         );
         assert!(out == expected);
         // With one, large leaves wait until the walks have visited 2n + data/8 KiB leaves (400
         // here, 10 walks), then the next walk holds them all.
-        let mut out = layout.head.clone();
+        let mut out = Vec::new();
         assert_eq!(
-            stream(&params, &planned, &all(&planned), &layout, &mut out, usize::MAX).unwrap(),
+            stream(&params, &planned, &framing, 0..framing.count(), &mut out, usize::MAX).unwrap(),
             11
         );
         assert!(out == expected);
+    }
+
+    /// Every byte range of an output, streamed into a [`Clip`] from the ranks that overlap it,
+    /// is that range of the whole output: how a multipart upload makes its parts.
+    fn assert_clips_match(params: &Value, planned: &[Planned], framing: &Framing) {
+        let mut whole = Vec::new();
+        stream(params, planned, framing, 0..framing.count(), &mut whole, usize::MAX).unwrap();
+        assert_eq!(whole.len(), framing.len());
+        let len = whole.len() as u64;
+        for part in [1, 3, 7, 64, len] {
+            let mut parts = Vec::new();
+            for start in (0..len).step_by(part as usize) {
+                let range = start..(start + part).min(len);
+                let ranks = framing.ranks_within(&range);
+                let mut clip = Clip::new(range.clone(), framing.start(ranks.start));
+                stream(params, planned, framing, ranks, &mut clip, 0).unwrap();
+                assert_eq!(
+                    clip.buf.len() as u64,
+                    range.end - range.start,
+                    "part size {part} at {start}"
+                );
+                parts.extend_from_slice(&clip.buf);
+            }
+            assert!(parts == whole, "part size {part}");
+        }
+    }
+
+    #[test]
+    fn a_byte_range_streams_as_that_range_of_the_file() {
+        let params = mixed();
+        let planned = plan(&params).unwrap();
+        let framing = safetensors_framing(&planned, None).unwrap();
+        assert_clips_match(&params, &planned, &framing);
+    }
+
+    #[test]
+    fn tensors_in_pieces_stream_between_their_frame_bytes() {
+        let params = mixed();
+        let planned = plan(&params).unwrap();
+        // Each tensor in two pieces, reversed order, frame bytes before, between and after.
+        let mut framing = Framing::default();
+        for i in (0..planned.len()).rev() {
+            framing.frame().extend_from_slice(b"<<");
+            let half = planned[i].len / 2;
+            framing.piece(Some(i), half);
+            framing.frame().push(b'|');
+            framing.piece(None, planned[i].len - half);
+        }
+        framing.frame().extend_from_slice(b">>");
+        let mut whole = Vec::new();
+        stream(&params, &planned, &framing, 0..framing.count(), &mut whole, 0).unwrap();
+        let mut expected = Vec::new();
+        let staged = staged_leaves(&params);
+        for i in (0..planned.len()).rev() {
+            let half = planned[i].len / 2;
+            expected.extend_from_slice(b"<<");
+            expected.extend_from_slice(&staged[i][..half]);
+            expected.push(b'|');
+            expected.extend_from_slice(&staged[i][half..]);
+        }
+        expected.extend_from_slice(b">>");
+        assert!(whole == expected);
+        assert_clips_match(&params, &planned, &framing);
+    }
+
+    /// Each leaf's bytes, in visit order.
+    fn staged_leaves(params: &Value) -> Vec<Vec<u8>> {
+        let mut leaves = Vec::new();
+        plan_and(params, |leaf| leaves.push(leaf.data.to_vec())).unwrap();
+        leaves
+    }
+
+    #[test]
+    fn shapes_of_any_rank_are_planned_whole() {
+        for rank in [0, 1, 7, 8, 9, 20] {
+            let shape: Vec<usize> = (0..rank).map(|d| d % 3 + 1).collect();
+            let n: usize = shape.iter().product();
+            let leaf = Value::Tensor(DynTensor::new(Dtype::U8, shape.clone(), vec![1; n]).unwrap());
+            let params = Value::Dict(BTreeMap::from([("x".to_owned(), leaf)]));
+            assert_eq!(&*plan(&params).unwrap()[0].shape, &shape[..], "rank {rank}");
+        }
+    }
+
+    #[test]
+    fn decimals_are_written_as_fmt_writes_them() {
+        for n in [0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 12_345, 100_000, usize::MAX] {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
     }
 
     #[test]

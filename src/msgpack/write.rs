@@ -1,6 +1,7 @@
 //! Writing flax msgpack: one walk learns every leaf's path, dtype and size, so the whole file can be
 //! laid out (dicts in the order the params visit them, arrays above the chunk size split as flax
-//! splits them); a second walk copies each tensor's bytes once, to its place.
+//! splits them) as a [`Framing`]; the write engine then streams each tensor's bytes, once, into
+//! the output (a buffer, or the shard's file).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,7 +13,7 @@ use crate::checkpoint::store::{ready, LocalDir};
 use crate::checkpoint::{assign_shards, begin, finish, Format};
 use crate::header::Planned;
 use crate::shard::index_of;
-use crate::write::{plan_with, walk_planned};
+use crate::write::{plan_with, stream, Framing, Sink, Writer, REORDER_BUDGET};
 use crate::{Dtype, Error, Params, Result};
 
 /// A dict of the output, children in first-seen order.
@@ -55,21 +56,22 @@ impl Dict {
     }
 }
 
-/// Where a leaf's bytes go in the output: one place, or one per chunk.
-type Places = Vec<(usize, usize)>;
-
+/// Lays the dicts out: their bytes into the frame, a piece for each tensor's bytes.
 struct Encoder<'p> {
-    out: Vec<u8>,
+    framing: Framing,
     planned: &'p [Planned],
-    places: Vec<Places>,
     chunk_bytes: usize,
 }
 
 impl Encoder<'_> {
+    fn out(&mut self) -> &mut Vec<u8> {
+        self.framing.frame()
+    }
+
     fn dict(&mut self, dict: &Dict) -> Result<()> {
-        rmp::encode::write_map_len(&mut self.out, len_u32(dict.children.len())?).map_err(encode_error)?;
+        rmp::encode::write_map_len(self.out(), len_u32(dict.children.len())?).map_err(encode_error)?;
         for (name, item) in &dict.children {
-            rmp::encode::write_str(&mut self.out, name).map_err(encode_error)?;
+            rmp::encode::write_str(self.out(), name).map_err(encode_error)?;
             match item {
                 Item::Dict(child) => self.dict(child)?,
                 Item::Leaf(i) => self.leaf(*i)?,
@@ -83,13 +85,13 @@ impl Encoder<'_> {
         if p.len > self.chunk_bytes {
             return self.chunked(i);
         }
-        let place = self.ndarray(p.dtype, &p.shape, p.len, &p.key)?;
-        self.places[i] = vec![place];
+        self.ndarray(p.dtype, &p.shape, p.len, &p.key)?;
+        self.framing.piece(Some(i), p.len);
         Ok(())
     }
 
-    /// An ndarray extension holding `(shape, dtype name, bytes)`, its bytes left to fill.
-    fn ndarray(&mut self, dtype: Dtype, shape: &[usize], len: usize, key: &str) -> Result<(usize, usize)> {
+    /// An ndarray extension holding `(shape, dtype name, bytes)`, up to its bytes.
+    fn ndarray(&mut self, dtype: Dtype, shape: &[usize], len: usize, key: &str) -> Result<()> {
         let name = numpy_name(dtype).ok_or_else(|| Error::at(key, format_args!("numpy has no dtype for {dtype}")))?;
         let mut head = Vec::with_capacity(16 + 9 * shape.len());
         rmp::encode::write_array_len(&mut head, 3).map_err(encode_error)?;
@@ -99,11 +101,9 @@ impl Encoder<'_> {
         }
         rmp::encode::write_str(&mut head, name).map_err(encode_error)?;
         rmp::encode::write_bin_len(&mut head, len_u32(len)?).map_err(encode_error)?;
-        rmp::encode::write_ext_meta(&mut self.out, len_u32(head.len() + len)?, EXT_NDARRAY).map_err(encode_error)?;
-        self.out.extend_from_slice(&head);
-        let start = self.out.len();
-        self.out.resize(start + len, 0);
-        Ok((start, len))
+        rmp::encode::write_ext_meta(self.out(), len_u32(head.len() + len)?, EXT_NDARRAY).map_err(encode_error)?;
+        self.out().extend_from_slice(&head);
+        Ok(())
     }
 
     /// flax's chunked form: the flat array cut into pieces of at most the chunk size.
@@ -111,26 +111,27 @@ impl Encoder<'_> {
         let p = &self.planned[i];
         let element = (p.dtype.bit_size() / 8).max(1);
         let per_chunk = (self.chunk_bytes / element).max(1) * element;
-        rmp::encode::write_map_len(&mut self.out, 3).map_err(encode_error)?;
-        rmp::encode::write_str(&mut self.out, CHUNKED).map_err(encode_error)?;
-        rmp::encode::write_bool(&mut self.out, true).map_err(encode_error)?;
-        rmp::encode::write_str(&mut self.out, "shape").map_err(encode_error)?;
-        rmp::encode::write_map_len(&mut self.out, len_u32(p.shape.len())?).map_err(encode_error)?;
+        let out = self.framing.frame();
+        rmp::encode::write_map_len(out, 3).map_err(encode_error)?;
+        rmp::encode::write_str(out, CHUNKED).map_err(encode_error)?;
+        rmp::encode::write_bool(out, true).map_err(encode_error)?;
+        rmp::encode::write_str(out, "shape").map_err(encode_error)?;
+        rmp::encode::write_map_len(out, len_u32(p.shape.len())?).map_err(encode_error)?;
         for (axis, &d) in p.shape.iter().enumerate() {
-            rmp::encode::write_str(&mut self.out, &axis.to_string()).map_err(encode_error)?;
-            rmp::encode::write_uint(&mut self.out, d as u64).map_err(encode_error)?;
+            rmp::encode::write_str(out, &axis.to_string()).map_err(encode_error)?;
+            rmp::encode::write_uint(out, d as u64).map_err(encode_error)?;
         }
-        rmp::encode::write_str(&mut self.out, "chunks").map_err(encode_error)?;
+        rmp::encode::write_str(out, "chunks").map_err(encode_error)?;
         let count = p.len.div_ceil(per_chunk);
-        rmp::encode::write_map_len(&mut self.out, len_u32(count)?).map_err(encode_error)?;
+        rmp::encode::write_map_len(out, len_u32(count)?).map_err(encode_error)?;
         let (dtype, key, total) = (p.dtype, p.key.clone(), p.len);
-        let mut places = Vec::with_capacity(count);
         for c in 0..count {
             let len = per_chunk.min(total - c * per_chunk);
-            rmp::encode::write_str(&mut self.out, &c.to_string()).map_err(encode_error)?;
-            places.push(self.ndarray(dtype, &[len / element], len, &key)?);
+            rmp::encode::write_str(self.out(), &c.to_string()).map_err(encode_error)?;
+            self.ndarray(dtype, &[len / element], len, &key)?;
+            // The first chunk starts the leaf's turn; the others follow it.
+            self.framing.piece((c == 0).then_some(i), len);
         }
-        self.places[i] = places;
         Ok(())
     }
 }
@@ -169,43 +170,41 @@ fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Plan> {
     Ok(Plan { planned, paths })
 }
 
-/// The msgpack file of the planned leaves `members` (all of them, or a shard's): their dicts laid
-/// out, then each tensor's bytes copied once, to its place, on a second walk.
-fn encode<T: Serialize + Params + ?Sized>(
-    params: &T,
-    plan: &Plan,
-    members: &[usize],
-    chunk_bytes: usize,
-) -> Result<Vec<u8>> {
+/// Lays out the msgpack file of the planned leaves `members` (all of them, or a shard's): their
+/// dicts, and where each tensor's bytes go.
+fn layout(plan: &Plan, members: &[usize], chunk_bytes: usize) -> Result<Framing> {
     let mut root = Dict::default();
-    let mut total = 0;
     for &i in members {
         let path: Vec<&str> = plan.paths[i].iter().map(String::as_str).collect();
         root.insert(&path, i, &plan.planned[i].key)?;
-        total += plan.planned[i].len;
     }
     let mut encoder = Encoder {
-        out: Vec::with_capacity(total + 64 * members.len() + 16),
+        framing: Framing::default(),
         planned: &plan.planned,
-        places: vec![Vec::new(); plan.planned.len()],
         chunk_bytes,
     };
     encoder.dict(&root)?;
-    let Encoder { mut out, places, .. } = encoder;
-    walk_planned(params, &plan.planned, |i, mut data| {
-        for &(start, len) in &places[i] {
-            out[start..start + len].copy_from_slice(&data[..len]);
-            data = &data[len..];
-        }
-        Ok(())
-    })?;
-    Ok(out)
+    Ok(encoder.framing)
+}
+
+/// Streams the msgpack file laid out by `framing` into `sink`.
+fn encode<T: Serialize + Params + ?Sized, S: Sink + ?Sized>(
+    params: &T,
+    plan: &Plan,
+    framing: &Framing,
+    sink: &mut S,
+) -> Result<()> {
+    stream(params, &plan.planned, framing, 0..framing.count(), sink, REORDER_BUDGET)?;
+    Ok(())
 }
 
 pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, chunk_bytes: usize) -> Result<Vec<u8>> {
     let plan = plan(params)?;
     let all: Vec<usize> = (0..plan.planned.len()).collect();
-    encode(params, &plan, &all, chunk_bytes)
+    let framing = layout(&plan, &all, chunk_bytes)?;
+    let mut out = Vec::with_capacity(framing.len());
+    encode(params, &plan, &framing, &mut out)?;
+    Ok(out)
 }
 
 /// Writes `params` into `dir` as transformers saves a Flax model: one `flax_model.msgpack` when
@@ -225,8 +224,8 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
     let begun = ready(begin(&store, Format::Msgpack, shards))??;
     for (k, name) in begun.names.iter().enumerate() {
         let members: Vec<usize> = (0..plan.planned.len()).filter(|&i| shard_of[i] == k).collect();
-        let bytes = encode(params, &plan, &members, chunk_bytes)?;
-        store.write_with(name, |out| out.write_all(&bytes).map_err(Error::stream))?;
+        let framing = layout(&plan, &members, chunk_bytes)?;
+        store.write_with(name, |out| encode(params, &plan, &framing, &mut Writer(out)))?;
     }
     let index = (shards > 1).then(|| {
         let keys = plan

@@ -14,17 +14,14 @@ use serde::Serialize;
 
 use crate::error::ObjectAt;
 use crate::header::{Layout, Planned};
-use crate::{Error, Params, Result, Serializer};
+use crate::write::{stream, Clip, Framing, REORDER_BUDGET};
+use crate::{Error, Params, Result};
 
 use super::Remote;
 
 /// Where the leaves of the params go in one object.
 pub(super) struct ObjectLayout {
-    /// The length prefix and the JSON header.
-    head: Vec<u8>,
-    /// For each leaf of the walk (an index into the planned leaves), its offset in the object, or
-    /// `None` when it belongs to another object (another shard).
-    place: Vec<Option<u64>>,
+    framing: Framing,
     /// The object's size.
     pub len: u64,
 }
@@ -35,67 +32,26 @@ impl ObjectLayout {
     pub(super) fn new(planned: &[Planned], members: &[usize], remote: &Remote) -> Result<ObjectLayout> {
         let subset: Vec<Planned> = members.iter().map(|&i| planned[i].clone()).collect();
         let layout = Layout::new(&subset, remote.options.metadata_over(None).as_deref())?;
-        let head_len = layout.head.len() as u64;
-        let mut place = vec![None; planned.len()];
-        for (j, &i) in members.iter().enumerate() {
-            place[i] = Some(head_len + layout.offsets[j] as u64);
-        }
+        let framing = Framing::safetensors(layout, planned, members);
         Ok(ObjectLayout {
-            len: layout.file_len() as u64,
-            head: layout.head,
-            place,
+            len: framing.len() as u64,
+            framing,
         })
     }
 
-    /// The object's bytes in `range`: the part of the head and of each leaf that falls in it,
-    /// copied from one walk of the params.
+    /// The object's bytes in `range`, streamed from the params: only the tensors that fall in it
+    /// are written, into a buffer of the range's size (never filled with zeros first).
     fn fill<T: Serialize + Params + ?Sized>(
         &self,
         params: &T,
         planned: &[Planned],
         range: Range<u64>,
     ) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; (range.end - range.start) as usize];
-        copy_overlap(&self.head, 0, &range, &mut buf);
-        if range.end <= self.head.len() as u64 {
-            return Ok(buf);
-        }
-        let mut next = 0;
-        params.serialize(&mut Serializer::new::<T>(|leaf| {
-            let i = next;
-            next += 1;
-            if planned
-                .get(i)
-                .is_none_or(|p| p.key != leaf.key || p.len != leaf.data.len())
-            {
-                return Err(changed());
-            }
-            if let Some(offset) = self.place[i] {
-                copy_overlap(leaf.data, offset, &range, &mut buf);
-            }
-            Ok(())
-        }))?;
-        if next != planned.len() {
-            return Err(changed());
-        }
-        Ok(buf)
+        let ranks = self.framing.ranks_within(&range);
+        let mut part = Clip::new(range, self.framing.start(ranks.start));
+        stream(params, planned, &self.framing, ranks, &mut part, REORDER_BUDGET)?;
+        Ok(part.buf)
     }
-}
-
-/// Copies the bytes of `src` (which sits at `offset` in the object) that fall in `range` into
-/// `buf` (which holds `range`).
-fn copy_overlap(src: &[u8], offset: u64, range: &Range<u64>, buf: &mut [u8]) {
-    let start = offset.max(range.start);
-    let end = (offset + src.len() as u64).min(range.end);
-    if start < end {
-        let from = (start - offset) as usize..(end - offset) as usize;
-        let to = (start - range.start) as usize..(end - range.start) as usize;
-        buf[to].copy_from_slice(&src[from]);
-    }
-}
-
-fn changed() -> Error {
-    Error::msg("the params serialized differently on a later pass (a `Serialize` impl that is not deterministic?)")
 }
 
 /// The error of an upload stopped because another one of the same save failed.
@@ -160,21 +116,4 @@ pub(super) async fn put_object<T: Serialize + Params + ?Sized>(
         return Err(error);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn overlaps_are_copied_to_their_place() {
-        let mut buf = vec![0u8; 4];
-        // The source sits at 2..6, the buffer holds 4..8: bytes 4 and 5 overlap.
-        copy_overlap(&[1, 2, 3, 4], 2, &(4..8), &mut buf);
-        assert_eq!(buf, [3, 4, 0, 0]);
-        copy_overlap(&[9, 9], 8, &(4..8), &mut buf);
-        assert_eq!(buf, [3, 4, 0, 0]);
-        copy_overlap(&[7, 8, 9], 5, &(4..8), &mut buf);
-        assert_eq!(buf, [3, 7, 8, 9]);
-    }
 }
