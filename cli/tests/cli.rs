@@ -556,7 +556,7 @@ pub struct Linear {
     assert_eq!(out.code, 0, "{}", out.stderr);
     for part in [
         "#[safejax(style = \"objax\", class = \"MLP\")]\npub struct Mlp {\n",
-        "    #[safejax(class = \"ModuleList\")]\n    pub ml: [LinearF32; 1],\n",
+        "    #[safejax(class = \"ModuleList\")]\n    pub ml: [MlLinear; 1],\n",
         "    pub seq: Vec<Option<SeqLinear>>,\n",
         "    #[safejax(var = \"StateVar\", shape = [1, 3, 1])]\n    pub running_mean: Tensor<f32>,\n",
         "    #[serde(rename = \"_key\")]\n    #[safejax(var = \"RandomState\", shape = [2])]\n    pub key: Tensor<u32>,\n",

@@ -682,8 +682,10 @@ fn both_formats_of_a_model_give_the_same_structs() {
     }
 }
 
-/// Structs that several differently named fields share are named by the JAX convention of their
-/// tensors; the printed `use` line names only what the code uses.
+/// Structs are named by what holds them or what they are, never after a field that happens to sort
+/// first: structs that several differently named fields share take the JAX convention of their
+/// tensors, and tensors of another shape make another struct (each with its own `shape`); the
+/// printed `use` line names only what the code uses.
 #[test]
 fn shared_structs_are_named_by_what_they_hold() {
     let has = |source: &str, parts: &[&str]| {
@@ -695,18 +697,20 @@ fn shared_structs_are_named_by_what_they_hold() {
     has(
         &t5,
         &[
-            "    pub shared: Embed,\n",
-            "    pub relative_attention_bias: Option<Embed>,\n",
-            "pub struct Embed {\n    pub embedding: Tensor<f32>,\n}\n",
+            // `shared` ([64, 8]) and `relative_attention_bias` ([8, 2]) are different structs, each
+            // named after the one field that holds it.
+            "    pub shared: Shared,\n",
+            "    pub relative_attention_bias: Option<RelativeAttentionBias>,\n",
+            "pub struct Shared {\n    #[safejax(shape = [64, 8])]\n    pub embedding: Tensor<f32>,\n}\n",
+            // q, k, v and o share one struct of their JAX convention.
             "    pub k: DenseNoBias,\n",
-            "    pub wi: DenseNoBias,\n",
-            "pub struct DenseNoBias {\n    pub kernel: Tensor<f32>,\n}\n",
+            "    pub q: DenseNoBias,\n",
+            "pub struct DenseNoBias {\n    #[safejax(shape = [8, 8])]\n    pub kernel: Tensor<f32>,\n}\n",
             // Its own name, where the fields that hold it agree.
             "    pub final_layer_norm: LayerNorm,\n",
             "// Needs `use safejax::{Params, Tensor};` and `use serde::{Deserialize, Serialize};`.\n",
         ],
     );
-    assert!(!t5.contains("RelativeAttentionBias"), "{t5}");
     // Its sublayers hold different things: each a struct of its own, named after its part.
     has(
         &t5,
@@ -719,30 +723,34 @@ fn shared_structs_are_named_by_what_they_hold() {
     );
     assert!(!t5.contains("Option<EncDecAttention>"), "{t5}");
 
+    // Llama's projections are not named after `lm_head`, which has a struct of its own.
     let llama = codegen_of(&hf_fixture("llama", "safetensors"));
-    has(
-        &llama,
-        &[
-            "    pub lm_head: DenseNoBias,\n",
-            "    pub q_proj: DenseNoBias,\n",
-            "    pub down_proj: DenseNoBias,\n",
-        ],
-    );
-    assert!(!llama.contains("LmHead"), "{llama}");
+    has(&llama, &["    pub lm_head: LmHead,\n", "pub struct LmHead {\n"]);
+    for projection in [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ] {
+        assert!(!llama.contains(&format!("pub {projection}: LmHead")), "{llama}");
+    }
 
+    // GPT-2's embeddings are named after their own fields, the same from both formats.
     for format in ["safetensors", "msgpack"] {
         let gpt2 = codegen_of(&hf_fixture("gpt2", format));
         has(
             &gpt2,
             &[
-                "    pub wte: Embed,\n",
-                "    pub wpe: Embed,\n",
-                "    pub c_attn: Dense,\n",
-                "pub struct Dense {\n",
+                "    pub wte: Wte,\n",
+                "    pub wpe: Wpe,\n",
+                "    pub c_attn: CAttn,\n",
                 "    pub ln_1: LayerNorm,\n",
+                "    pub ln_2: LayerNorm,\n",
             ],
         );
-        assert!(!gpt2.contains("struct Wte") && !gpt2.contains("struct Wpe"), "{gpt2}");
     }
 
     let borrowed = Command::new(BIN)

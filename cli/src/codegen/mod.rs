@@ -150,7 +150,11 @@ pub fn run(ckpt: &Checkpoint, options: &Options) -> Result<Generated> {
     let (body, imports, mut notes) = match structs(style, &leaves, root) {
         Ok((plan, facts, notes)) => {
             let imports = imports(true, &plan_leaves(&plan), options.borrowed);
-            (emit::structs(&plan, &facts, options.borrowed, options.arrays), imports, notes)
+            (
+                emit::structs(&plan, &facts, options.borrowed, options.arrays),
+                imports,
+                notes,
+            )
         }
         Err(reason) => {
             let first = leaves.first().map(|(_, d, _)| *d);

@@ -169,9 +169,16 @@ pub fn plan(root: &StructTy, root_name: &str) -> Plan {
     let mut uses: HashMap<usize, Vec<Use>> = HashMap::new();
     collect_uses(&structs, root_id, &[], None, &mut vec![false; structs.len()], &mut uses);
     // The first use names a struct's parent and top-level field in its candidate names: the first
-    // by name, not by the file's order, so that every format of a model gives the same names.
+    // by name, not by the file's order, so that every format of a model gives the same names. Uses
+    // alike in name and top-level field go by their parent's place in the by-name order, which is
+    // the same in every format (and names that parent before the struct).
+    let by_name = preorder(&structs, root_id, true);
+    let mut rank = vec![usize::MAX; structs.len()];
+    for (r, &id) in by_name.iter().enumerate() {
+        rank[id] = r;
+    }
     for u in uses.values_mut() {
-        u.sort_by(|a, b| (&a.hint, &a.top).cmp(&(&b.hint, &b.top)));
+        u.sort_by(|a, b| (&a.hint, &a.top, rank[a.parent]).cmp(&(&b.hint, &b.top, rank[b.parent])));
     }
     // How often each name is used for any struct: the tie-breaker between names.
     let mut popularity: HashMap<Vec<String>, usize> = HashMap::new();
@@ -199,7 +206,7 @@ pub fn plan(root: &StructTy, root_name: &str) -> Plan {
     // Names, given depth first in the order of field names, not of the file: where two structs
     // would take one name, which gets it does not depend on the format the model was saved in.
     let mut taken: HashMap<String, usize> = HashMap::new();
-    for id in preorder(&structs, root_id, true) {
+    for &id in &by_name {
         let name = if id == root_id {
             root_name.to_owned()
         } else {
@@ -440,10 +447,11 @@ fn base_name(s: &StructDef, uses: &[Use], popularity: &HashMap<Vec<String>, usiz
     favourite(uses, popularity).map_or_else(|| "Module".to_owned(), |h| camel(h))
 }
 
-/// A struct's shape with dtypes left out, to tell structs that differ only by dtype.
+/// A struct's layout (fields, kinds, tensor shapes) with dtypes left out, to tell structs that
+/// differ only by dtype.
 fn erased(structs: &[StructDef], t: &PTy) -> String {
     match t {
-        PTy::Leaf(l) => format!("leaf{}", if l.scalar { "0" } else { "" }),
+        PTy::Leaf(l) => format!("leaf{}{:?}", if l.scalar { "0" } else { "" }, l.shape),
         PTy::Map(_) => "map".to_owned(),
         PTy::Vec(t) => format!("vec<{}>", erased(structs, t)),
         PTy::Option(t) => format!("option<{}>", erased(structs, t)),
