@@ -121,6 +121,7 @@ pub use with_metadata::WithMetadata;
 /// part of the documented API, so that it may change in any release (as thiserror's `__private`).
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::params::VecElement;
     pub use crate::schema::{
         Dim, FieldSchema, Join, LeafSchema, MapKey, MapSchema, ObjaxVar, Schema, SchemaRef, SeqSchema, StructSchema,
         Style,

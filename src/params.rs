@@ -84,6 +84,24 @@ impl<T: Params, const N: usize> Params for [T; N] {
     const IS_LIST: bool = true;
 }
 
+/// The element type of a `Vec`, for `#[safejax(len = N)]`: the derive describes such a field as
+/// `[Element; N]`, whose schema already holds the length that loads and writes check.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`len` declares the length of a `Vec`, but the field's type `{Self}` is not a `Vec`",
+    label = "not a `Vec`",
+    note = "an array `[T; N]` has its length already; `len` goes on a `Vec<T>` field itself, not on one \
+            under `Option` or `Box`"
+)]
+pub trait VecElement {
+    /// `T` of `Vec<T>`.
+    type Element: Params;
+}
+
+impl<T: Params> VecElement for Vec<T> {
+    type Element = T;
+}
+
 /// A map key type: `String` keys are names, integer keys are list indices (a list with gaps).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot key a map of params",

@@ -41,6 +41,31 @@ struct TransformerFixed {
     ln_f: LayerNorm,
 }
 
+/// The same count as a `Vec`, declared with `len`: what `safejax codegen` prints for a model of
+/// more blocks than an array may hold.
+#[derive(Debug, Serialize, Deserialize, Params)]
+#[safejax(style = "nnx")]
+struct Gpt2Len {
+    transformer: TransformerLen,
+}
+
+#[derive(Debug, Serialize, Deserialize, Params)]
+struct TransformerLen {
+    wte: Embedding,
+    wpe: Embedding,
+    #[safejax(len = 2)]
+    h: Vec<Block>,
+    ln_f: LayerNorm,
+}
+
+/// `len` with `shape`, on a list of tensors.
+#[derive(Debug, Serialize, Deserialize, Params)]
+#[safejax(style = "nnx")]
+struct Stack {
+    #[safejax(len = 3, shape = [2, _])]
+    layers: Vec<Tensor<f32>>,
+}
+
 /// With `#[serde(default)]`, a file without any block loads, with none.
 #[derive(Debug, Serialize, Deserialize, Params)]
 #[safejax(style = "nnx")]
@@ -333,4 +358,92 @@ fn writing_a_tensor_of_another_shape_fails_before_any_byte() {
         assert_eq!(found, &[4]);
     }
     assert!(!path.exists(), "a file was written");
+}
+
+#[test]
+fn a_vec_with_len_refuses_a_file_without_its_last_block_and_a_write_of_another_count() {
+    let gpt2: Gpt2Len = safejax::from_file(gpt2_path()).unwrap();
+    assert_eq!(gpt2.transformer.h.len(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = gpt2_copy(dir.path(), "one_block", |t| {
+        t.retain(|k, _| !k.starts_with("transformer.h.1."))
+    });
+    let err = safejax::from_file::<Gpt2Len>(&path).unwrap_err();
+    let Error::MissingKeys { keys, .. } = &err else {
+        panic!("not a missing-keys error: {err:?}");
+    };
+    // Every key of the missing block, and no other, as `[Block; 2]` reports them.
+    let fixed_err = safejax::from_file::<Gpt2Fixed>(&path).unwrap_err();
+    let Error::MissingKeys { keys: fixed_keys, .. } = &fixed_err else {
+        panic!("not a missing-keys error: {fixed_err:?}");
+    };
+    assert_eq!(keys.len(), 12, "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("transformer.h.1.")), "{keys:?}");
+    assert_eq!(keys, fixed_keys);
+
+    let path = gpt2_copy(dir.path(), "three_blocks", |t| {
+        let extra: Vec<(String, DynTensor)> = t
+            .iter()
+            .filter(|(k, _)| k.starts_with("transformer.h.1."))
+            .map(|(k, v)| (k.replacen("h.1.", "h.2.", 1), v.clone()))
+            .collect();
+        t.extend(extra);
+    });
+    let err = safejax::from_file::<Gpt2Len>(&path).unwrap_err();
+    let Error::UnknownKeys { keys, .. } = &err else {
+        panic!("not an unknown-keys error: {err:?}");
+    };
+    assert_eq!(keys.len(), 12, "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("transformer.h.2.")), "{keys:?}");
+    let options = safejax::Options::new().allow_unknown_keys(true);
+    let loaded: Gpt2Len = options.from_bytes(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(loaded.transformer.h.len(), 2);
+
+    // A third block pushed onto the loaded model: the write names the list and writes nothing.
+    let mut gpt2 = gpt2;
+    let third: Gpt2 = safejax::from_file(gpt2_path()).unwrap();
+    gpt2.transformer.h.extend(third.transformer.h.into_iter().take(1));
+    let out = dir.path().join("out.safetensors");
+    for err in [
+        safejax::to_file(&out, &gpt2).unwrap_err(),
+        safejax::to_bytes(&gpt2).unwrap_err(),
+        safejax::msgpack::to_bytes(&gpt2).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::Message { .. }), "{err:?}");
+        assert_eq!(err.key(), Some("transformer.h"), "{err:?}");
+    }
+    assert!(!out.exists(), "a file was written");
+}
+
+#[test]
+fn len_composes_with_shape_on_a_list_of_tensors() {
+    let layer = |rows: usize| Tensor::new(vec![rows, 4], vec![0.0f32; rows * 4]).unwrap();
+    let stack = Stack {
+        layers: vec![layer(2), layer(2), layer(2)],
+    };
+    let bytes = safejax::to_bytes(&stack).unwrap();
+    let back: Stack = safejax::from_bytes(&bytes).unwrap();
+    assert_eq!(back.layers.len(), 3);
+
+    // Each element's shape is checked.
+    let wrong = Stack {
+        layers: vec![layer(2), layer(5), layer(2)],
+    };
+    let err = safejax::to_bytes(&wrong).unwrap_err();
+    let Error::DeclaredShapeMismatch { key, .. } = &err else {
+        panic!("not a declared-shape mismatch: {err:?}");
+    };
+    assert_eq!(key, "layers.1");
+
+    // And the count: a file of two layers misses the third.
+    let two: BTreeMap<String, Tensor<f32>> = [("layers.0", layer(2)), ("layers.1", layer(2))]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let err = safejax::from_bytes::<Stack>(&safejax::to_bytes(&two).unwrap()).unwrap_err();
+    let Error::MissingKeys { keys, .. } = &err else {
+        panic!("not a missing-keys error: {err:?}");
+    };
+    assert_eq!(keys, &["layers.2".to_owned()]);
 }

@@ -120,8 +120,9 @@ enum Command {
         #[arg(long, value_name = "NAME", default_value = "Checkpoint")]
         root: String,
         /// Lists as `Vec<T>`, which load any number of elements, instead of fixed-length arrays
-        /// `[T; N]` (used where every list of a field has the same N, 1 to 32, with no gaps),
-        /// which refuse a file with fewer or more.
+        /// `[T; N]` (used where every list of a field has the same N, 1 to 32, with no gaps) and
+        /// `Vec<T>` with `#[safejax(len = N)]` (the same past 32), which refuse a file with fewer
+        /// or more.
         #[arg(long)]
         vec: bool,
     },

@@ -596,6 +596,49 @@ pub struct Linear {
     );
 }
 
+#[test]
+fn codegen_declares_the_length_of_a_list_too_long_for_an_array() {
+    // 40 layers of a tiny Dense: more than serde's arrays hold (32), so a `Vec` with `len`.
+    let layers: BTreeMap<String, safejax::Tensor<f32>> = (0..40)
+        .flat_map(|i| {
+            [
+                (
+                    format!("layers.{i}.kernel"),
+                    safejax::Tensor::new(vec![2, 3], vec![0.0; 6]).unwrap(),
+                ),
+                (
+                    format!("layers.{i}.bias"),
+                    safejax::Tensor::new(vec![3], vec![0.0; 3]).unwrap(),
+                ),
+            ]
+        })
+        .collect();
+    let path = scratch("codegen_len").join("deep.safetensors");
+    safejax::to_file(&path, &layers).unwrap();
+    let out = ok(["codegen".as_ref(), path.as_os_str()]);
+    assert!(
+        out.contains("    #[safejax(len = 40)]\n    pub layers: Vec<Layer>,\n"),
+        "{out}"
+    );
+    // The field's other marks and `len` share one attribute.
+    let one_layer: BTreeMap<String, safejax::Tensor<f32>> = (0..33)
+        .map(|i| (format!("w.{i}"), safejax::Tensor::new(vec![4], vec![0.0; 4]).unwrap()))
+        .collect();
+    let path = scratch("codegen_len_shape").join("stack.safetensors");
+    safejax::to_file(&path, &one_layer).unwrap();
+    let out = ok(["codegen".as_ref(), path.as_os_str()]);
+    assert!(
+        out.contains("    #[safejax(len = 33, shape = [4])]\n    pub w: Vec<Tensor<f32>>,\n"),
+        "{out}"
+    );
+    // `--vec`: a `Vec` that loads any number.
+    let out = ok(["codegen".as_ref(), "--vec".as_ref(), path.as_os_str()]);
+    assert!(
+        out.contains("    #[safejax(shape = [4])]\n    pub w: Vec<Tensor<f32>>,\n"),
+        "{out}"
+    );
+}
+
 /// Asserts a failure with one line on stderr and no panic.
 fn fails(args: &[&str], message: &str) {
     let out = safejax(args);

@@ -129,6 +129,8 @@ pub struct Field {
     pub class: Option<Keyed<String>>,
     /// `#[safejax(shape = [...])]`.
     pub shape: Option<Keyed<Vec<Dim>>>,
+    /// `#[safejax(len = N)]` on a `Vec` field.
+    pub len: Option<Keyed<usize>>,
 }
 
 /// One dimension of `#[safejax(shape = [...])]`, handed to the library as
@@ -147,7 +149,7 @@ pub fn unraw(ident: &syn::Ident) -> String {
 /// The keys of the struct-level `#[safejax]`, for the unknown-key message.
 const CONTAINER_KEYS: &str = "`style`, `class`, `crate`";
 /// The keys of the field-level `#[safejax]`, for the unknown-key message.
-const FIELD_KEYS: &str = "`join`, `var`, `class`, `shape`";
+const FIELD_KEYS: &str = "`join`, `var`, `class`, `shape`, `len`";
 
 impl Container {
     pub fn from_ast(cx: &Ctxt, input: &syn::DeriveInput) -> Self {
@@ -251,6 +253,7 @@ impl Field {
         let mut var = Attr::none(cx, "var");
         let mut class = Attr::none(cx, "class");
         let mut shape = Attr::none(cx, "shape");
+        let mut len = Attr::none(cx, "len");
         let mut names = NamePair::default();
         let mut skip = false;
         let mut skip_serializing: Option<syn::Path> = None;
@@ -294,6 +297,11 @@ impl Field {
                         shape.seen(&meta.path);
                         if let Some(dims) = parse_shape(cx, &meta)? {
                             shape.set(&meta.path, dims);
+                        }
+                    } else if meta.path.is_ident("len") {
+                        len.seen(&meta.path);
+                        if let Some(n) = parse_len(cx, &meta)? {
+                            len.set(&meta.path, n);
                         }
                     } else if ["style", "crate"].iter().any(|key| meta.path.is_ident(key)) {
                         cx.error_spanned_by(
@@ -344,6 +352,7 @@ impl Field {
             var: var.get(),
             class: class.get(),
             shape: shape.get(),
+            len: len.get(),
         }
     }
 }
@@ -384,6 +393,26 @@ fn parse_shape(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Vec<Dim>
         }
     }
     Ok(valid.then_some(dims))
+}
+
+/// The length of `len = 48`; `None` (with an error recorded) for anything else. `len = 0` is
+/// refused: a list that must be empty holds no keys, so the field would describe nothing.
+fn parse_len(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<usize>> {
+    const EXPECTED: &str = "expected `len = N`: the number of elements of the `Vec`, at least 1";
+    let Some(expr) = get_expr(cx, meta, EXPECTED)? else {
+        return Ok(None);
+    };
+    let len = match ungrouped(&expr) {
+        Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) if int.suffix().is_empty() => int.base10_parse::<usize>().ok(),
+        _ => None,
+    };
+    match len {
+        Some(n) if n > 0 => Ok(Some(n)),
+        _ => {
+            cx.error_spanned_by(&expr, EXPECTED);
+            Ok(None)
+        }
+    }
 }
 
 /// `rename = "..."` or `rename(serialize = "...", deserialize = "...")`, which must agree.

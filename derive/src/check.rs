@@ -103,6 +103,7 @@ fn field_marks(attrs: &crate::attr::Field) -> impl Iterator<Item = (&'static str
         attrs.var.as_ref().map(|s| ("var", s.span())),
         attrs.class.as_ref().map(|s| ("class", s.span())),
         attrs.shape.as_ref().map(|s| ("shape", s.span())),
+        attrs.len.as_ref().map(|s| ("len", s.span())),
     ]
     .into_iter()
     .flatten()

@@ -115,7 +115,17 @@ fn field_schema(krate: &TokenStream, field: &Field, container_default: bool) -> 
     let ty = field.ty;
     // Spanned on the field's type: a type that is not `Params` is reported there, with the
     // trait's `on_unimplemented` message.
-    let schema = quote_spanned!(ty.span()=> #krate::__private::SchemaRef::new(<#ty as #krate::Params>::schema));
+    let schema = match &attrs.len {
+        // The schema of `[T; N]` is `Vec<T>`'s with the length that loads and writes check. The
+        // element is named through a trait that only `Vec` has, spanned on `len`: on another type
+        // the error says what `len` needs.
+        Some(len) => {
+            let n = len.value;
+            let element = quote_spanned!(len.span()=> <#ty as #krate::__private::VecElement>::Element);
+            quote_spanned!(len.span()=> #krate::__private::SchemaRef::new(<[#element; #n] as #krate::Params>::schema))
+        }
+        None => quote_spanned!(ty.span()=> #krate::__private::SchemaRef::new(<#ty as #krate::Params>::schema)),
+    };
     let optional = container_default || attrs.default;
     let join = option(attrs.join.as_ref().map(|join| {
         let separator = join.value;

@@ -8,7 +8,8 @@ use super::check::{Facts, FieldFacts};
 use super::infer::LeafTy;
 use super::plan::{PTy, Plan};
 
-/// The longest array serde reads and writes (its impls stop at 32): longer lists stay `Vec`.
+/// The longest array serde reads and writes (its impls stop at 32): longer lists stay `Vec`, with
+/// `#[safejax(len = N)]`.
 const MAX_ARRAY: usize = 32;
 
 /// The Rust element type of a dtype, written so that it resolves with only
@@ -66,11 +67,26 @@ struct Lists<'f> {
 }
 
 impl Lists<'_> {
-    /// The length of an array for a list at this depth of elements `element`: a list with gaps
-    /// (`Option` elements) stays a `Vec`, whose length follows the last element present.
-    fn array_len(&self, element: &PTy) -> Option<usize> {
+    /// The length the file fixes for a list at this depth of elements `element`: a list with gaps
+    /// (`Option` elements) has none, its length follows the last element present.
+    fn fixed_len(&self, element: &PTy) -> Option<usize> {
         let len = (*self.lens?.get(self.depth)?)?;
-        ((1..=MAX_ARRAY).contains(&len) && !matches!(element, PTy::Option(_))).then_some(len)
+        (len > 0 && !matches!(element, PTy::Option(_))).then_some(len)
+    }
+
+    /// The length of an array for a list at this depth of elements `element`.
+    fn array_len(&self, element: &PTy) -> Option<usize> {
+        self.fixed_len(element).filter(|&len| len <= MAX_ARRAY)
+    }
+
+    /// `len = N` for a field that is a list too long for an array: the `Vec` checks its length
+    /// as the array would. Only the field's own list can carry it, not a list inside.
+    fn len_mark(&self, field: &PTy) -> Option<String> {
+        let PTy::Vec(element) = field else {
+            return None;
+        };
+        let len = self.fixed_len(element).filter(|&len| len > MAX_ARRAY)?;
+        Some(format!("len = {len}"))
     }
 
     fn inner(self) -> Self {
@@ -122,7 +138,7 @@ fn shape_mark(facts: Option<&FieldFacts>) -> Option<String> {
 }
 
 /// The structs of `plan` as Rust source; with `arrays`, lists whose length `facts` fix print as
-/// arrays.
+/// arrays, or as `Vec`s with `len` where too long for an array.
 pub fn structs(plan: &Plan, facts: &Facts, borrowed: bool, arrays: bool) -> String {
     let lifetimes = lifetimes(plan, borrowed);
     let mut out = String::new();
@@ -174,6 +190,7 @@ pub fn structs(plan: &Plan, facts: &Facts, borrowed: bool, arrays: bool) -> Stri
             if let Some(class) = &f.list_class {
                 marks.push(format!("class = {class:?}"));
             }
+            marks.extend(lists.len_mark(&f.ty));
             marks.extend(shape_mark(field_facts));
             if !marks.is_empty() {
                 let _ = writeln!(out, "    #[safejax({})]", marks.join(", "));

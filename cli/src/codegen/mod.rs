@@ -6,8 +6,8 @@
 //! one struct per shape, names, attributes), and checked against the file by the rules `safejax`
 //! reads with (`check`) before they are printed (`emit`). The check also says what the file fixes
 //! of each field (the shape of its tensors, the length of its lists), which `emit` declares:
-//! `#[safejax(shape = [...])]` on every tensor, and arrays where every list of a field has one
-//! length, so that the structs refuse a file with a layer missing or a tensor transposed. Keys that structs cannot express fall
+//! `#[safejax(shape = [...])]` on every tensor, and arrays (or `#[safejax(len = N)]` past serde's
+//! 32) where every list of a field has one length, so that the structs refuse a file with a layer missing or a tensor transposed. Keys that structs cannot express fall
 //! back to a map of tensors, for a subtree or, failing that, for the whole file, with a note that
 //! says why.
 
