@@ -596,47 +596,48 @@ pub struct Linear {
     );
 }
 
-#[test]
-fn codegen_declares_the_length_of_a_list_too_long_for_an_array() {
-    // 40 layers of a tiny Dense: more than serde's arrays hold (32), so a `Vec` with `len`.
-    let layers: BTreeMap<String, safejax::Tensor<f32>> = (0..40)
-        .flat_map(|i| {
-            [
-                (
-                    format!("layers.{i}.kernel"),
-                    safejax::Tensor::new(vec![2, 3], vec![0.0; 6]).unwrap(),
-                ),
-                (
-                    format!("layers.{i}.bias"),
-                    safejax::Tensor::new(vec![3], vec![0.0; 3]).unwrap(),
-                ),
-            ]
+/// `tensors` written to a scratch file named `name`, and its path.
+fn scratch_file(name: &str, tensors: impl IntoIterator<Item = (String, Vec<usize>)>) -> PathBuf {
+    let tensors: BTreeMap<String, safejax::Tensor<f32>> = tensors
+        .into_iter()
+        .map(|(key, shape)| {
+            let zeros = vec![0.0; shape.iter().product()];
+            (key, safejax::Tensor::new(shape, zeros).unwrap())
         })
         .collect();
-    let path = scratch("codegen_len").join("deep.safetensors");
-    safejax::to_file(&path, &layers).unwrap();
+    let path = scratch(name).join(format!("{name}.safetensors"));
+    safejax::to_file(&path, &tensors).unwrap();
+    path
+}
+
+#[test]
+fn codegen_declares_the_length_of_a_list_too_long_for_an_array() {
+    // 40 layers of a tiny dense layer: more than serde's arrays hold (32), so a `Vec` with `len`.
+    let path = scratch_file(
+        "codegen_len",
+        (0..40).flat_map(|i| {
+            [
+                (format!("layers.{i}.kernel"), vec![2, 3]),
+                (format!("layers.{i}.bias"), vec![3]),
+            ]
+        }),
+    );
     let out = ok(["codegen".as_ref(), path.as_os_str()]);
     assert!(
         out.contains("    #[safejax(len = 40)]\n    pub layers: Vec<Layer>,\n"),
         "{out}"
     );
-    // The field's other marks and `len` share one attribute.
-    let one_layer: BTreeMap<String, safejax::Tensor<f32>> = (0..33)
-        .map(|i| (format!("w.{i}"), safejax::Tensor::new(vec![4], vec![0.0; 4]).unwrap()))
-        .collect();
-    let path = scratch("codegen_len_shape").join("stack.safetensors");
-    safejax::to_file(&path, &one_layer).unwrap();
-    let out = ok(["codegen".as_ref(), path.as_os_str()]);
-    assert!(
-        out.contains("    #[safejax(len = 33, shape = [4])]\n    pub w: Vec<Tensor<f32>>,\n"),
-        "{out}"
-    );
-    // `--vec`: a `Vec` that loads any number.
-    let out = ok(["codegen".as_ref(), "--vec".as_ref(), path.as_os_str()]);
-    assert!(
-        out.contains("    #[safejax(shape = [4])]\n    pub w: Vec<Tensor<f32>>,\n"),
-        "{out}"
-    );
+
+    // The field's other marks and `len` share one attribute; `--vec` keeps a `Vec` of any length.
+    let path = scratch_file("codegen_len_shape", (0..33).map(|i| (format!("w.{i}"), vec![4])));
+    for (args, attr) in [
+        (&["codegen"][..], "len = 33, shape = [4]"),
+        (&["codegen", "--vec"][..], "shape = [4]"),
+    ] {
+        let out = ok(args.iter().map(std::ffi::OsStr::new).chain([path.as_os_str()]));
+        let field = format!("    #[safejax({attr})]\n    pub w: Vec<Tensor<f32>>,\n");
+        assert!(out.contains(&field), "{field:?} in\n{out}");
+    }
 }
 
 /// Asserts a failure with one line on stderr and no panic.
