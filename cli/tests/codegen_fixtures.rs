@@ -145,10 +145,13 @@ fn tensor(dtype: Dtype, shape: &[usize], fill: u8) -> DynTensor {
 /// A made-up file: its name, its tensors, and the note `codegen` must print for it.
 type MadeUp = (&'static str, Vec<(&'static str, DynTensor)>, Option<&'static str>, Kind);
 
-/// Files made here for what the fixtures do not show: names that are not Rust names, gaps,
-/// scalars of every kind, dtypes `Tensor` cannot hold, and keys that structs cannot express.
+/// Files made here for what the fixtures do not show: lists longer than an array, names that are
+/// not Rust names, gaps, scalars of every kind, dtypes `Tensor` cannot hold, and keys that structs
+/// cannot express.
 fn synthetic(dir: &Path) -> Vec<Case> {
-    let files: [MadeUp; 7] = [
+    let files: [MadeUp; 8] = [
+        // More layers than serde's arrays hold: a `Vec` with `len`, which refusals check too.
+        ("deep", deep_layers(DEEP), None, Kind::Safetensors),
         // No tensors at all.
         ("empty", vec![], None, Kind::Safetensors),
         (
@@ -279,6 +282,24 @@ fn synthetic(dir: &Path) -> Vec<Case> {
     cases
 }
 
+/// The number of layers of the `deep` file: past serde's 32-element arrays.
+const DEEP: usize = 40;
+
+/// `count` layers of a tiny dense layer, `layers.{i}.kernel` and `layers.{i}.bias`.
+fn deep_layers(count: usize) -> Vec<(&'static str, DynTensor)> {
+    (0..count)
+        .flat_map(|i| {
+            [
+                (
+                    format!("layers.{i}.kernel").leak() as &'static str,
+                    tensor(Dtype::F32, &[2, 3], 1),
+                ),
+                (format!("layers.{i}.bias").leak(), tensor(Dtype::F32, &[3], 2)),
+            ]
+        })
+        .collect()
+}
+
 /// A copy of a fixture that the code generated for the fixture must refuse to load.
 struct Refusal {
     /// The module whose code loads it.
@@ -290,8 +311,14 @@ struct Refusal {
 }
 
 /// Copies of GPT-2 that its generated structs must refuse: without any block, without the last
-/// one, with a transposed kernel. Written to `dir`.
+/// one, with a transposed kernel; and the `deep` file without its last layer. Written to `dir`.
 fn refusals(dir: &Path) -> Vec<Refusal> {
+    let deep: BTreeMap<String, DynTensor> = deep_layers(DEEP - 1)
+        .into_iter()
+        .map(|(k, t)| (k.to_owned(), t))
+        .collect();
+    let deep_path = dir.join("deep_no_last_layer.safetensors");
+    safejax::to_file(&deep_path, &deep).unwrap();
     let original = crate_root().join("tests/fixtures/hf_gpt2/safetensors/model.safetensors");
     let tensors: BTreeMap<String, DynTensor> = safejax::from_file(&original).unwrap();
     let write = |name: &str, edit: &dyn Fn(&mut BTreeMap<String, DynTensor>)| {
@@ -328,6 +355,12 @@ fn refusals(dir: &Path) -> Vec<Refusal> {
             }),
             key: kernel,
             shape: true,
+        },
+        Refusal {
+            module: "deep",
+            path: deep_path,
+            key: "layers.39.kernel",
+            shape: false,
         },
     ]
 }
