@@ -404,6 +404,26 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
     }
 }
 
+/// Serializes `value` as a `schema` node at the step the cursor stands on (a list element or a
+/// map entry), then steps the cursor back to its container's `mark`.
+fn serialize_below<T: ?Sized + Serialize>(
+    sink: &mut Sink<'_>,
+    cursor: &mut Cursor,
+    mark: Mark,
+    (schema, shape, dims): (&'static Schema, Option<&'static [Dim]>, &RefCell<DimBindings>),
+    value: &T,
+) -> Result<()> {
+    value.serialize(NodeSerializer {
+        sink,
+        schema,
+        cursor: &mut *cursor,
+        shape,
+        dims,
+    })?;
+    cursor.back(mark);
+    Ok(())
+}
+
 /// Serializes the elements of a list.
 pub struct ListSerializer<'s> {
     sink: &'s mut Sink<'s>,
@@ -423,15 +443,8 @@ impl ser::SerializeSeq for ListSerializer<'_> {
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
         self.cursor.step_element(self.index);
         self.index += 1;
-        value.serialize(NodeSerializer {
-            sink: &mut *self.sink,
-            schema: self.element,
-            cursor: &mut *self.cursor,
-            shape: self.shape,
-            dims: self.dims,
-        })?;
-        self.cursor.back(self.mark);
-        Ok(())
+        let (element, shape) = (self.element, self.shape);
+        serialize_below(self.sink, self.cursor, self.mark, (element, shape, self.dims), value)
     }
 
     fn end(self) -> Result<()> {
@@ -519,15 +532,8 @@ impl ser::SerializeMap for MapSerializer<'_> {
                 self.cursor.step_element(index);
             }
         }
-        value.serialize(NodeSerializer {
-            sink: &mut *self.sink,
-            schema: self.value,
-            cursor: &mut *self.cursor,
-            shape: self.shape,
-            dims: self.dims,
-        })?;
-        self.cursor.back(self.mark);
-        Ok(())
+        let (schema, shape) = (self.value, self.shape);
+        serialize_below(self.sink, self.cursor, self.mark, (schema, shape, self.dims), value)
     }
 
     fn end(self) -> Result<()> {
