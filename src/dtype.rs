@@ -66,6 +66,15 @@ macro_rules! dtypes {
         const ALL: &[Dtype] = &[$(Dtype::$variant),*];
 
         impl Dtype {
+            /// The dtype named `name` in safetensors headers: one `match`, compiled to a
+            /// comparison by length and bytes (a header names one dtype per tensor).
+            fn from_name(name: &str) -> Option<Dtype> {
+                match name {
+                    $(stringify!($variant) => Some(Dtype::$variant),)*
+                    _ => None,
+                }
+            }
+
             /// The name used in safetensors headers (`"F32"`, `"BF16"`, ...).
             pub const fn name(self) -> &'static str {
                 match self {
@@ -375,9 +384,7 @@ impl FromStr for Dtype {
     type Err = UnknownDtype;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Dtype::all()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| UnknownDtype(s.to_owned()))
+        Dtype::from_name(s).ok_or_else(|| UnknownDtype(s.to_owned()))
     }
 }
 
