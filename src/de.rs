@@ -218,7 +218,7 @@ impl<'de> Deserializer<'de> {
 
     /// The keys of the file, in header order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.header.entries.iter().map(|e| e.key.as_str())
+        self.header.keys()
     }
 
     /// Reads the params of type `T`.
@@ -303,10 +303,11 @@ impl LeafBytes<'_, '_> {
 impl<'de, 'h> Ctx<'de, 'h> {
     fn leaf(&self, index: usize, schema: &LeafSchema) -> Result<LeafData<'de, 'h>> {
         let entry: &'h Entry = &self.header.entries[index];
+        let (key, shape) = (self.header.key_of(entry), self.header.shape_of(entry));
         let raw = match (entry.span, self.file) {
             (Span::Input(_), Some(file)) => {
                 let convert = schema.dtype.is_some_and(|d| d != entry.dtype);
-                if convert || entry.shape.is_empty() {
+                if convert || shape.is_empty() {
                     LeafBytes::Read(file.read_all(entry.start, entry.end)?)
                 } else {
                     LeafBytes::File {
@@ -322,20 +323,20 @@ impl<'de, 'h> Ctx<'de, 'h> {
                 self.owned[n]
                     .borrow_mut()
                     .take()
-                    .ok_or_else(|| Error::at(&entry.key, "tensor data read twice"))?,
+                    .ok_or_else(|| Error::at(key, "tensor data read twice"))?,
             ),
         };
         if let Some(rank) = schema.rank {
-            if entry.shape.len() != rank {
+            if shape.len() != rank {
                 let expected = if rank == 0 {
                     "a scalar (shape [])".to_owned()
                 } else {
                     crate::error::dimensions(rank)
                 };
                 return Err(Error::ShapeMismatch {
-                    key: entry.key.clone(),
+                    key: key.to_owned(),
                     expected,
-                    found: entry.shape.clone(),
+                    found: shape.to_vec(),
                 });
             }
         }
@@ -343,13 +344,13 @@ impl<'de, 'h> Ctx<'de, 'h> {
             Some(expected) if expected != entry.dtype => {
                 if !self.convert || !crate::convert::convertible(entry.dtype, expected) {
                     return Err(Error::DtypeMismatch {
-                        key: entry.key.clone(),
+                        key: key.to_owned(),
                         expected,
                         found: entry.dtype,
                     });
                 }
                 let converted = convert(raw.as_slice(), entry.dtype, expected).map_err(|reason| Error::Conversion {
-                    key: entry.key.clone(),
+                    key: key.to_owned(),
                     from: entry.dtype,
                     to: expected,
                     reason,
@@ -358,15 +359,11 @@ impl<'de, 'h> Ctx<'de, 'h> {
             }
             _ => (entry.dtype, raw),
         };
-        Ok(LeafData {
-            dtype,
-            shape: &entry.shape,
-            data,
-        })
+        Ok(LeafData { dtype, shape, data })
     }
 
     fn key(&self, index: usize) -> &str {
-        &self.header.entries[index].key
+        self.header.key(index)
     }
 }
 

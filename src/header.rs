@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::arena::{Arena, Slot};
 use crate::{Dtype, Error, Result};
 
 /// The largest header accepted, as in the safetensors crate.
@@ -19,12 +20,14 @@ pub(crate) const MAX_HEADER_LEN: u64 = 100_000_000;
 pub(crate) const METADATA_KEY: &str = "__metadata__";
 const LEN_BYTES: usize = 8;
 
-/// One tensor entry of a header.
+/// One tensor entry of a header. Its key and shape are held by the header, in one buffer each
+/// ([`Header::key_of`], [`Header::shape_of`]): a header of many small tensors costs an entry of
+/// 48 bytes and its text per tensor, not two allocations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
-    pub key: String,
+    key: Slot,
+    shape: Slot,
     pub dtype: Dtype,
-    pub shape: Vec<usize>,
     /// Byte range within its input (the whole file), or within the side buffer.
     pub start: usize,
     pub end: usize,
@@ -45,16 +48,80 @@ pub(crate) enum Span {
 }
 
 /// A parsed and validated header.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Header {
     /// The entries in the order the header lists them.
     pub entries: Vec<Entry>,
+    /// The entries' keys.
+    keys: Arena<u8>,
+    /// The entries' shapes.
+    dims: Arena<usize>,
     pub metadata: Option<Metadata>,
     /// Bytes of entries with [`Span::Side`].
     pub side: Vec<u8>,
 }
 
 impl Header {
+    /// Appends an entry.
+    pub(crate) fn push(
+        &mut self,
+        key: &str,
+        dtype: Dtype,
+        shape: &[usize],
+        (start, end): (usize, usize),
+        span: Span,
+    ) -> Result<()> {
+        // A header is capped at 100 MB; the readers of other formats make one entry per tensor.
+        let full = || Error::header("its keys and shapes are too many to hold");
+        let entry = Entry {
+            key: self.keys.push_str(key).ok_or_else(full)?,
+            shape: self.dims.push(shape).ok_or_else(full)?,
+            dtype,
+            start,
+            end,
+            span,
+        };
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// The key of `entry`, one of this header's entries.
+    pub(crate) fn key_of(&self, entry: &Entry) -> &str {
+        self.keys.get_str(entry.key)
+    }
+
+    /// The shape of `entry`, one of this header's entries.
+    pub(crate) fn shape_of(&self, entry: &Entry) -> &[usize] {
+        self.dims.get(entry.shape)
+    }
+
+    /// The key of entry `i`.
+    pub(crate) fn key(&self, i: usize) -> &str {
+        self.key_of(&self.entries[i])
+    }
+
+    /// The shape of entry `i`.
+    pub(crate) fn shape(&self, i: usize) -> &[usize] {
+        self.shape_of(&self.entries[i])
+    }
+
+    /// The keys, in the order of the entries.
+    pub(crate) fn keys(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.entries.iter().map(|e| self.key_of(e))
+    }
+
+    /// Appends entry `i` of `other` (its bytes still where `other` said), with another span.
+    pub(crate) fn push_from(&mut self, other: &Header, i: usize, span: Span) -> Result<()> {
+        let entry = &other.entries[i];
+        self.push(
+            other.key_of(entry),
+            entry.dtype,
+            other.shape_of(entry),
+            (entry.start, entry.end),
+            span,
+        )
+    }
+
     /// Parses the header of a whole file held in `bytes` and checks the entries against the data.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Header> {
         Self::parse_head(bytes, bytes.len())
@@ -91,31 +158,32 @@ impl Header {
         }
         let mut found = None;
         let mut json = serde_json::Deserializer::from_str(text);
+        let mut header = Header::default();
+        // Reserved once from their bound: a growing vector would hold the entries up to three
+        // times over while it moves.
+        header.entries.reserve_exact(entry_count_bound(text));
         let parsed = json
             .deserialize_map(HeaderVisitor {
                 error: &mut found,
-                entries: entry_count_bound(text),
+                header: &mut header,
             })
-            .and_then(|header| json.end().map(|()| header));
-        let (entries, metadata) = parsed.map_err(|e| match (e.classify(), found) {
+            .and_then(|()| json.end());
+        parsed.map_err(|e| match (e.classify(), found) {
             // What the visitor found about one entry or the metadata, unless the JSON ended there.
             (serde_json::error::Category::Eof, _) | (_, None) => {
                 Error::header(format_args!("not a valid header object: {e}"))
             }
             (_, Some(err)) => err,
         })?;
-        let mut by_key: Vec<&Entry> = entries.iter().collect();
-        by_key.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        if let Some(pair) = by_key.windows(2).find(|pair| pair[0].key == pair[1].key) {
+        let mut by_key: Vec<&str> = header.keys().collect();
+        by_key.sort_unstable();
+        if let Some(pair) = by_key.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(Error::DuplicateKey {
-                key: pair[0].key.clone(),
+                key: pair[0].to_owned(),
             });
         }
-        Ok(Header {
-            entries,
-            metadata,
-            side: Vec::new(),
-        })
+        drop(by_key);
+        Ok(header)
     }
 
     /// Checks that the entries tile `data_len` bytes exactly.
@@ -128,9 +196,9 @@ impl Header {
             if entry.start < covered {
                 let previous = previous.expect("only a tensor ends past 0");
                 return Err(Error::OverlappingData {
-                    key: entry.key.clone(),
+                    key: self.key_of(entry).to_owned(),
                     start: entry.start as u64,
-                    previous: previous.key.clone(),
+                    previous: self.key_of(previous).to_owned(),
                     previous_end: covered as u64,
                 });
             }
@@ -138,7 +206,7 @@ impl Header {
                 return Err(Error::DataGap {
                     start: covered as u64,
                     end: entry.start as u64,
-                    next: entry.key.clone(),
+                    next: self.key_of(entry).to_owned(),
                 });
             }
             if entry.end > covered {
@@ -224,10 +292,24 @@ impl<'de> Deserialize<'de> for RawDtype {
 
 /// A shape, refused as soon as it has more than [`MAX_RANK`] dimensions. Dimensions are kept as
 /// `usize`, what the entry holds, unless one does not fit (only on a 32-bit target), in which case
-/// the shape as written is kept for the error.
+/// the shape as written is kept for the error. Shapes of up to [`INLINE_RANK`] dimensions (every
+/// shape of a real model) are read without an allocation.
 enum RawShape {
+    Inline([usize; INLINE_RANK], u8),
     Dims(Vec<usize>),
     TooLarge(Vec<u64>),
+}
+
+const INLINE_RANK: usize = 8;
+
+impl RawShape {
+    fn dims(&self) -> Option<&[usize]> {
+        match self {
+            RawShape::Inline(dims, rank) => Some(&dims[..*rank as usize]),
+            RawShape::Dims(dims) => Some(dims),
+            RawShape::TooLarge(_) => None,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for RawShape {
@@ -240,8 +322,6 @@ impl<'de> Deserialize<'de> for RawShape {
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawShape, A::Error> {
                 let too_many = || de::Error::custom(format_args!("a shape has at most {MAX_RANK} dimensions"));
-                // Read on the stack and allocated once, at its exact size: a growing vector would
-                // hold four dimensions for a shape of one, in every entry of the header.
                 let mut dims = [0usize; MAX_RANK];
                 let mut rank = 0;
                 while let Some(dim) = seq.next_element::<u64>()? {
@@ -263,7 +343,13 @@ impl<'de> Deserialize<'de> for RawShape {
                     dims[rank] = fits;
                     rank += 1;
                 }
-                Ok(RawShape::Dims(dims[..rank].to_vec()))
+                if rank <= INLINE_RANK {
+                    let mut inline = [0usize; INLINE_RANK];
+                    inline[..rank].copy_from_slice(&dims[..rank]);
+                    Ok(RawShape::Inline(inline, rank as u8))
+                } else {
+                    Ok(RawShape::Dims(dims[..rank].to_vec()))
+                }
             }
         }
         deserializer.deserialize_seq(ShapeVisitor)
@@ -271,26 +357,40 @@ impl<'de> Deserialize<'de> for RawShape {
 }
 
 impl RawEntry {
-    fn check(self, key: String) -> Result<Entry> {
+    /// Checks the entry and appends it to `header`.
+    fn check(self, key: &str, header: &mut Header) -> Result<()> {
         let dtype = match self.dtype.0 {
             Ok(dtype) => dtype,
-            Err(found) => return Err(Error::UnknownDtype { key, found }),
+            Err(found) => {
+                return Err(Error::UnknownDtype {
+                    key: key.to_owned(),
+                    found,
+                })
+            }
         };
         let wide = |shape: &[usize]| shape.iter().map(|&d| d as u64).collect();
-        let shape = match self.shape {
-            RawShape::Dims(shape) => shape,
-            RawShape::TooLarge(shape) => return Err(Error::ShapeOverflow { key, shape }),
+        let shape = match self.shape.dims() {
+            Some(shape) => shape,
+            None => {
+                let RawShape::TooLarge(shape) = self.shape else {
+                    unreachable!("dims() is None only for TooLarge")
+                };
+                return Err(Error::ShapeOverflow {
+                    key: key.to_owned(),
+                    shape,
+                });
+            }
         };
-        let bits = crate::tensor::element_count(&shape).and_then(|n| n.checked_mul(dtype.bit_size()));
+        let bits = crate::tensor::element_count(shape).and_then(|n| n.checked_mul(dtype.bit_size()));
         let Some(bits) = bits else {
             return Err(Error::ShapeOverflow {
-                key,
-                shape: wide(&shape),
+                key: key.to_owned(),
+                shape: wide(shape),
             });
         };
         if bits % 8 != 0 {
             return Err(Error::InvalidEntry {
-                key,
+                key: key.to_owned(),
                 reason: format!("{dtype} shape {shape:?} does not fill a whole number of bytes"),
             });
         }
@@ -300,28 +400,46 @@ impl RawEntry {
             (Ok(s), Ok(e)) if s <= e => (s, e),
             _ => {
                 return Err(Error::InvalidEntry {
-                    key,
+                    key: key.to_owned(),
                     reason: format!("data offsets [{start}, {end}] are not a valid range"),
                 })
             }
         };
         if end - start != bytes {
             return Err(Error::DataSizeMismatch {
-                key,
+                key: key.to_owned(),
                 dtype,
-                shape: wide(&shape),
+                shape: wide(shape),
                 expected: bytes as u64,
                 found: (end - start) as u64,
             });
         }
-        Ok(Entry {
-            key,
-            dtype,
-            shape,
-            start,
-            end,
-            span: Span::Input(0),
-        })
+        header.push(key, dtype, shape, (start, end), Span::Input(0))
+    }
+}
+
+/// A key as the JSON text holds it: borrowed unless it has escapes.
+struct KeyText<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for KeyText<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = KeyText<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<KeyText<'de>, E> {
+                Ok(KeyText(key.into()))
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<KeyText<'de>, E> {
+                Ok(KeyText(key.to_owned().into()))
+            }
+            fn visit_string<E: de::Error>(self, key: String) -> Result<KeyText<'de>, E> {
+                Ok(KeyText(key.into()))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -329,8 +447,8 @@ impl RawEntry {
 /// [`Header::parse_json`] to report in place of the JSON parser's wrapping.
 struct HeaderVisitor<'e> {
     error: &'e mut Option<Error>,
-    /// The most entries the header can hold ([`entry_count_bound`]): the entries' capacity.
-    entries: usize,
+    /// What is read, entry by entry.
+    header: &'e mut Header,
 }
 
 /// The shortest entry a header can hold: `"":{"dtype":"U8","shape":[],"data_offsets":[0,0]}`.
@@ -345,25 +463,21 @@ fn entry_count_bound(text: &str) -> usize {
     objects.min(text.len() / MIN_ENTRY_LEN)
 }
 
-type Parsed = (Vec<Entry>, Option<Metadata>);
-
 impl<'de> Visitor<'de> for HeaderVisitor<'_> {
-    type Value = Parsed;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a safetensors header object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
-        let mut entries = Vec::with_capacity(self.entries);
-        let mut metadata = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen_metadata = false;
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(KeyText(key)) = map.next_key::<KeyText<'de>>()? {
             if key == METADATA_KEY {
                 if std::mem::replace(&mut seen_metadata, true) {
-                    return Err(self.fail(Error::DuplicateKey { key }));
+                    return Err(self.fail(Error::DuplicateKey { key: key.into_owned() }));
                 }
-                metadata = match map.next_value::<&'de serde_json::value::RawValue>() {
+                self.header.metadata = match map.next_value::<&'de serde_json::value::RawValue>() {
                     Ok(raw) => match Metadata::check(raw.get()) {
                         Ok(metadata) => metadata,
                         Err(e) => {
@@ -381,19 +495,18 @@ impl<'de> Visitor<'de> for HeaderVisitor<'_> {
                     Ok(raw) => raw,
                     Err(e) => {
                         *self.error = Some(Error::InvalidEntry {
-                            key,
+                            key: key.into_owned(),
                             reason: e.to_string(),
                         });
                         return Err(e);
                     }
                 };
-                match raw.check(key) {
-                    Ok(entry) => entries.push(entry),
-                    Err(err) => return Err(self.fail(err)),
+                if let Err(err) = raw.check(&key, self.header) {
+                    return Err(self.fail(err));
                 }
             }
         }
-        Ok((entries, metadata))
+        Ok(())
     }
 }
 

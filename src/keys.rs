@@ -67,10 +67,10 @@ pub const DEFAULT_LIST_CLASS: &str = "Sequential";
 
 /// The position of a node in the tree, and what its key is so far.
 ///
-/// Each step has two forms: in place (`step_*`, undone with [`Cursor::back`] to a [`Mark`]),
-/// which the serializer takes so that one key buffer serves every leaf of a walk, and by copy
-/// (`enter_struct`, `field`, ...), which the resolver takes to keep a cursor per node. The copy
-/// forms are the in-place steps on a clone, so both agree on every key.
+/// Steps are taken in place (`step_*`, undone with [`Cursor::back`] to a [`Mark`], or around a
+/// closure with [`Cursor::below`]): the serializer and the resolver each walk with one cursor, so
+/// one key buffer serves every leaf of a walk and no key is formatted. Tests also step by copy
+/// (`enter_struct`, `field`, ...): the in-place steps on a clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Cursor {
     key: String,
@@ -257,6 +257,16 @@ impl Cursor {
         self.join(self.separator(child_is_leafy, self.place.join), name);
     }
 
+    /// Runs `then` at the node that `step` leads to, in place, and steps back: what every walk
+    /// with one cursor does at each child.
+    pub(crate) fn below<R>(&mut self, step: impl FnOnce(&mut Cursor), then: impl FnOnce(&mut Cursor) -> R) -> R {
+        let mark = self.mark();
+        step(self);
+        let out = then(self);
+        self.back(mark);
+        out
+    }
+
     /// This cursor after `step`.
     fn stepped(&self, step: impl FnOnce(&mut Cursor)) -> Cursor {
         let mut cursor = self.clone();
@@ -265,21 +275,25 @@ impl Cursor {
     }
 
     /// Steps into a struct node.
+    #[cfg(test)]
     pub(crate) fn enter_struct(&self, schema: &StructSchema) -> Cursor {
         self.stepped(|c| c.step_struct(schema))
     }
 
     /// Steps from a struct into one of its fields.
+    #[cfg(test)]
     pub(crate) fn field(&self, field: &FieldSchema, child_is_leafy: bool) -> Cursor {
         self.stepped(|c| c.step_field(field, child_is_leafy))
     }
 
     /// Steps into a list (a `Vec`, an array, an index-keyed map): objax shows the list's class.
+    #[cfg(test)]
     pub(crate) fn enter_list(&self) -> Cursor {
         self.stepped(Cursor::step_list)
     }
 
     /// Steps from a list (after [`Cursor::enter_list`]) into element `index`.
+    #[cfg(test)]
     pub(crate) fn element(&self, index: usize) -> Cursor {
         self.stepped(|c| c.step_element(index))
     }
@@ -305,19 +319,33 @@ impl Cursor {
         stops.iter().filter_map(|s| rest.find(s)).min().unwrap_or(rest.len())
     }
 
+    /// Steps from a leaf's node to its full key, in place: objax appends the variable type.
+    pub(crate) fn step_leaf(&mut self) {
+        if self.place.style == Style::Objax {
+            self.key.push_str("::");
+            self.key.push_str(self.place.var.unwrap_or(ObjaxVar::TrainVar).name());
+        }
+    }
+
     /// The full key of a leaf at this node.
     pub(crate) fn leaf_key(&self) -> String {
-        if self.place.style == Style::Objax {
-            format!("{}::{}", self.key, self.place.var.unwrap_or(ObjaxVar::TrainVar).name())
-        } else {
-            self.key.clone()
-        }
+        self.stepped(Cursor::step_leaf).key
     }
 
     /// objax keys carry the variable type, which a reader may find without it (objax's own npz
     /// files): the key to try when [`Cursor::leaf_key`] is absent.
     pub(crate) fn leaf_key_fallback(&self) -> Option<&str> {
         (self.place.style == Style::Objax).then_some(self.key.as_str())
+    }
+
+    /// At a leaf's full key (after [`Cursor::step_leaf`]): the key to try when that one is
+    /// absent, as [`Cursor::leaf_key_fallback`] is before the step.
+    pub(crate) fn leaf_key_fallback_here(&self) -> Option<&str> {
+        (self.place.style == Style::Objax).then(|| {
+            let var = self.place.var.unwrap_or(ObjaxVar::TrainVar).name();
+            debug_assert!(self.key.ends_with(var), "not at a leaf's full key");
+            &self.key[..self.key.len() - var.len() - "::".len()]
+        })
     }
 
     /// For a leaf-valued map read from a file: the entry name within `rest` (objax drops the

@@ -67,6 +67,7 @@
 #![warn(missing_docs)]
 
 #[doc(hidden)]
+mod arena;
 pub mod checkpoint;
 mod convert;
 mod de;

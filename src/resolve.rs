@@ -83,7 +83,7 @@ pub(crate) const MAX_DEPTH: usize = 256;
 /// Matches `schema` against `header`. Unless `allow_unknown`, entries the type does not take are an
 /// error. Declared shapes are checked here, before any tensor is read (or, remotely, fetched).
 pub(crate) fn resolve<'h>(schema: &'static Schema, header: &'h Header, allow_unknown: bool) -> Result<Resolved<'h>> {
-    let keys = header.entries.iter().map(|e| e.key.as_str()).collect();
+    let keys = header.keys().collect();
     let (tree, _) = resolve_keys(schema, keys, allow_unknown)?;
     check_shapes(&tree, header, &mut DimBindings::default())?;
     Ok(tree)
@@ -97,10 +97,7 @@ fn check_shapes(tree: &Resolved, header: &Header, dims: &mut DimBindings) -> Res
             entry,
             shape: Some(declared),
             ..
-        } => {
-            let entry = &header.entries[*entry];
-            dims.check(&entry.key, declared, &entry.shape)
-        }
+        } => dims.check(header.key(*entry), declared, header.shape(*entry)),
         Resolved::Leaf { shape: None, .. } | Resolved::None | Resolved::Missing => Ok(()),
         Resolved::Struct(fields) => fields.iter().try_for_each(|(_, node)| check_shapes(node, header, dims)),
         Resolved::Seq(elements) => elements.iter().try_for_each(|node| check_shapes(node, header, dims)),
@@ -206,7 +203,7 @@ fn resolve_keys<'h>(
         shape: None,
         in_absent_element: false,
     };
-    let tree = resolver.node(schema, &Cursor::root());
+    let tree = resolver.node(schema, &mut Cursor::root());
     let respelled = std::mem::take(&mut resolver.respelled);
     if resolver.fails(allow_unknown) {
         // Dropped before the error is built: a tree of thousands of nodes, none of them used.
@@ -233,7 +230,9 @@ impl<'h> Resolver<'h> {
             .take_while(move |(k, _)| k.starts_with(prefix))
     }
 
-    fn node(&mut self, schema: &'static Schema, cursor: &Cursor) -> Resolved<'h> {
+    /// Resolves the node `cursor` stands at, and leaves the cursor there: each step into a child
+    /// is taken in place and undone, so that the walk keeps one key buffer and formats no key.
+    fn node(&mut self, schema: &'static Schema, cursor: &mut Cursor) -> Resolved<'h> {
         if self.depth >= MAX_DEPTH {
             self.too_deep.get_or_insert_with(|| cursor.key().to_owned());
             return Resolved::Missing;
@@ -250,7 +249,7 @@ impl<'h> Resolver<'h> {
         self.keys_under(prefix).next().is_some()
     }
 
-    fn node_inner(&mut self, schema: &'static Schema, cursor: &Cursor) -> Resolved<'h> {
+    fn node_inner(&mut self, schema: &'static Schema, cursor: &mut Cursor) -> Resolved<'h> {
         match schema {
             Schema::Leaf(leaf) => self.leaf(leaf, cursor),
             Schema::Struct(s) => self.structure(s, cursor),
@@ -287,94 +286,101 @@ impl<'h> Resolver<'h> {
                 let value = map.value.get();
                 match map.key {
                     MapKey::Name => self.named_map(value, cursor),
-                    MapKey::Index => {
-                        let list = cursor.enter_list();
-                        let entries = self
-                            .indices(&list)
-                            .into_iter()
-                            .filter_map(|(i, digits)| {
-                                let (found, node, missing) = self.probe(|r| r.node(value, &list.element(i)));
-                                self.keep_if_found(found, missing).then_some((digits, node))
-                            })
-                            .collect();
-                        Resolved::Map(entries)
+                    MapKey::Index => cursor.below(Cursor::step_list, |list| {
+                        let mut entries = Vec::new();
+                        for (i, digits) in self.indices(list) {
+                            let (found, node, missing) =
+                                list.below(|c| c.step_element(i), |c| self.probe(|r| r.node(value, c)));
+                            if self.keep_if_found(found, missing) {
+                                entries.push((digits, node));
+                            }
+                        }
+                        Resolved::Map(entries.into_boxed_slice())
+                    }),
+                }
+            }
+        }
+    }
+
+    fn leaf(&mut self, schema: &'static LeafSchema, cursor: &mut Cursor) -> Resolved<'h> {
+        cursor.below(Cursor::step_leaf, |cursor| {
+            let mut entry = self.get(cursor.key());
+            // The key as written back, where the file spells it otherwise.
+            let mut respelled = None;
+            if entry.is_none() {
+                if let Some(fallback) = cursor.leaf_key_fallback_here() {
+                    entry = self.get(fallback);
+                    respelled = entry.map(|_| cursor.key().to_owned());
+                }
+            }
+            match entry {
+                Some(entry) if !self.claimed[entry] => {
+                    self.claimed[entry] = true;
+                    self.found += 1;
+                    if let Some(key) = respelled {
+                        self.respelled.push((entry, key));
+                    }
+                    Resolved::Leaf {
+                        entry,
+                        schema,
+                        shape: self.shape,
                     }
                 }
-            }
-        }
-    }
-
-    fn leaf(&mut self, schema: &'static LeafSchema, cursor: &Cursor) -> Resolved<'h> {
-        let key = cursor.leaf_key();
-        let (entry, respelled) = match self.get(key.as_str()) {
-            Some(entry) => (Some(entry), false),
-            None => (cursor.leaf_key_fallback().and_then(|k| self.get(k)), true),
-        };
-        match entry {
-            Some(entry) if !self.claimed[entry] => {
-                self.claimed[entry] = true;
-                self.found += 1;
-                if respelled {
-                    self.respelled.push((entry, key));
-                }
-                Resolved::Leaf {
-                    entry,
-                    schema,
-                    shape: self.shape,
+                // Absent, or taken: two paths of the type lead to one key, the second finds it taken.
+                _ => {
+                    self.missing.push(cursor.key().to_owned());
+                    Resolved::Missing
                 }
             }
-            Some(_) => {
-                // Two paths of the type lead to one key: the second finds it taken.
-                self.missing.push(key);
-                Resolved::Missing
-            }
-            None => {
-                self.missing.push(key);
-                Resolved::Missing
-            }
-        }
+        })
     }
 
-    fn structure(&mut self, schema: &'static StructSchema, cursor: &Cursor) -> Resolved<'h> {
-        let inside = cursor.enter_struct(schema);
-        let mut fields = Vec::with_capacity(schema.fields.len());
-        for field in schema.fields {
-            let child = field.schema.get();
-            let child_cursor = inside.field(field, child.is_leafy());
-            // A declared shape holds for the leaves of this field only (the derive allows it on
-            // leafy fields, which hold no struct to declare shapes of its own).
-            let outer_shape = std::mem::replace(&mut self.shape, field.shape);
-            self.field(field, child, &child_cursor, &mut fields);
-            self.shape = outer_shape;
-        }
-        Resolved::Struct(fields.into_boxed_slice())
+    fn structure(&mut self, schema: &'static StructSchema, cursor: &mut Cursor) -> Resolved<'h> {
+        cursor.below(
+            |c| c.step_struct(schema),
+            |inside| {
+                let mut fields = Vec::with_capacity(schema.fields.len());
+                for field in schema.fields {
+                    let child = field.schema.get();
+                    // A declared shape holds for the leaves of this field only (the derive allows
+                    // it on leafy fields, which hold no struct to declare shapes of its own).
+                    let outer_shape = std::mem::replace(&mut self.shape, field.shape);
+                    inside.below(
+                        |c| c.step_field(field, child.is_leafy()),
+                        |c| self.field(field, child, c, &mut fields),
+                    );
+                    self.shape = outer_shape;
+                }
+                Resolved::Struct(fields.into_boxed_slice())
+            },
+        )
     }
 
     fn field(
         &mut self,
         field: &'static FieldSchema,
         child: &'static Schema,
-        child_cursor: &Cursor,
+        cursor: &mut Cursor,
         fields: &mut Vec<(&'static FieldSchema, Resolved<'h>)>,
     ) {
         if field.optional {
             // `#[serde(default)]`: absent is fine; partly present is not.
-            if !self.any_key_under(child_cursor.key()) {
+            if !self.any_key_under(cursor.key()) {
                 return;
             }
-            let (found, node, missing) = self.probe(|r| r.node(child, child_cursor));
+            let (found, node, missing) = self.probe(|r| r.node(child, cursor));
             if found == 0 {
                 return;
             }
             if !missing.is_empty() {
-                self.partly_present.push((child_cursor.key().to_owned(), missing));
+                self.partly_present.push((cursor.key().to_owned(), missing));
             }
             fields.push((field, node));
         } else {
-            let mut node = self.node(child, child_cursor);
+            let mut node = self.node(child, cursor);
             if let (Schema::Seq(seq), Resolved::Seq(elements)) = (child, &node) {
                 if elements.is_empty() && !self.in_absent_element {
-                    if let Some(first) = self.require_first_element(seq, child_cursor) {
+                    if let Some(first) = self.require_first_element(seq, cursor) {
                         node = Resolved::Seq(Box::new([first]));
                     }
                 }
@@ -386,24 +392,31 @@ impl<'h> Resolver<'h> {
     /// A required `Vec` field none of whose elements is in the file: as serde treats a missing
     /// field, an error (unless `#[serde(default)]`), naming the keys of the first element. A
     /// silently empty list would load a file that lacks all of a model's layers.
-    fn require_first_element(&mut self, seq: &'static SeqSchema, cursor: &Cursor) -> Option<Resolved<'h>> {
-        let first = cursor.enter_list().element(0);
+    fn require_first_element(&mut self, seq: &'static SeqSchema, cursor: &mut Cursor) -> Option<Resolved<'h>> {
         self.in_absent_element = true;
-        let (found, node, missing) = self.probe(|r| r.node(seq.element.get(), &first));
+        let (found, node, missing) = cursor.below(
+            |c| {
+                c.step_list();
+                c.step_element(0);
+            },
+            |first| self.probe(|r| r.node(seq.element.get(), first)),
+        );
         self.in_absent_element = false;
         self.missing.extend(missing);
         // An element found under another spelling than the list's indices show.
         (found > 0).then_some(node)
     }
 
-    fn seq(&mut self, seq: &'static SeqSchema, cursor: &Cursor) -> Resolved<'h> {
+    fn seq(&mut self, seq: &'static SeqSchema, cursor: &mut Cursor) -> Resolved<'h> {
         let element = seq.element.get();
-        let list = cursor.enter_list();
-        let len = match seq.len {
-            Some(n) => n,
-            None => self.indices(&list).last().map_or(0, |&(i, _)| i + 1),
-        };
-        Resolved::Seq((0..len).map(|i| self.node(element, &list.element(i))).collect())
+        cursor.below(Cursor::step_list, |list| {
+            let len = match seq.len {
+                Some(n) => n,
+                None => self.indices(list).last().map_or(0, |&(i, _)| i + 1),
+            };
+            let elements = (0..len).map(|i| list.below(|c| c.step_element(i), |c| self.node(element, c)));
+            Resolved::Seq(elements.collect())
+        })
     }
 
     /// The indices that the file's keys show for a list, ascending. An index beyond the number of
@@ -433,7 +446,7 @@ impl<'h> Resolver<'h> {
         found
     }
 
-    fn named_map(&mut self, value: &'static Schema, cursor: &Cursor) -> Resolved<'h> {
+    fn named_map(&mut self, value: &'static Schema, cursor: &mut Cursor) -> Resolved<'h> {
         let leafy = value.is_leafy();
         let whole_rest = value.is_leaf();
         let prefix = cursor.entry_prefix(leafy);
@@ -454,8 +467,8 @@ impl<'h> Resolver<'h> {
         names.dedup();
         let mut entries = Vec::with_capacity(names.len());
         for name in names {
-            let child = cursor.entry(name, leafy);
-            let (found, node, missing) = self.probe(|r| r.node(value, &child));
+            let (found, node, missing) =
+                cursor.below(|c| c.step_entry(name, leafy), |c| self.probe(|r| r.node(value, c)));
             if self.keep_if_found(found, missing) {
                 entries.push((name, node));
             }

@@ -112,42 +112,37 @@ pub(crate) fn from_dir<T: DeserializeOwned + Params>(path: &Path, options: &Opti
 /// an object name ending in the file name the index uses). With an index, each key must be in the
 /// shard the index names, and every key of the index in some shard.
 pub(crate) fn merge_shards(headers: Vec<Header>, names: &[String], index: Option<&Index>) -> Result<Header> {
-    let mut merged = Header {
-        entries: Vec::new(),
-        metadata: None,
-        side: Vec::new(),
-    };
+    let mut merged = Header::default();
     for (n, header) in headers.into_iter().enumerate() {
         let side_base = merged.side.len();
         merged.side.extend_from_slice(&header.side);
-        merged.metadata = merged.metadata.or(header.metadata);
-        for mut entry in header.entries {
-            match entry.span {
-                Span::Input(_) => entry.span = Span::Input(n),
-                Span::Side => {
-                    entry.start += side_base;
-                    entry.end += side_base;
-                }
-                Span::Owned(_) => {} // only Orbax's reader makes these, never a shard's header
-            }
+        for (i, entry) in header.entries.iter().enumerate() {
+            let key = header.key_of(entry);
             if let Some(index) = index {
-                let listed = index.weight_map.get(&entry.key).map(String::as_str);
+                let listed = index.weight_map.get(key).map(String::as_str);
                 let file_name = names[n].rsplit(['/', '\\']).next();
                 if listed != file_name {
                     return Err(Error::InvalidIndex {
-                        reason: format!(
-                            "`{}` is in {}, but the index lists it in {listed:?}",
-                            entry.key, names[n]
-                        ),
+                        reason: format!("`{key}` is in {}, but the index lists it in {listed:?}", names[n]),
                     });
                 }
             }
-            merged.entries.push(entry);
+            merged.push_from(&header, i, entry.span)?;
+            let pushed = merged.entries.last_mut().expect("just pushed");
+            match pushed.span {
+                Span::Input(_) => pushed.span = Span::Input(n),
+                Span::Side => {
+                    pushed.start += side_base;
+                    pushed.end += side_base;
+                }
+                Span::Owned(_) => {} // only Orbax's reader makes these, never a shard's header
+            }
         }
+        merged.metadata = merged.metadata.or(header.metadata);
     }
     let mut seen = BTreeSet::new();
-    if let Some(dup) = merged.entries.iter().find(|e| !seen.insert(e.key.as_str())) {
-        return Err(Error::DuplicateKey { key: dup.key.clone() });
+    if let Some(dup) = merged.keys().find(|&key| !seen.insert(key)) {
+        return Err(Error::DuplicateKey { key: dup.to_owned() });
     }
     if let Some(missing) = index.and_then(|index| index.weight_map.keys().find(|k| !seen.contains(k.as_str()))) {
         return Err(Error::InvalidIndex {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use rmp::Marker;
 
 use super::{dtype_from_numpy, CHUNKED, EXT_NATIVE_COMPLEX, EXT_NDARRAY, EXT_NPSCALAR};
-use crate::header::{Entry, Header, Span};
+use crate::header::{Header, Span};
 use crate::tensor::element_count;
 use crate::{Dtype, Error, Result};
 
@@ -304,8 +304,8 @@ impl<'a> Parser<'a> {
 /// Turns a parsed tree into header entries, keys joined with `.` at each dict level.
 struct Flattener<'a> {
     input: &'a [u8],
-    entries: Vec<Entry>,
-    side: Vec<u8>,
+    /// The entries, and the bytes of those in `Span::Side`.
+    header: Header,
     seen: HashSet<String>,
 }
 
@@ -319,24 +319,17 @@ impl Flattener<'_> {
         start: usize,
         end: usize,
     ) -> Result<()> {
+        self.header.push(&key, dtype, &shape, (start, end), span)?;
         if !self.seen.insert(key.clone()) {
             return Err(Error::DuplicateKey { key });
         }
-        self.entries.push(Entry {
-            key,
-            dtype,
-            shape,
-            start,
-            end,
-            span,
-        });
         Ok(())
     }
 
     fn side(&mut self, key: String, dtype: Dtype, shape: Vec<usize>, bytes: &[u8]) -> Result<()> {
-        let start = self.side.len();
-        self.side.extend_from_slice(bytes);
-        self.push(key, dtype, shape, Span::Side, start, self.side.len())
+        let start = self.header.side.len();
+        self.header.side.extend_from_slice(bytes);
+        self.push(key, dtype, shape, Span::Side, start, self.header.side.len())
     }
 
     fn node(&mut self, key: String, node: Node) -> Result<()> {
@@ -393,7 +386,7 @@ impl Flattener<'_> {
             .ok_or_else(|| bad("a dimension is not a size"))?;
         let parts = indexed(chunks.ok_or_else(|| bad("no chunks"))?).ok_or_else(|| bad("chunks are not a list"))?;
         let mut dtype = None;
-        let start = self.side.len();
+        let start = self.header.side.len();
         for part in parts {
             let Node::Array {
                 dtype: d, start, end, ..
@@ -404,14 +397,14 @@ impl Flattener<'_> {
             if *dtype.get_or_insert(d) != d {
                 return Err(bad("chunks of different dtypes"));
             }
-            self.side.extend_from_slice(&self.input[start..end]);
+            self.header.side.extend_from_slice(&self.input[start..end]);
         }
         let dtype = dtype.ok_or_else(|| bad("no chunks"))?;
         let expected = element_count(&shape).and_then(|n| dtype.byte_len(n));
-        if expected != Some(self.side.len() - start) {
+        if expected != Some(self.header.side.len() - start) {
             return Err(bad("chunks do not fill the shape"));
         }
-        let end = self.side.len();
+        let end = self.header.side.len();
         self.push(key, dtype, shape, Span::Side, start, end)
     }
 }
@@ -446,14 +439,9 @@ pub(crate) fn parse(input: &[u8]) -> Result<Header> {
     }
     let mut flat = Flattener {
         input,
-        entries: Vec::new(),
-        side: Vec::new(),
+        header: Header::default(),
         seen: HashSet::new(),
     };
     flat.node(String::new(), root)?;
-    Ok(Header {
-        entries: flat.entries,
-        metadata: None,
-        side: flat.side,
-    })
+    Ok(flat.header)
 }

@@ -55,7 +55,7 @@ use serde::de::DeserializeOwned;
 use self::kvstore::{KvStore, MAX_FILE_BYTES};
 use self::source::{LocalDir, Source};
 use self::zarr::ArrayMeta;
-use crate::header::{Entry, Header, Span};
+use crate::header::{Header, Span};
 use crate::resolve::resolve;
 use crate::schema::Schema;
 use crate::{Deserializer, Error, Options, Params, Result};
@@ -162,53 +162,34 @@ impl Reader {
     pub(crate) fn read<T: DeserializeOwned + Params>(&self, source: &dyn Source) -> Result<T> {
         let item = layout::find_item(source, self.item.as_deref())?;
         let (store, arrays) = open_item(source, &item)?;
-        let header_of = |keys: Vec<String>| Header {
-            entries: keys
-                .into_iter()
-                .zip(&arrays)
-                .map(|(key, (_, array))| Entry {
-                    key,
-                    dtype: array.dtype,
-                    shape: array.shape.clone(),
-                    start: 0,
-                    end: 0,
-                    span: Span::Side,
-                })
-                .collect(),
-            metadata: None,
-            side: Vec::new(),
+        // Each key named as the type may have it; shapes as stored. The bytes are not read yet.
+        let header_of = |keys: &mut dyn Iterator<Item = &str>| -> Result<Header> {
+            let mut header = Header::default();
+            for (key, (_, array)) in keys.zip(&arrays) {
+                header.push(key, array.dtype, &array.shape, (0, 0), Span::Side)?;
+            }
+            Ok(header)
         };
         let allow_unknown = self.options.allow_unknown_keys;
-        let mut header = header_of(arrays.iter().map(|(key, _)| key.clone()).collect());
+        let mut header = header_of(&mut arrays.iter().map(|(key, _)| key.as_str()))?;
         let mut resolved = resolve(T::SCHEMA, &header, allow_unknown).map(|r| claimed(&r));
         // NNX state saved from `nnx.split` ends every path in `value`; a typed struct of the same
         // model (as `nnx.state` saved with safejax has it) loads with that level dropped.
         let nnx_split = !arrays.is_empty() && arrays.iter().all(|(key, _)| key.ends_with(".value"));
         if resolved.is_err() && nnx_split && !matches!(T::SCHEMA, Schema::Any) {
-            header = header_of(
-                arrays
-                    .iter()
-                    .map(|(key, _)| key[..key.len() - ".value".len()].to_owned())
-                    .collect(),
-            );
+            header = header_of(&mut arrays.iter().map(|(key, _)| &key[..key.len() - ".value".len()]))?;
             resolved = resolve(T::SCHEMA, &header, allow_unknown).map(|r| claimed(&r));
         }
         // Only the arrays the type takes are read (the others can only be unknown keys that are
         // allowed): each is read from where it is stored, and named in the header as the type has it.
-        let mut entries = header.entries;
         let wanted = resolved?
             .into_iter()
             .map(|i| {
                 let (dir, array) = &arrays[i];
-                (dir.as_str(), std::mem::take(&mut entries[i].key), array)
+                (dir.as_str(), header.key(i), array)
             })
             .collect();
-        let (buffers, entries) = read_arrays(&store, &item, wanted)?;
-        let header = Header {
-            entries,
-            metadata: None,
-            side: Vec::new(),
-        };
+        let (buffers, header) = read_arrays(&store, &item, wanted)?;
         Deserializer::from_buffers(buffers, header, self.options.clone()).deserialize::<T>()
     }
 }
@@ -301,8 +282,8 @@ fn open_item<'s>(source: &'s dyn Source, item: &str) -> Result<Arrays<'s>> {
 fn read_arrays(
     store: &KvStore,
     item: &str,
-    mut wanted: Vec<(&str, String, &ArrayMeta)>,
-) -> Result<(Vec<Vec<u8>>, Vec<Entry>)> {
+    mut wanted: Vec<(&str, &str, &ArrayMeta)>,
+) -> Result<(Vec<Vec<u8>>, Header)> {
     let mut total = 0usize;
     for (_, _, array) in &wanted {
         total = total
@@ -351,19 +332,12 @@ fn read_arrays(
         buffers[i] = Some(result);
     }
     let mut owned = Vec::with_capacity(wanted.len());
-    let mut entries = Vec::with_capacity(wanted.len());
+    let mut header = Header::default();
     for (n, ((_, key, array), buffer)) in wanted.into_iter().zip(buffers).enumerate() {
         // Every array before the first failure was decoded: the first `None` comes after an error.
         let buffer = buffer.expect("decoded: no earlier array failed")?;
-        entries.push(Entry {
-            key,
-            dtype: array.dtype,
-            start: 0,
-            end: buffer.len(),
-            shape: array.shape.clone(),
-            span: Span::Owned(n),
-        });
+        header.push(key, array.dtype, &array.shape, (0, buffer.len()), Span::Owned(n))?;
         owned.push(buffer);
     }
-    Ok((owned, entries))
+    Ok((owned, header))
 }
