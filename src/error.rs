@@ -334,6 +334,43 @@ pub enum Error {
         found: usize,
     },
 
+    /// A list declared with a fixed count (`#[safejax(len = N)]` on a `Vec` field) holds another
+    /// count of elements when it is written.
+    #[error("length mismatch at `{key}`: expected {expected} elements, found {found}")]
+    LengthMismatch {
+        /// The list's key.
+        key: String,
+        /// The count its field declares.
+        expected: usize,
+        /// The count the value holds.
+        found: usize,
+    },
+
+    /// Writing serializes the params twice (once to lay the file out, once to write its data), and
+    /// the second pass gave other keys or tensor sizes than the first: a `Serialize` impl that is not
+    /// deterministic.
+    #[error("the params serialized differently on the second pass (a `Serialize` impl that is not deterministic?)")]
+    SerializedDifferently,
+
+    /// A URL that is not one, or that names no store this crate reaches: an unknown scheme, a store
+    /// built without, or settings the store refuses.
+    #[cfg(feature = "object-store")]
+    #[error("invalid URL `{url}`: {source}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why: a [`url::ParseError`] for text that is not a URL, an [`object_store::Error`] for
+        /// one that makes no store.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A function of [`remote::blocking`](crate::remote::blocking), which runs its own runtime,
+    /// was called on a thread that is already inside an async runtime (where blocking on it would
+    /// panic); async code uses [`remote::Remote`](crate::remote::Remote).
+    #[cfg(feature = "object-store")]
+    #[error("safejax::remote::blocking called inside an async runtime: use safejax::remote::Remote")]
+    BlockingInAsync,
+
     /// The Rust value does not follow its `Params` schema (a hand-written `Serialize` or
     /// `Deserialize` that disagrees with the derive), or another serde-level error.
     #[error("{}{msg}", at(key))]
@@ -552,7 +589,8 @@ impl Error {
             | Error::PartlyPresent { key, .. }
             | Error::NestingTooDeep { key, .. }
             | Error::DuplicateKey { key }
-            | Error::InvalidKey { key, .. } => Some(key),
+            | Error::InvalidKey { key, .. }
+            | Error::LengthMismatch { key, .. } => Some(key),
             Error::DataGap { next, .. } => Some(next),
             Error::InvalidMsgpack { key, .. } => Some(key.as_str()).filter(|k| !k.is_empty()),
             Error::MissingKeys { keys, .. } | Error::UnknownKeys { keys, .. } => keys.first().map(String::as_str),
