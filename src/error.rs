@@ -371,6 +371,35 @@ pub enum Error {
     #[error("safejax::remote::blocking called inside an async runtime: use safejax::remote::Remote")]
     BlockingInAsync,
 
+    /// Keys that a layout conversion ([`torch::Mapping`](crate::torch::Mapping)) cannot convert
+    /// without the caller's decision (a `keep` or a `permute` by pattern): kernels whose axes could go
+    /// more than one way, of a rank no rule takes, or with a permutation that does not fit. Every one
+    /// is listed, in the order given, each with why.
+    #[error(
+        "{} key{} cannot be converted without a decision (keep or permute them by pattern): {}",
+        keys.len(),
+        if keys.len() == 1 { "" } else { "s" },
+        reasons.join("; ")
+    )]
+    UndecidedKeys {
+        /// The source keys.
+        keys: Vec<String>,
+        /// For each, why (which names the key).
+        reasons: Vec<String>,
+    },
+
+    /// Two source keys of a layout conversion ([`torch::Mapping`](crate::torch::Mapping)) map to
+    /// one target name.
+    #[error("`{first}` and `{second}` both become `{target}`")]
+    TargetCollision {
+        /// The source key that took the name first.
+        first: String,
+        /// The source key that maps onto it too; [`Error::key`] returns it.
+        second: String,
+        /// The target name.
+        target: String,
+    },
+
     /// The Rust value does not follow its `Params` schema (a hand-written `Serialize` or
     /// `Deserialize` that disagrees with the derive), or another serde-level error.
     #[error("{}{msg}", at(key))]
@@ -590,10 +619,13 @@ impl Error {
             | Error::NestingTooDeep { key, .. }
             | Error::DuplicateKey { key }
             | Error::InvalidKey { key, .. }
-            | Error::LengthMismatch { key, .. } => Some(key),
+            | Error::LengthMismatch { key, .. }
+            | Error::TargetCollision { second: key, .. } => Some(key),
             Error::DataGap { next, .. } => Some(next),
             Error::InvalidMsgpack { key, .. } => Some(key.as_str()).filter(|k| !k.is_empty()),
-            Error::MissingKeys { keys, .. } | Error::UnknownKeys { keys, .. } => keys.first().map(String::as_str),
+            Error::MissingKeys { keys, .. } | Error::UnknownKeys { keys, .. } | Error::UndecidedKeys { keys, .. } => {
+                keys.first().map(String::as_str)
+            }
             Error::Message { key, .. } => key.as_deref(),
             Error::InFile { source, .. } => source.key(),
             _ => None,
