@@ -352,8 +352,8 @@ pub enum Error {
     #[error("the params serialized differently on the second pass (a `Serialize` impl that is not deterministic?)")]
     SerializedDifferently,
 
-    /// A URL that is not one, or that names no store this crate reaches: an unknown scheme, a store
-    /// built without, or settings the store refuses.
+    /// A URL that is not one, or from which object_store makes no store: a scheme or host it does
+    /// not know (or was built without), or settings its store builder refuses.
     #[cfg(feature = "object-store")]
     #[error("invalid URL `{url}`: {source}")]
     InvalidUrl {

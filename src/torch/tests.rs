@@ -304,6 +304,7 @@ fn two_keys_onto_one_name_are_an_error() {
             if first == "params.a.bias" && second == "batch_stats.a.bias" && target == "a.bias"),
         "{err:?}"
     );
+    assert_eq!(err.key(), Some("batch_stats.a.bias"));
     let text = err.to_string();
     assert!(
         text.contains("`params.a.bias` and `batch_stats.a.bias` both become `a.bias`"),
