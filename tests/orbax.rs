@@ -122,10 +122,14 @@ fn a_composite_step_loads_the_item_chosen_by_name() {
     let err = safejax::orbax::Reader::new()
         .item("extra")
         .from_dir::<Value>(orbax_case_dir("composite/5"))
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidOrbax { path, .. } if path == "."),
+        "{err:?}"
+    );
     assert_eq!(
-        err, "invalid Orbax checkpoint at `.`: no item `extra`; the step holds params",
+        err.to_string(),
+        "invalid Orbax checkpoint at `.`: no item `extra`; the step holds params",
         "extra is a JSON item, not a tree"
     );
 }
