@@ -334,6 +334,72 @@ pub enum Error {
         found: usize,
     },
 
+    /// A list declared with a fixed count (`#[safejax(len = N)]` on a `Vec` field) holds another
+    /// count of elements when it is written.
+    #[error("length mismatch at `{key}`: expected {expected} elements, found {found}")]
+    LengthMismatch {
+        /// The list's key.
+        key: String,
+        /// The count its field declares.
+        expected: usize,
+        /// The count the value holds.
+        found: usize,
+    },
+
+    /// Writing serializes the params twice (once to lay the file out, once to write its data), and
+    /// the second pass gave other keys or tensor sizes than the first: a `Serialize` impl that is not
+    /// deterministic.
+    #[error("the params serialized differently on the second pass (a `Serialize` impl that is not deterministic?)")]
+    SerializedDifferently,
+
+    /// A URL that is not one, or from which object_store makes no store: a scheme or host it does
+    /// not know (or was built without), or settings its store builder refuses.
+    #[cfg(feature = "object-store")]
+    #[error("invalid URL `{url}`: {source}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why: a [`url::ParseError`] for text that is not a URL, an [`object_store::Error`] for
+        /// one that makes no store.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A function of [`remote::blocking`](crate::remote::blocking), which runs its own runtime,
+    /// was called on a thread that is already inside an async runtime (where blocking on it would
+    /// panic); async code uses [`remote::Remote`](crate::remote::Remote).
+    #[cfg(feature = "object-store")]
+    #[error("safejax::remote::blocking called inside an async runtime: use safejax::remote::Remote")]
+    BlockingInAsync,
+
+    /// Keys that a layout conversion ([`torch::Mapping`](crate::torch::Mapping)) cannot convert
+    /// without the caller's decision (a `keep` or a `permute` by pattern): kernels whose axes could go
+    /// more than one way, of a rank no rule takes, or with a permutation that does not fit. Every one
+    /// is listed, in the order given, each with why.
+    #[error(
+        "{} key{} cannot be converted without a decision (keep or permute them by pattern): {}",
+        keys.len(),
+        if keys.len() == 1 { "" } else { "s" },
+        reasons.join("; ")
+    )]
+    UndecidedKeys {
+        /// The source keys.
+        keys: Vec<String>,
+        /// For each, why (which names the key).
+        reasons: Vec<String>,
+    },
+
+    /// Two source keys of a layout conversion ([`torch::Mapping`](crate::torch::Mapping)) map to
+    /// one target name.
+    #[error("`{first}` and `{second}` both become `{target}`")]
+    TargetCollision {
+        /// The source key that took the name first.
+        first: String,
+        /// The source key that maps onto it too; [`Error::key`] returns it.
+        second: String,
+        /// The target name.
+        target: String,
+    },
+
     /// The Rust value does not follow its `Params` schema (a hand-written `Serialize` or
     /// `Deserialize` that disagrees with the derive), or another serde-level error.
     #[error("{}{msg}", at(key))]
@@ -552,10 +618,14 @@ impl Error {
             | Error::PartlyPresent { key, .. }
             | Error::NestingTooDeep { key, .. }
             | Error::DuplicateKey { key }
-            | Error::InvalidKey { key, .. } => Some(key),
+            | Error::InvalidKey { key, .. }
+            | Error::LengthMismatch { key, .. }
+            | Error::TargetCollision { second: key, .. } => Some(key),
             Error::DataGap { next, .. } => Some(next),
             Error::InvalidMsgpack { key, .. } => Some(key.as_str()).filter(|k| !k.is_empty()),
-            Error::MissingKeys { keys, .. } | Error::UnknownKeys { keys, .. } => keys.first().map(String::as_str),
+            Error::MissingKeys { keys, .. } | Error::UnknownKeys { keys, .. } | Error::UndecidedKeys { keys, .. } => {
+                keys.first().map(String::as_str)
+            }
             Error::Message { key, .. } => key.as_deref(),
             Error::InFile { source, .. } => source.key(),
             _ => None,

@@ -299,10 +299,11 @@ impl<'s> ser::Serializer for NodeSerializer<'s> {
             Schema::Seq(seq) => {
                 if let (Some(expected), Some(found)) = (seq.len, len) {
                     if expected != found {
-                        return Err(Error::at(
-                            self.cursor.key(),
-                            format_args!("expected {expected} elements, found {found}"),
-                        ));
+                        return Err(Error::LengthMismatch {
+                            key: self.cursor.key().to_owned(),
+                            expected,
+                            found,
+                        });
                     }
                 }
                 self.cursor.step_list();

@@ -149,7 +149,7 @@ pub(crate) fn walk_planned<T: Serialize + Params + ?Sized>(
 }
 
 fn changed() -> Error {
-    Error::msg("the params serialized differently on the second pass (a `Serialize` impl that is not deterministic?)")
+    Error::SerializedDifferently
 }
 
 /// Where a planned output's bytes go, in order (as postcard's `Flavor`): each call takes the

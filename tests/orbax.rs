@@ -10,7 +10,7 @@ use common::models::*;
 use common::{
     expected_leaves, fixture_bytes, leaves_from_json, leaves_of, orbax_case_dir, orbax_cases, value_leaves, Leaf,
 };
-use safejax::{Dtype, Options, Params, Tensor, Value};
+use safejax::{Dtype, Error, Options, Params, Tensor, Value};
 use serde::{Deserialize, Serialize};
 
 fn sidecar(name: &str) -> serde_json::Value {
@@ -60,8 +60,16 @@ fn every_fixture_loads_with_its_recorded_values() {
         let result: safejax::Result<Value> = safejax::orbax::from_dir(orbax_case_dir(name));
         if let Some((key, dtype)) = unnamed_dtype(&json) {
             // int4, int2, float4 and two float8 kinds: an error naming the key and the dtype.
-            let err = result.expect_err(name).to_string();
-            assert_eq!(err, format!("unknown dtype at `{key}`: found `{dtype}`"), "{name}");
+            let err = result.expect_err(name);
+            assert!(
+                matches!(&err, Error::UnknownDtype { key: k, found } if *k == key && *found == dtype),
+                "{name}: {err:?}"
+            );
+            assert_eq!(
+                err.to_string(),
+                format!("unknown dtype at `{key}`: found `{dtype}`"),
+                "{name}"
+            );
             continue;
         }
         match result {
@@ -114,10 +122,14 @@ fn a_composite_step_loads_the_item_chosen_by_name() {
     let err = safejax::orbax::Reader::new()
         .item("extra")
         .from_dir::<Value>(orbax_case_dir("composite/5"))
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidOrbax { path, .. } if path == "."),
+        "{err:?}"
+    );
     assert_eq!(
-        err, "invalid Orbax checkpoint at `.`: no item `extra`; the step holds params",
+        err.to_string(),
+        "invalid Orbax checkpoint at `.`: no item `extra`; the step holds params",
         "extra is a JSON item, not a tree"
     );
 }
@@ -217,10 +229,10 @@ fn strict_options_apply_as_in_every_format() {
         params: CnnParams,
     }
     let dir = orbax_case_dir("flax_cnn");
-    let err = safejax::orbax::from_dir::<OnlyParams>(&dir).unwrap_err().to_string();
+    let err = safejax::orbax::from_dir::<OnlyParams>(&dir).unwrap_err();
     assert!(
-        err.contains("batch_stats.BatchNorm_0.mean"),
-        "unknown keys are named: {err}"
+        matches!(&err, Error::UnknownKeys { keys, .. } if keys.iter().any(|k| k == "batch_stats.BatchNorm_0.mean")),
+        "unknown keys are named: {err:?}"
     );
     let loose: OnlyParams = safejax::orbax::Reader::new()
         .options(Options::new().allow_unknown_keys(true))
@@ -240,9 +252,12 @@ fn strict_options_apply_as_in_every_format() {
     let err = safejax::orbax::Reader::new()
         .options(Options::new().allow_unknown_keys(true))
         .from_dir::<Root>(&dir)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("params.Dense_0.kernel") && err.contains("BF16"), "{err}");
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::DtypeMismatch { key, expected: Dtype::F32, found: Dtype::BF16 }
+            if key == "params.Dense_0.kernel"),
+        "{err:?}"
+    );
     let converted: Root = safejax::orbax::Reader::new()
         .options(Options::new().allow_unknown_keys(true).convert_dtypes(true))
         .from_dir(&dir)

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::ocdbt::{crc32c, envelope, manifest, table, varint};
-use safejax::Value;
+use safejax::{Error, Value};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -36,10 +36,12 @@ fn copy_of(name: &str) -> (tempfile::TempDir, PathBuf) {
     (tmp, dir)
 }
 
+/// The message of the error that loading the checkpoint at `dir` gives, which must be a
+/// malformed-checkpoint error (not an I/O error): its text names the file or array and the reason.
 fn load_error(dir: &Path) -> String {
-    safejax::orbax::from_dir::<Value>(dir)
-        .expect_err("a hostile checkpoint loads")
-        .to_string()
+    let err = safejax::orbax::from_dir::<Value>(dir).expect_err("a hostile checkpoint loads");
+    assert!(matches!(err, Error::InvalidOrbax { .. }), "{err:?}");
+    err.to_string()
 }
 
 fn assert_error(dir: &Path, expected: &[&str]) {

@@ -401,15 +401,29 @@ fn the_blocking_api_and_file_urls() {
     let err = runtime()
         .block_on(async { remote.from_object::<Value>(&path) })
         .unwrap_err();
+    assert!(matches!(err, Error::BlockingInAsync), "{err:?}");
     assert!(err.to_string().contains("inside an async runtime"), "{err}");
 }
 
 #[test]
 fn a_url_that_is_not_one_is_an_error() {
+    // Text that is not a URL: the parser's error is the source.
     let err = Remote::parse_url("not a url").unwrap_err();
-    assert!(err.to_string().starts_with("invalid URL `not a url`"), "{err}");
+    let Error::InvalidUrl { url, source } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(url, "not a url");
+    assert!(source.downcast_ref::<url::ParseError>().is_some(), "{source:?}");
+    assert!(err.to_string().starts_with("invalid URL `not a url`: "), "{err}");
+
+    // A URL of a scheme no store serves: object_store's error is the source.
     let err = Remote::parse_url("ftp://host/x").unwrap_err();
-    assert!(err.to_string().contains("ftp://host/x"), "{err}");
+    let Error::InvalidUrl { url, source } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(url, "ftp://host/x");
+    assert!(source.downcast_ref::<object_store::Error>().is_some(), "{source:?}");
+    assert!(err.to_string().starts_with("invalid URL `ftp://host/x`: "), "{err}");
 }
 
 #[test]

@@ -384,5 +384,9 @@ fn missing_and_corrupt_objects_on_s3_are_clear_errors() {
     rt.block_on(store.put(&Path::from("bad/model.safetensors.index.json"), PutPayload::from(index)))
         .unwrap();
     let err = rt.block_on(remote.from_dir::<Value>(&Path::from("bad"))).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidIndex { reason } if reason.contains("`../escape.safetensors`")),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("not a `.safetensors` file beside it"), "{err}");
 }

@@ -232,3 +232,43 @@ fn an_unwritable_key_leaves_the_old_file_alone() {
     assert_eq!(safejax::from_file::<Dense>(&target).unwrap(), dense());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+/// Serializes one tensor whose length grows with every call, as a `Serialize` impl that reads a
+/// clock or a random source might: the write, which serializes the params once to lay the file out
+/// and again to fill it, sees the second pass differ.
+#[derive(Params)]
+#[allow(dead_code)] // the field gives the derive its schema; `Serialize` below makes the values
+struct Growing {
+    w: Tensor<f32>,
+}
+
+static GROWING_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Serialize for Growing {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // Past 64 KiB, so that `to_bytes` too walks the params twice rather than staging the
+        // tensor on the first walk.
+        let len = (64 << 10) / 4 + 1 + GROWING_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut fields = serializer.serialize_struct("Growing", 1)?;
+        fields.serialize_field("w", &t(vec![0.5; len]))?;
+        fields.end()
+    }
+}
+
+#[test]
+fn params_that_serialize_differently_the_second_time_are_refused() {
+    let growing = Growing { w: t(vec![]) };
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("params.safetensors");
+    for result in [
+        safejax::to_bytes(&growing).map(drop),
+        safejax::to_writer(Vec::new(), &growing),
+        safejax::to_file(&target, &growing),
+    ] {
+        let err = result.expect_err("written although the second pass differed");
+        assert!(matches!(err, Error::SerializedDifferently), "{err:?}");
+        assert!(err.to_string().contains("second pass"), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

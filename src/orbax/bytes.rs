@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn counts_beyond_the_input_are_refused() {
         let mut b = Bytes::new(&[0x05, 1, 2, 3], "t");
-        let err = b.count(1, "the number of files").unwrap_err().to_string();
+        let err = crate::orbax::invalid_orbax(b.count(1, "the number of files"));
         assert!(
             err.contains("the number of files is 5, but only 3 bytes are left"),
             "{err}"

@@ -60,6 +60,17 @@ use crate::resolve::resolve;
 use crate::schema::Schema;
 use crate::{Deserializer, Error, Options, Params, Result};
 
+/// The message of the error `result` must be, an [`Error::InvalidOrbax`], for the decoders' tests:
+/// any other error, or a success, fails the test.
+#[cfg(test)]
+fn invalid_orbax<T>(result: Result<T>) -> String {
+    match result {
+        Err(err @ Error::InvalidOrbax { .. }) => err.to_string(),
+        Err(other) => panic!("not an invalid Orbax checkpoint: {other:?}"),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
 pub(crate) fn invalid(path: &str, reason: impl std::fmt::Display) -> Error {
     Error::InvalidOrbax {
         path: path.to_owned(),

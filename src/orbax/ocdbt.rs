@@ -458,13 +458,11 @@ pub(crate) mod tests {
     fn a_flipped_byte_fails_the_checksum() {
         let mut encoded = envelope(MANIFEST_MAGIC, &reference_manifest_body());
         encoded[40] ^= 1;
-        let err = decode_manifest(&encoded, "manifest.ocdbt").unwrap_err().to_string();
+        let err = crate::orbax::invalid_orbax(decode_manifest(&encoded, "manifest.ocdbt"));
         assert!(err.contains("CRC-32C mismatch"), "{err}");
-        let err = decode_manifest(&encoded[..50], "m").unwrap_err().to_string();
+        let err = crate::orbax::invalid_orbax(decode_manifest(&encoded[..50], "m"));
         assert!(err.contains("the header says 102 bytes, the data is 50 bytes"), "{err}");
-        let err = open_envelope(&encoded, BTREE_NODE_MAGIC, 100, "n")
-            .unwrap_err()
-            .to_string();
+        let err = crate::orbax::invalid_orbax(open_envelope(&encoded, BTREE_NODE_MAGIC, 100, "n"));
         assert!(err.contains("expected magic 0cdb20de, found 0cdb3a2a"), "{err}");
     }
 
@@ -478,7 +476,7 @@ pub(crate) mod tests {
         assert_eq!(files[0].relative, "d/aa");
         assert_eq!(files[1].path(), "x/ocdbt.process_0/d/ab");
         let bad = [0x01, 0x02, 0x05, b'a', b'b'];
-        let err = data_file_table(&mut Bytes::new(&bad, "t"), "").unwrap_err().to_string();
+        let err = crate::orbax::invalid_orbax(data_file_table(&mut Bytes::new(&bad, "t"), ""));
         assert!(err.contains("base path length 5 exceeds its path length 2"), "{err}");
     }
 
@@ -511,9 +509,7 @@ pub(crate) mod tests {
     fn keys_must_increase() {
         let mut body = leaf_body(0);
         body[15] = b'0'; // the second key becomes "a/" + "0", equal to the first
-        let err = decode_node(&envelope(BTREE_NODE_MAGIC, &body), "", 1 << 20, "n")
-            .unwrap_err()
-            .to_string();
+        let err = crate::orbax::invalid_orbax(decode_node(&envelope(BTREE_NODE_MAGIC, &body), "", 1 << 20, "n"));
         assert!(err.contains("key 1 is not greater than key 0"), "{err}");
     }
 }

@@ -75,9 +75,7 @@ impl Remote {
 
     fn run<F: Future>(&self, future: F) -> Result<F::Output> {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::msg(
-                "safejax::remote::blocking called inside an async runtime: use safejax::remote::Remote",
-            ));
+            return Err(Error::BlockingInAsync);
         }
         Ok(self.runtime.block_on(future))
     }

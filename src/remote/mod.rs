@@ -131,17 +131,18 @@ impl Remote {
         K: AsRef<str>,
         V: Into<String>,
     {
-        let parsed = url::Url::parse(url).map_err(|e| Error::msg(format_args!("invalid URL `{url}`: {e}")))?;
+        let invalid = |source: Box<dyn std::error::Error + Send + Sync>| Error::InvalidUrl {
+            url: url.to_owned(),
+            source,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| invalid(e.into()))?;
         let from_env =
             std::env::vars().filter(|(k, _)| ["AWS_", "GOOGLE_", "AZURE_"].iter().any(|prefix| k.starts_with(prefix)));
         let options = from_env
             .collect::<Vec<_>>()
             .into_iter()
             .chain(options.into_iter().map(|(k, v)| (k.as_ref().to_owned(), v.into())));
-        let (store, path) = object_store::parse_url_opts(&parsed, options).map_err(|source| Error::Remote {
-            path: url.to_owned(),
-            source,
-        })?;
+        let (store, path) = object_store::parse_url_opts(&parsed, options).map_err(|e| invalid(e.into()))?;
         Ok((Remote::new(Arc::from(store)), path))
     }
 

@@ -380,7 +380,8 @@ impl Mapping {
             let names = split_names(k);
             matches!(names.last().map(String::as_str), Some("running_mean" | "running_var"))
         });
-        let mut refused = Vec::new();
+        let mut undecided = Vec::new();
+        let mut reasons = Vec::new();
         let mut entries = Vec::with_capacity(keys.len());
         for (key, shape) in &keys {
             match self.plan_key(key, shape, has_stats) {
@@ -398,25 +399,27 @@ impl Mapping {
                         rule: plan.rule,
                     })
                 }
-                Err(reason) => refused.push(reason),
+                Err(reason) => {
+                    undecided.push(key.to_string());
+                    reasons.push(reason);
+                }
             }
         }
-        if !refused.is_empty() {
-            return Err(Error::msg(format_args!(
-                "{} key{} cannot be converted without a decision (keep or permute them by pattern): {}",
-                refused.len(),
-                if refused.len() == 1 { "" } else { "s" },
-                refused.join("; ")
-            )));
+        if !undecided.is_empty() {
+            return Err(Error::UndecidedKeys {
+                keys: undecided,
+                reasons,
+            });
         }
         let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
         for e in &entries {
             if let Some(t) = &e.target {
                 if let Some(first) = seen.insert(t, &e.source) {
-                    return Err(Error::msg(format_args!(
-                        "`{first}` and `{}` both become `{t}`",
-                        e.source
-                    )));
+                    return Err(Error::TargetCollision {
+                        first: first.to_owned(),
+                        second: e.source.clone(),
+                        target: t.to_owned(),
+                    });
                 }
             }
         }

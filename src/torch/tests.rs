@@ -20,8 +20,15 @@ fn one(mapping: &Mapping, key: &str, shape: &[usize]) -> Entry {
     map(mapping, &[(key, shape)]).unwrap().entries.remove(0)
 }
 
-fn err(mapping: &Mapping, key: &str, shape: &[usize]) -> String {
-    map(mapping, &[(key, shape)]).unwrap_err().to_string()
+/// Converts one key that must be refused as undecided; returns why.
+fn undecided(mapping: &Mapping, key: &str, shape: &[usize]) -> String {
+    match map(mapping, &[(key, shape)]) {
+        Err(Error::UndecidedKeys { keys, mut reasons }) => {
+            assert_eq!(keys, [key]);
+            reasons.remove(0)
+        }
+        other => panic!("{key}: not refused as undecided: {:?}", other.map(|c| c.entries)),
+    }
 }
 
 #[test]
@@ -145,22 +152,22 @@ fn prefix_and_renames_shape_the_target_names() {
 #[test]
 fn ambiguous_kernels_are_refused_with_their_key() {
     let m = Mapping::to_torch();
-    let text = err(&m, "params.attention.query.kernel", &[8, 2, 4]);
+    let text = undecided(&m, "params.attention.query.kernel", &[8, 2, 4]);
     assert!(
         text.contains("`params.attention.query.kernel`") && text.contains("DenseGeneral"),
         "{text}"
     );
-    let text = err(&m, "params.ConvTranspose_0.kernel", &[3, 3, 2, 4]);
+    let text = undecided(&m, "params.ConvTranspose_0.kernel", &[3, 3, 2, 4]);
     assert!(
         text.contains("`params.ConvTranspose_0.kernel`") && text.contains("transposed convolution"),
         "{text}"
     );
-    let text = err(&m, "transformer.h.0.attn.c_attn.kernel", &[24, 8]);
+    let text = undecided(&m, "transformer.h.0.attn.c_attn.kernel", &[24, 8]);
     assert!(
         text.contains("`transformer.h.0.attn.c_attn.kernel`") && text.contains("GPT-2"),
         "{text}"
     );
-    let text = err(&m, "params.odd.kernel", &[8]);
+    let text = undecided(&m, "params.odd.kernel", &[8]);
     assert!(
         text.contains("`params.odd.kernel`") && text.contains("rank 1"),
         "{text}"
@@ -174,12 +181,18 @@ fn ambiguous_kernels_are_refused_with_their_key() {
             ("c.ConvTranspose_1.kernel", &[1, 1, 2, 2]),
         ],
     )
-    .unwrap_err()
-    .to_string();
-    assert!(all.starts_with("2 keys cannot be converted"), "{all}");
+    .unwrap_err();
     assert!(
-        all.contains("`a.c_fc.kernel`") && all.contains("`c.ConvTranspose_1.kernel`"),
-        "{all}"
+        matches!(&all, Error::UndecidedKeys { keys, reasons }
+            if *keys == ["a.c_fc.kernel", "c.ConvTranspose_1.kernel"] && reasons.len() == 2),
+        "{all:?}"
+    );
+    assert_eq!(all.key(), Some("a.c_fc.kernel"));
+    let text = all.to_string();
+    assert!(text.starts_with("2 keys cannot be converted"), "{text}");
+    assert!(
+        text.contains("`a.c_fc.kernel`") && text.contains("`c.ConvTranspose_1.kernel`"),
+        "{text}"
     );
 }
 
@@ -210,7 +223,7 @@ fn ambiguous_kernels_convert_once_kept_or_permuted_by_pattern() {
     assert_eq!(e.target_shape, [2, 4, 8]);
     // A permutation that does not fit the key is an error naming it.
     let bad = Mapping::to_torch().permute(|_| true, vec![1, 0]);
-    let text = err(&bad, "Conv_0.kernel", &[3, 3, 2, 4]);
+    let text = undecided(&bad, "Conv_0.kernel", &[3, 3, 2, 4]);
     assert!(text.contains("`Conv_0.kernel`") && text.contains("[1, 0]"), "{text}");
 }
 
@@ -281,12 +294,18 @@ fn haiku_names_follow_the_same_table() {
 
 #[test]
 fn two_keys_onto_one_name_are_an_error() {
-    let text = map(
+    let err = map(
         &Mapping::to_torch(),
         &[("params.a.bias", &[2]), ("batch_stats.a.bias", &[2])],
     )
-    .unwrap_err()
-    .to_string();
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::TargetCollision { first, second, target }
+            if first == "params.a.bias" && second == "batch_stats.a.bias" && target == "a.bias"),
+        "{err:?}"
+    );
+    assert_eq!(err.key(), Some("batch_stats.a.bias"));
+    let text = err.to_string();
     assert!(
         text.contains("`params.a.bias` and `batch_stats.a.bias` both become `a.bias`"),
         "{text}"
