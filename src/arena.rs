@@ -18,16 +18,73 @@ pub(crate) struct Slot {
     len: u32,
 }
 
-/// An append-only list of slices of `T`, each kept whole in one block.
+/// What an arena's blocks are: `Vec<T>` for slices of `T`, `String` for text (so that text comes
+/// back as `str` without checking it again).
+pub(crate) trait Block {
+    type Items: ?Sized;
+    fn with_capacity(n: usize) -> Self;
+    fn len(&self) -> usize;
+    fn capacity(&self) -> usize;
+    fn items_len(items: &Self::Items) -> usize;
+    fn append(&mut self, items: &Self::Items);
+    fn range(&self, start: usize, end: usize) -> &Self::Items;
+}
+
+impl<T: Copy> Block for Vec<T> {
+    type Items = [T];
+    fn with_capacity(n: usize) -> Self {
+        Vec::with_capacity(n)
+    }
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn capacity(&self) -> usize {
+        self.capacity()
+    }
+    fn items_len(items: &[T]) -> usize {
+        items.len()
+    }
+    fn append(&mut self, items: &[T]) {
+        self.extend_from_slice(items);
+    }
+    fn range(&self, start: usize, end: usize) -> &[T] {
+        &self[start..end]
+    }
+}
+
+impl Block for String {
+    type Items = str;
+    fn with_capacity(n: usize) -> Self {
+        String::with_capacity(n)
+    }
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn capacity(&self) -> usize {
+        self.capacity()
+    }
+    fn items_len(items: &str) -> usize {
+        items.len()
+    }
+    fn append(&mut self, items: &str) {
+        self.push_str(items);
+    }
+    fn range(&self, start: usize, end: usize) -> &str {
+        // Each item was pushed whole, so its ends are char boundaries.
+        &self[start..end]
+    }
+}
+
+/// An append-only list of items (slices, or text), each kept whole in one block.
 #[derive(Debug)]
-pub(crate) struct Arena<T> {
-    blocks: Vec<Vec<T>>,
+pub(crate) struct Arena<B> {
+    blocks: Vec<B>,
     /// Items in all blocks: the next block is as large (within the bounds), so that the blocks'
     /// spare room stays below the contents, as a doubling `Vec`'s does.
     total: usize,
 }
 
-impl<T> Default for Arena<T> {
+impl<B> Default for Arena<B> {
     fn default() -> Self {
         Arena {
             blocks: Vec::new(),
@@ -36,45 +93,34 @@ impl<T> Default for Arena<T> {
     }
 }
 
-impl<T: Copy> Arena<T> {
+impl<B: Block> Arena<B> {
     /// Appends `items`; `None` once the arena holds more blocks than a slot can name (far more
     /// than a 100 MB header needs).
-    pub(crate) fn push(&mut self, items: &[T]) -> Option<Slot> {
-        let len = u32::try_from(items.len()).ok()?;
-        let fits = |block: &Vec<T>| block.capacity() - block.len() >= items.len() && block.len() < BLOCK_MAX;
+    pub(crate) fn push(&mut self, items: &B::Items) -> Option<Slot> {
+        let n = B::items_len(items);
+        let len = u32::try_from(n).ok()?;
+        let fits = |block: &B| block.capacity() - block.len() >= n && block.len() < BLOCK_MAX;
         if !self.blocks.last().is_some_and(fits) {
-            let size = self.total.clamp(BLOCK_MIN, BLOCK_MAX).max(items.len());
             if self.blocks.len() >= MAX_BLOCKS {
                 return None;
             }
-            self.blocks.push(Vec::with_capacity(size));
+            let size = self.total.clamp(BLOCK_MIN, BLOCK_MAX).max(n);
+            self.blocks.push(B::with_capacity(size));
         }
         let index = self.blocks.len() - 1;
         let block = &mut self.blocks[index];
         // Within a block of at most `BLOCK_MAX` items the offset fits its 16 bits; a longer item
         // is alone, at offset 0.
         let at = ((index as u32) << 16) | block.len() as u32;
-        block.extend_from_slice(items);
-        self.total += items.len();
+        block.append(items);
+        self.total += n;
         Some(Slot { at, len })
     }
 
     /// The items at `slot`, which this arena gave.
-    pub(crate) fn get(&self, slot: Slot) -> &[T] {
+    pub(crate) fn get(&self, slot: Slot) -> &B::Items {
         let (block, start) = ((slot.at >> 16) as usize, (slot.at & 0xffff) as usize);
-        &self.blocks[block][start..start + slot.len as usize]
-    }
-}
-
-impl Arena<u8> {
-    /// Appends `text`.
-    pub(crate) fn push_str(&mut self, text: &str) -> Option<Slot> {
-        self.push(text.as_bytes())
-    }
-
-    /// The text at `slot`, pushed by [`Arena::push_str`].
-    pub(crate) fn get_str(&self, slot: Slot) -> &str {
-        std::str::from_utf8(self.get(slot)).expect("pushed as text")
+        self.blocks[block].range(start, start + slot.len as usize)
     }
 }
 
@@ -84,7 +130,7 @@ mod tests {
 
     #[test]
     fn items_come_back_whole_across_blocks_and_long_ones_alone() {
-        let mut arena = Arena::default();
+        let mut arena = Arena::<Vec<u32>>::default();
         let mut slots = vec![arena.push(&[1u32, 2, 3]).unwrap()];
         let mut expected = vec![vec![1, 2, 3]];
         let first_block = arena.blocks[0].as_ptr();
@@ -105,12 +151,12 @@ mod tests {
 
     #[test]
     fn text_round_trips() {
-        let mut arena = Arena::default();
-        let a = arena.push_str("layers_0.kernel").unwrap();
-        let b = arena.push_str("").unwrap();
-        let c = arena.push_str("ünïcode").unwrap();
+        let mut arena = Arena::<String>::default();
+        let a = arena.push("layers_0.kernel").unwrap();
+        let b = arena.push("").unwrap();
+        let c = arena.push("ünïcode").unwrap();
         assert_eq!(
-            (arena.get_str(a), arena.get_str(b), arena.get_str(c)),
+            (arena.get(a), arena.get(b), arena.get(c)),
             ("layers_0.kernel", "", "ünïcode")
         );
     }

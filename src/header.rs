@@ -53,9 +53,9 @@ pub(crate) struct Header {
     /// The entries in the order the header lists them.
     pub entries: Vec<Entry>,
     /// The entries' keys.
-    keys: Arena<u8>,
+    keys: Arena<String>,
     /// The entries' shapes.
-    dims: Arena<usize>,
+    dims: Arena<Vec<usize>>,
     pub metadata: Option<Metadata>,
     /// Bytes of entries with [`Span::Side`].
     pub side: Vec<u8>,
@@ -74,7 +74,7 @@ impl Header {
         // A header is capped at 100 MB; the readers of other formats make one entry per tensor.
         let full = || Error::header("its keys and shapes are too many to hold");
         let entry = Entry {
-            key: self.keys.push_str(key).ok_or_else(full)?,
+            key: self.keys.push(key).ok_or_else(full)?,
             shape: self.dims.push(shape).ok_or_else(full)?,
             dtype,
             start,
@@ -87,7 +87,7 @@ impl Header {
 
     /// The key of `entry`, one of this header's entries.
     pub(crate) fn key_of(&self, entry: &Entry) -> &str {
-        self.keys.get_str(entry.key)
+        self.keys.get(entry.key)
     }
 
     /// The shape of `entry`, one of this header's entries.
