@@ -770,6 +770,37 @@ mod tests {
     }
 
     #[test]
+    fn keys_with_escapes_are_read_unescaped_and_checked_for_duplicates() {
+        let entry = |key: &str, start: u32| {
+            format!(
+                r#""{key}":{{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1,2],"data_offsets":[{start},{}]}}"#,
+                start + 2
+            )
+        };
+        let json = format!(
+            "{{{},{},{}}}",
+            entry(r"a\u002eb", 0),
+            entry(r#"q\"x"#, 2),
+            entry("plain", 4)
+        );
+        let mut bytes = file(&json);
+        bytes.extend_from_slice(&[0; 6]);
+        let header = Header::parse(&bytes).unwrap();
+        assert_eq!(header.keys().collect::<Vec<_>>(), ["a.b", "q\"x", "plain"]);
+        assert_eq!(
+            header.shape(1),
+            [1, 1, 1, 1, 1, 1, 1, 1, 1, 2],
+            "a shape past the inline rank"
+        );
+        // `a.b` spelled twice, once escaped: one key.
+        let json = format!("{{{},{}}}", entry(r"a\u002eb", 0), entry("a.b", 2));
+        let mut bytes = file(&json);
+        bytes.extend_from_slice(&[0; 4]);
+        let err = Header::parse(&bytes).unwrap_err();
+        assert!(matches!(&err, Error::DuplicateKey { key } if key == "a.b"), "{err:?}");
+    }
+
+    #[test]
     fn metadata_is_checked_at_once_and_parsed_when_asked() {
         let bytes = file(r#"{"__metadata__":{"a\"b":"c\nd","\u00e9":""}}"#);
         let header = Header::parse(&bytes).unwrap();
