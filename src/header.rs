@@ -527,6 +527,16 @@ pub(crate) struct Layout {
 
 impl Layout {
     pub(crate) fn new(planned: &[Planned], metadata: Option<&BTreeMap<String, String>>) -> Result<Layout> {
+        Self::with_room(planned, metadata, false)
+    }
+
+    /// [`Layout::new`], its head in a buffer with room for the tensors' bytes after it: the start
+    /// of a whole file in memory, so that the head is written where it stays.
+    pub(crate) fn for_buffer(planned: &[Planned], metadata: Option<&BTreeMap<String, String>>) -> Result<Layout> {
+        Self::with_room(planned, metadata, true)
+    }
+
+    fn with_room(planned: &[Planned], metadata: Option<&BTreeMap<String, String>>, data_room: bool) -> Result<Layout> {
         let order = file_order(planned);
         let mut offsets = vec![0; planned.len()];
         let mut data_len = 0usize;
@@ -536,8 +546,20 @@ impl Layout {
                 .checked_add(planned[i].len)
                 .ok_or_else(|| Error::msg("total tensor size overflows usize"))?;
         }
-        // The JSON goes straight after the length, which is known only once it is written.
-        let mut head = Vec::with_capacity(LEN_BYTES + 64 + planned.iter().map(|p| p.key.len() + 64).sum::<usize>());
+        // The JSON goes straight after the length, which is known only once it is written. Room
+        // for the longest entry of each key and rank (two offsets and each dimension of 20 digits,
+        // the longest dtype name), unless its key needs escapes: the buffer grows then.
+        let head_room = LEN_BYTES
+            + 64
+            + planned
+                .iter()
+                .map(|p| p.key.len() + 96 + 21 * p.shape.len())
+                .sum::<usize>();
+        let mut head = if data_room {
+            crate::pages::buffer(head_room.saturating_add(data_len))
+        } else {
+            Vec::with_capacity(head_room)
+        };
         head.extend_from_slice(&[0; LEN_BYTES]);
         write_json(&mut head, planned, &order, &offsets, metadata)?;
         let padded = (head.len() - LEN_BYTES).next_multiple_of(LEN_BYTES);

@@ -331,6 +331,29 @@ impl Framing {
         Ok(())
     }
 
+    /// The whole output in one buffer, each planned leaf's bytes given by `data`: the
+    /// frame's own allocation, grown to the output's size, so that the frame before the first
+    /// tensor (a safetensors file's whole head) is written once, where it stays, rather than
+    /// copied into a fresh buffer, whose pages would be faulted in a second time.
+    fn into_bytes<'d>(mut self, mut data: impl FnMut(usize) -> &'d [u8]) -> Result<Vec<u8>> {
+        let len = self.len();
+        let lead = self.pieces.first().map_or(self.frame.len(), |p| p.cut);
+        // The frame after the lead is written between the tensors, from a buffer of its own (none,
+        // for a safetensors file), its cuts now counted from the lead's end.
+        let rest = self.frame.split_off(lead);
+        let mut bytes = std::mem::replace(&mut self.frame, rest);
+        for piece in &mut self.pieces {
+            piece.cut -= lead;
+        }
+        crate::pages::reserve(&mut bytes, len - lead);
+        for (rank, &leaf) in self.order.iter().enumerate() {
+            self.put(rank, data(leaf), &mut bytes)?;
+        }
+        self.finish(&mut bytes)?;
+        debug_assert_eq!(bytes.len(), len);
+        Ok(bytes)
+    }
+
     /// Writes the frame after the last tensor.
     fn finish<S: Sink + ?Sized>(&self, sink: &mut S) -> Result<()> {
         sink.put(&self.frame[self.frame_start(self.count())..])
@@ -346,12 +369,16 @@ const STAGE_LEAF_MAX: usize = HOLD_SMALL;
 const STAGE_MAX: usize = 16 << 20;
 
 pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Options) -> Result<Vec<u8>> {
-    // Room for a few thousand small tensors at once, rather than a copy of them all at each of
-    // a dozen doublings.
+    // Room for a few thousand small tensors at once; past it, room for all that may be staged.
     let mut staged: Option<(Vec<u8>, Vec<usize>)> = Some((Vec::with_capacity(1 << 20), Vec::new()));
     let planned = plan_and(params, |leaf| {
         if let Some((bytes, starts)) = &mut staged {
             if leaf.data.len() <= STAGE_LEAF_MAX && bytes.len() + leaf.data.len() <= STAGE_MAX {
+                if bytes.capacity() - bytes.len() < leaf.data.len() {
+                    // Only the pages touched cost memory, and advised for huge pages they are
+                    // faulted in 2 MiB at a time rather than 4 KiB (see `pages.rs`).
+                    crate::pages::reserve(bytes, STAGE_MAX - bytes.len());
+                }
                 starts.push(bytes.len());
                 bytes.extend_from_slice(leaf.data);
             } else {
@@ -359,27 +386,28 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
             }
         }
     })?;
-    let framing = safetensors_framing(&planned, options.metadata_for(params).as_deref())?;
+    let metadata = options.metadata_for(params);
+    if let Some((staged, starts)) = staged {
+        // The head is written into the output's buffer rather than copied there (many small
+        // tensors make a large head), then each staged tensor after it, in file order.
+        let layout = Layout::for_buffer(&planned, metadata.as_deref())?;
+        return Framing::safetensors(layout, &planned, &all(&planned))
+            .into_bytes(|i| &staged[starts[i]..starts[i] + planned[i].len]);
+    }
+    let framing = safetensors_framing(&planned, metadata.as_deref())?;
     // One allocation of the final size, not zeroed (recycled heap memory would be written twice),
     // filled in file order as `to_writer` fills any writer: each tensor copied once, from the
     // params. A large buffer asks for huge pages, which cuts the page faults of the first touch
     // (see `pages.rs`).
     let mut bytes = crate::pages::buffer(framing.len());
-    if let Some((staged, starts)) = staged {
-        for (rank, &i) in framing.order.iter().enumerate() {
-            framing.put(rank, &staged[starts[i]..starts[i] + planned[i].len], &mut bytes)?;
-        }
-        framing.finish(&mut bytes)?;
-    } else {
-        stream(
-            params,
-            &planned,
-            &framing,
-            0..framing.count(),
-            &mut bytes,
-            REORDER_BUDGET,
-        )?;
-    }
+    stream(
+        params,
+        &planned,
+        &framing,
+        0..framing.count(),
+        &mut bytes,
+        REORDER_BUDGET,
+    )?;
     debug_assert_eq!(bytes.len(), framing.len());
     Ok(bytes)
 }
@@ -645,6 +673,29 @@ mod tests {
             11
         );
         assert!(out == expected);
+    }
+
+    /// `to_bytes` of staged tensors, past the staging's first MiB and with keys whose escapes
+    /// outgrow the head's room (each of 40 control characters is 6 bytes escaped): the bytes that
+    /// `to_writer` streams.
+    #[test]
+    fn staged_writes_are_the_streamed_bytes() {
+        let prefix = "\u{1}".repeat(40);
+        let params = Value::Dict(
+            (0..3000u32)
+                .map(|i| {
+                    let t = DynTensor::new(Dtype::F32, vec![100], vec![i as u8; 400]).unwrap();
+                    (format!("{prefix}{i}"), Value::Tensor(t))
+                })
+                .collect(),
+        );
+        let staged = to_bytes(&params, &Options::new()).unwrap();
+        let mut streamed = Vec::new();
+        to_writer(&mut streamed, &params, &Options::new()).unwrap();
+        assert!(staged == streamed);
+        let head_len = u64::from_le_bytes(staged[..8].try_into().unwrap()) as usize;
+        let room: usize = 8 + 64 + 3000 * (prefix.len() + 4 + 96 + 21);
+        assert!(head_len > room, "the head ({head_len} bytes) fits the room of {room}");
     }
 
     /// Every byte range of an output, streamed into a [`Clip`] from the ranks that overlap it,
