@@ -770,7 +770,7 @@ mod tests {
 
     #[test]
     fn shapes_of_any_rank_are_planned_whole() {
-        for rank in [0, 1, 7, 8, 9, 20] {
+        for rank in [0, 1, 4, 5, 7, 8, 9, 20] {
             let shape: Vec<usize> = (0..rank).map(|d| d % 3 + 1).collect();
             let n: usize = shape.iter().product();
             let leaf = Value::Tensor(DynTensor::new(Dtype::U8, shape.clone(), vec![1; n]).unwrap());
