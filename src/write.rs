@@ -14,16 +14,16 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::checkpoint::store::write_atomic_with;
-use crate::header::{Layout, Planned, MAX_RANK, METADATA_KEY};
+use crate::header::{Layout, Leaves, Planned, MAX_RANK, METADATA_KEY};
 use crate::{Error, LeafRef, Options, Params, Result, Serializer};
 
 /// The first walk: every leaf's key, dtype, shape and size, in the order serde visits them.
-pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Planned>> {
+pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Leaves> {
     plan_and(params, |_| {})
 }
 
 /// [`plan`], handing each accepted leaf to `also` as well.
-fn plan_and<T: Serialize + Params + ?Sized>(params: &T, mut also: impl FnMut(&LeafRef<'_>)) -> Result<Vec<Planned>> {
+fn plan_and<T: Serialize + Params + ?Sized>(params: &T, mut also: impl FnMut(&LeafRef<'_>)) -> Result<Leaves> {
     let planned = plan_with(params, |leaf, _| {
         let reason = if leaf.key.is_empty() {
             Some("keys cannot be empty")
@@ -51,8 +51,10 @@ fn plan_and<T: Serialize + Params + ?Sized>(params: &T, mut also: impl FnMut(&Le
     })?;
     let mut seen: HashSet<&str, BuildHasherDefault<KeyHasher>> =
         HashSet::with_capacity_and_hasher(planned.len(), Default::default());
-    if let Some(dup) = planned.iter().find(|p| !seen.insert(p.key.as_str())) {
-        return Err(Error::DuplicateKey { key: dup.key.clone() });
+    if let Some(dup) = (0..planned.len()).find(|&i| !seen.insert(planned.key(i))) {
+        return Err(Error::DuplicateKey {
+            key: planned.key(dup).to_owned(),
+        });
     }
     Ok(planned)
 }
@@ -108,16 +110,11 @@ pub(crate) fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {
 pub(crate) fn plan_with<T: Serialize + Params + ?Sized>(
     params: &T,
     mut check: impl FnMut(&LeafRef<'_>, usize) -> Result<()>,
-) -> Result<Vec<Planned>> {
-    let mut planned = Vec::new();
+) -> Result<Leaves> {
+    let mut planned = Leaves::default();
     params.serialize(&mut Serializer::new::<T>(|leaf| {
         check(&leaf, planned.len())?;
-        planned.push(Planned {
-            key: leaf.key.to_owned(),
-            dtype: leaf.dtype,
-            shape: leaf.shape.into(),
-            len: leaf.data.len(),
-        });
+        planned.push(leaf.key, leaf.dtype, leaf.shape, leaf.data.len());
         Ok(())
     }))?;
     Ok(planned)
@@ -127,14 +124,14 @@ pub(crate) fn plan_with<T: Serialize + Params + ?Sized>(
 /// `put`, after checking that the leaf is the one planned there.
 pub(crate) fn walk_planned<T: Serialize + Params + ?Sized>(
     params: &T,
-    planned: &[Planned],
+    planned: &Leaves,
     mut put: impl FnMut(usize, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let mut next = 0;
     params.serialize(&mut Serializer::new::<T>(|leaf| {
         let matches = planned
             .get(next)
-            .is_some_and(|p| p.key == leaf.key && p.len == leaf.data.len());
+            .is_some_and(|p| p.len == leaf.data.len() && planned.key(next) == leaf.key);
         if !matches {
             return Err(changed());
         }
@@ -390,8 +387,9 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
     if let Some((staged, starts)) = staged {
         // The head is written into the output's buffer rather than copied there (many small
         // tensors make a large head), then each staged tensor after it, in file order.
-        let layout = Layout::for_buffer(&planned, metadata.as_deref())?;
-        return Framing::safetensors(layout, &planned, &all(&planned))
+        let members = all(&planned);
+        let layout = Layout::for_buffer(&planned, &members, metadata.as_deref())?;
+        return Framing::safetensors(layout, &planned, &members)
             .into_bytes(|i| &staged[starts[i]..starts[i] + planned[i].len]);
     }
     let framing = safetensors_framing(&planned, metadata.as_deref())?;
@@ -413,9 +411,10 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
 }
 
 /// A safetensors file of every planned leaf.
-fn safetensors_framing(planned: &[Planned], metadata: Option<&BTreeMap<String, String>>) -> Result<Framing> {
-    let layout = Layout::new(planned, metadata)?;
-    Ok(Framing::safetensors(layout, planned, &all(planned)))
+fn safetensors_framing(planned: &Leaves, metadata: Option<&BTreeMap<String, String>>) -> Result<Framing> {
+    let members = all(planned);
+    let layout = Layout::new(planned, &members, metadata)?;
+    Ok(Framing::safetensors(layout, planned, &members))
 }
 
 /// How many bytes of tensors that arrive before their turn `to_writer` may hold; the rest wait for
@@ -448,7 +447,7 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
 /// Streams the whole output of `framing` into `writer`, and flushes it.
 fn write_all<W: Write, T: Serialize + Params + ?Sized>(
     params: &T,
-    planned: &[Planned],
+    planned: &Leaves,
     framing: &Framing,
     writer: &mut W,
 ) -> Result<()> {
@@ -479,7 +478,7 @@ fn write_all<W: Write, T: Serialize + Params + ?Sized>(
 /// `ranks`, are walked past.
 pub(crate) fn stream<S: Sink + ?Sized, T: Serialize + Params + ?Sized>(
     params: &T,
-    planned: &[Planned],
+    planned: &Leaves,
     framing: &Framing,
     ranks: Range<usize>,
     sink: &mut S,
@@ -700,7 +699,7 @@ mod tests {
 
     /// Every byte range of an output, streamed into a [`Clip`] from the ranks that overlap it,
     /// is that range of the whole output: how a multipart upload makes its parts.
-    fn assert_clips_match(params: &Value, planned: &[Planned], framing: &Framing) {
+    fn assert_clips_match(params: &Value, planned: &Leaves, framing: &Framing) {
         let mut whole = Vec::new();
         stream(params, planned, framing, 0..framing.count(), &mut whole, usize::MAX).unwrap();
         assert_eq!(whole.len(), framing.len());
