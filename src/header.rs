@@ -623,10 +623,47 @@ pub(crate) fn read_metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>> {
 /// One tensor of the file being written.
 #[derive(Debug, Clone)]
 pub(crate) struct Planned {
-    pub key: String,
+    /// Where its key is in [`Leaves`]' keys.
+    key: std::ops::Range<usize>,
     pub dtype: Dtype,
     pub shape: crate::ser::Dims,
     pub len: usize,
+}
+
+/// The tensors of the file being written, in the order the params visit them (as a slice of
+/// [`Planned`]), with their keys in one buffer rather than a `String` each: a write of many small
+/// tensors would otherwise spend a tenth of its instructions allocating and freeing them.
+#[derive(Debug, Default)]
+pub(crate) struct Leaves {
+    planned: Vec<Planned>,
+    keys: String,
+}
+
+impl Leaves {
+    /// Plans the next tensor.
+    pub(crate) fn push(&mut self, key: &str, dtype: Dtype, shape: &[usize], len: usize) {
+        let start = self.keys.len();
+        self.keys.push_str(key);
+        self.planned.push(Planned {
+            key: start..self.keys.len(),
+            dtype,
+            shape: shape.into(),
+            len,
+        });
+    }
+
+    /// The key of tensor `i`.
+    pub(crate) fn key(&self, i: usize) -> &str {
+        &self.keys[self.planned[i].key.clone()]
+    }
+}
+
+impl std::ops::Deref for Leaves {
+    type Target = [Planned];
+
+    fn deref(&self) -> &[Planned] {
+        &self.planned
+    }
 }
 
 /// Where each tensor goes: the reference writer's order (dtype descending, then key), and the
@@ -639,20 +676,56 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    pub(crate) fn new(planned: &[Planned], metadata: Option<&BTreeMap<String, String>>) -> Result<Layout> {
-        let order = file_order(planned);
-        let mut offsets = vec![0; planned.len()];
+    /// The file of the planned tensors `members` (all of them, or a shard's).
+    pub(crate) fn new(
+        leaves: &Leaves,
+        members: &[usize],
+        metadata: Option<&BTreeMap<String, String>>,
+    ) -> Result<Layout> {
+        Self::with_room(leaves, members, metadata, false)
+    }
+
+    /// [`Layout::new`], its head in a buffer with room for the tensors' bytes after it: the start
+    /// of a whole file in memory, so that the head is written where it stays.
+    pub(crate) fn for_buffer(
+        leaves: &Leaves,
+        members: &[usize],
+        metadata: Option<&BTreeMap<String, String>>,
+    ) -> Result<Layout> {
+        Self::with_room(leaves, members, metadata, true)
+    }
+
+    fn with_room(
+        leaves: &Leaves,
+        members: &[usize],
+        metadata: Option<&BTreeMap<String, String>>,
+        data_room: bool,
+    ) -> Result<Layout> {
+        let order = file_order(leaves, members);
+        let mut offsets = vec![0; members.len()];
         let mut data_len = 0usize;
-        for &i in &order {
-            offsets[i] = data_len;
+        for &j in &order {
+            offsets[j] = data_len;
             data_len = data_len
-                .checked_add(planned[i].len)
+                .checked_add(leaves[members[j]].len)
                 .ok_or_else(|| Error::msg("total tensor size overflows usize"))?;
         }
-        // The JSON goes straight after the length, which is known only once it is written.
-        let mut head = Vec::with_capacity(LEN_BYTES + 64 + planned.iter().map(|p| p.key.len() + 64).sum::<usize>());
+        // The JSON goes straight after the length, which is known only once it is written. Room
+        // for the longest entry of each key and rank (two offsets and each dimension of 20 digits,
+        // the longest dtype name), unless its key needs escapes: the buffer grows then.
+        let head_room = LEN_BYTES
+            + 64
+            + members
+                .iter()
+                .map(|&i| leaves[i].key.len() + 96 + 21 * leaves[i].shape.len())
+                .sum::<usize>();
+        let mut head = if data_room {
+            crate::pages::buffer(head_room.saturating_add(data_len))
+        } else {
+            Vec::with_capacity(head_room)
+        };
         head.extend_from_slice(&[0; LEN_BYTES]);
-        write_json(&mut head, planned, &order, &offsets, metadata)?;
+        write_json(&mut head, leaves, members, &order, &offsets, metadata)?;
         let padded = (head.len() - LEN_BYTES).next_multiple_of(LEN_BYTES);
         if padded as u64 > MAX_HEADER_LEN {
             return Err(Error::HeaderTooLarge {
@@ -666,16 +739,18 @@ impl Layout {
     }
 }
 
-/// The reference writer's order: dtype descending, then key.
+/// The reference writer's order of the planned tensors `members`: dtype descending, then key (as
+/// indices into `members`).
 ///
 /// Keys are unique (the plan refuses duplicates), so any sort gives the same order. A model's keys
 /// share long prefixes (`layer_`, `params.encoder.`), where comparing strings costs most: each
 /// key is compared first by the 8 bytes after the prefix all keys share, as an integer, and only
 /// on a tie by the whole key.
-fn file_order(planned: &[Planned]) -> Vec<usize> {
-    let first = planned.first().map_or("", |p| p.key.as_str()).as_bytes();
-    let shared = planned.iter().fold(first.len(), |n, p| {
-        n.min(p.key.bytes().zip(first).take_while(|(a, b)| a == *b).count())
+fn file_order(leaves: &Leaves, members: &[usize]) -> Vec<usize> {
+    let key = |j: usize| leaves.key(members[j]);
+    let first = members.first().map_or("", |_| key(0)).as_bytes();
+    let shared = (0..members.len()).fold(first.len(), |n, j| {
+        n.min(key(j).bytes().zip(first).take_while(|(a, b)| a == *b).count())
     });
     let window = |key: &str| {
         let mut bytes = [0u8; 8];
@@ -686,24 +761,19 @@ fn file_order(planned: &[Planned]) -> Vec<usize> {
         // differ within the window; keys equal in it are told apart by the full comparison.
         u64::from_be_bytes(bytes)
     };
-    let mut sortable: Vec<(std::cmp::Reverse<Dtype>, u64, usize)> = planned
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (std::cmp::Reverse(p.dtype), window(&p.key), i))
+    let mut sortable: Vec<(std::cmp::Reverse<Dtype>, u64, usize)> = (0..members.len())
+        .map(|j| (std::cmp::Reverse(leaves[members[j]].dtype), window(key(j)), j))
         .collect();
-    sortable.sort_unstable_by(|a, b| {
-        (a.0, a.1)
-            .cmp(&(b.0, b.1))
-            .then_with(|| planned[a.2].key.cmp(&planned[b.2].key))
-    });
-    sortable.into_iter().map(|(_, _, i)| i).collect()
+    sortable.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| key(a.2).cmp(key(b.2))));
+    sortable.into_iter().map(|(_, _, j)| j).collect()
 }
 
 /// Writes the header's JSON as serde_json writes a map (compact, keys escaped as it escapes them):
-/// the metadata, then each planned tensor in file order.
+/// the metadata, then each planned tensor of `members` in file order.
 fn write_json(
     out: &mut Vec<u8>,
-    planned: &[Planned],
+    leaves: &Leaves,
+    members: &[usize],
     order: &[usize],
     offsets: &[usize],
     metadata: Option<&BTreeMap<String, String>>,
@@ -715,12 +785,12 @@ fn write_json(
         out.push(b':');
         serde_json::to_writer(&mut *out, metadata).map_err(json_error)?;
     }
-    for (n, &i) in order.iter().enumerate() {
+    for (n, &j) in order.iter().enumerate() {
         if n > 0 || metadata.is_some() {
             out.push(b',');
         }
-        let p = &planned[i];
-        write_str(out, &p.key)?;
+        let p = &leaves[members[j]];
+        write_str(out, leaves.key(members[j]))?;
         out.extend_from_slice(b":{\"dtype\":\"");
         out.extend_from_slice(p.dtype.name().as_bytes());
         out.extend_from_slice(b"\",\"shape\":[");
@@ -731,9 +801,9 @@ fn write_json(
             push_decimal(out, dim);
         }
         out.extend_from_slice(b"],\"data_offsets\":[");
-        push_decimal(out, offsets[i]);
+        push_decimal(out, offsets[j]);
         out.push(b',');
-        push_decimal(out, offsets[i] + p.len);
+        push_decimal(out, offsets[j] + p.len);
         out.extend_from_slice(b"]}");
     }
     out.push(b'}');
@@ -828,25 +898,22 @@ mod tests {
     /// The header as serde_json writes it from a map, which is what the reference writer does.
     #[test]
     fn the_header_is_written_as_serde_json_writes_it() {
-        let planned: Vec<Planned> = ["b", "a\"q", "tab\there", "\u{1}ctl\\", "é", "a", "layer_10", "layer_9"]
-            .iter()
-            .enumerate()
-            .map(|(i, key)| Planned {
-                key: (*key).to_owned(),
-                dtype: if i % 3 == 0 { Dtype::F32 } else { Dtype::BF16 },
-                shape: vec![i; i % 3][..].into(),
-                len: i * 4,
-            })
-            .collect();
+        let mut planned = Leaves::default();
+        let keys = ["b", "a\"q", "tab\there", "\u{1}ctl\\", "é", "a", "layer_10", "layer_9"];
+        for (i, key) in keys.iter().enumerate() {
+            let dtype = if i % 3 == 0 { Dtype::F32 } else { Dtype::BF16 };
+            planned.push(key, dtype, &vec![i; i % 3], i * 4);
+        }
+        let all: Vec<usize> = (0..planned.len()).collect();
         let metadata = BTreeMap::from([("format".to_owned(), "pt\n\"x\"".to_owned())]);
         for metadata in [None, Some(&metadata)] {
-            let layout = Layout::new(&planned, metadata).unwrap();
+            let layout = Layout::new(&planned, &all, metadata).unwrap();
             let mut order: Vec<usize> = (0..planned.len()).collect();
             order.sort_by(|&a, &b| {
                 planned[b]
                     .dtype
                     .cmp(&planned[a].dtype)
-                    .then_with(|| planned[a].key.cmp(&planned[b].key))
+                    .then_with(|| planned.key(a).cmp(planned.key(b)))
             });
             assert_eq!(layout.order, order);
             let mut offsets = vec![0; planned.len()];
@@ -868,7 +935,7 @@ mod tests {
                 };
                 json += &format!(
                     "{}:{},",
-                    serde_json::to_string(&p.key).unwrap(),
+                    serde_json::to_string(planned.key(i)).unwrap(),
                     serde_json::to_string(&entry).unwrap()
                 );
             }

@@ -38,6 +38,14 @@ pub(crate) fn try_buffer(len: usize) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
+/// Grows `bytes` to room for `additional` more bytes (exactly, as `Vec::reserve_exact`), the new
+/// room advised for huge pages as [`buffer`] advises its own: a buffer that starts small and
+/// turns out large.
+pub(crate) fn reserve(bytes: &mut Vec<u8>, additional: usize) {
+    bytes.reserve_exact(additional);
+    advise_huge_pages(bytes.spare_capacity_mut());
+}
+
 /// A vector of `n` elements filled with bytes that arrive in one piece or several (a file read in
 /// chunks), each byte copied once into memory that is not zeroed first.
 pub(crate) struct Filler<T> {

@@ -844,35 +844,47 @@ impl ser::Serializer for DataEmitter<'_, '_> {
     reject!("", "tensor bytes"; serialize_str(&str), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64), serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_none(), serialize_unit(), serialize_unit_struct(&'static str), serialize_unit_variant(&'static str, u32, &'static str));
 }
 
-/// A tensor's shape: inline up to `INLINE_RANK` dimensions, as almost every tensor has, so that
-/// a leaf (as serde hands it over, or planned) costs no allocation; on the heap beyond.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Dims {
-    len: usize,
-    inline: [usize; INLINE_RANK],
-    heap: Vec<usize>,
+/// A tensor's shape: inline up to `INLINE_RANK` dimensions, as almost every tensor has (a
+/// convolution's kernel has four), so that a leaf (as serde hands it over, or planned) costs no
+/// allocation; on the heap beyond. Kept small: the plan of a write holds one per leaf, and its
+/// pages are faulted in fresh.
+#[derive(Debug, Clone)]
+pub(crate) enum Dims {
+    Inline { len: u8, dims: [usize; INLINE_RANK] },
+    Heap(Vec<usize>),
 }
 
-const INLINE_RANK: usize = 8;
+const INLINE_RANK: usize = 4;
+
+impl Default for Dims {
+    fn default() -> Dims {
+        Dims::Inline {
+            len: 0,
+            dims: [0; INLINE_RANK],
+        }
+    }
+}
 
 impl Dims {
     fn push(&mut self, dim: usize) {
-        if self.len < INLINE_RANK {
-            self.inline[self.len] = dim;
-        } else {
-            if self.heap.is_empty() {
-                self.heap.extend_from_slice(&self.inline);
+        match self {
+            Dims::Inline { len, dims } if usize::from(*len) < INLINE_RANK => {
+                dims[usize::from(*len)] = dim;
+                *len += 1;
             }
-            self.heap.push(dim);
+            Dims::Inline { dims, .. } => {
+                let mut heap = dims.to_vec();
+                heap.push(dim);
+                *self = Dims::Heap(heap);
+            }
+            Dims::Heap(heap) => heap.push(dim),
         }
-        self.len += 1;
     }
 
     fn as_slice(&self) -> &[usize] {
-        if self.len <= INLINE_RANK {
-            &self.inline[..self.len]
-        } else {
-            &self.heap
+        match self {
+            Dims::Inline { len, dims } => &dims[..usize::from(*len)],
+            Dims::Heap(heap) => heap,
         }
     }
 }
@@ -887,16 +899,16 @@ impl std::ops::Deref for Dims {
 
 impl From<&[usize]> for Dims {
     fn from(shape: &[usize]) -> Dims {
-        let mut dims = Dims {
-            len: shape.len(),
-            ..Dims::default()
-        };
-        if shape.len() <= INLINE_RANK {
-            dims.inline[..shape.len()].copy_from_slice(shape);
-        } else {
-            dims.heap = shape.to_vec();
+        if shape.len() > INLINE_RANK {
+            return Dims::Heap(shape.to_vec());
         }
-        dims
+        let mut dims = [0; INLINE_RANK];
+        dims[..shape.len()].copy_from_slice(shape);
+        Dims::Inline {
+            // At most `INLINE_RANK`.
+            len: shape.len() as u8,
+            dims,
+        }
     }
 }
 

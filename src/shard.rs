@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::checkpoint::store::{ready, LocalDir};
 use crate::checkpoint::{assign_shards, begin, finish, locate, Format, Index, IndexMetadata, Located};
 use crate::error::IoAt;
-use crate::header::{Header, Layout, Planned, Span};
+use crate::header::{Header, Layout, Leaves, Span};
 use crate::write::{plan, stream, Framing, Writer, REORDER_BUDGET};
 use crate::{Deserializer, Error, Options, Params, Result};
 
@@ -37,8 +37,7 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
     let begun = ready(begin(&store, Format::Safetensors, shards))??;
     for (k, name) in begun.names.iter().enumerate() {
         let members: Vec<usize> = (0..planned.len()).filter(|&i| shard_of[i] == k).collect();
-        let subset: Vec<Planned> = members.iter().map(|&i| planned[i].clone()).collect();
-        let layout = Layout::new(&subset, options.metadata_for(params).as_deref())?;
+        let layout = Layout::new(&planned, &members, options.metadata_for(params).as_deref())?;
         let framing = Framing::safetensors(layout, &planned, &members);
         store.write_with(name, |out| {
             stream(
@@ -52,8 +51,13 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
             Ok(())
         })?;
     }
-    let index = (shards > 1).then(|| index_of(planned.iter().map(|p| (p.key.clone(), p.len)), &shard_of, &begun.names));
+    let index = (shards > 1).then(|| index_of(keys_and_sizes(&planned), &shard_of, &begun.names));
     ready(finish(&store, &begun, index.as_ref()))?
+}
+
+/// Each planned tensor's key and size, for [`index_of`].
+pub(crate) fn keys_and_sizes(planned: &Leaves) -> impl Iterator<Item = (String, usize)> + '_ {
+    (0..planned.len()).map(|i| (planned.key(i).to_owned(), planned[i].len))
 }
 
 /// The index of a sharded save: each key's shard, and the total tensor bytes.

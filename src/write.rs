@@ -14,16 +14,16 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::checkpoint::store::write_atomic_with;
-use crate::header::{Layout, Planned, MAX_RANK, METADATA_KEY};
+use crate::header::{Layout, Leaves, Planned, MAX_RANK, METADATA_KEY};
 use crate::{Error, LeafRef, Options, Params, Result, Serializer};
 
 /// The first walk: every leaf's key, dtype, shape and size, in the order serde visits them.
-pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Vec<Planned>> {
+pub(crate) fn plan<T: Serialize + Params + ?Sized>(params: &T) -> Result<Leaves> {
     plan_and(params, |_| {})
 }
 
 /// [`plan`], handing each accepted leaf to `also` as well.
-fn plan_and<T: Serialize + Params + ?Sized>(params: &T, mut also: impl FnMut(&LeafRef<'_>)) -> Result<Vec<Planned>> {
+fn plan_and<T: Serialize + Params + ?Sized>(params: &T, mut also: impl FnMut(&LeafRef<'_>)) -> Result<Leaves> {
     let planned = plan_with(params, |leaf, _| {
         let reason = if leaf.key.is_empty() {
             Some("keys cannot be empty")
@@ -51,8 +51,10 @@ fn plan_and<T: Serialize + Params + ?Sized>(params: &T, mut also: impl FnMut(&Le
     })?;
     let mut seen: HashSet<&str, BuildHasherDefault<KeyHasher>> =
         HashSet::with_capacity_and_hasher(planned.len(), Default::default());
-    if let Some(dup) = planned.iter().find(|p| !seen.insert(p.key.as_str())) {
-        return Err(Error::DuplicateKey { key: dup.key.clone() });
+    if let Some(dup) = (0..planned.len()).find(|&i| !seen.insert(planned.key(i))) {
+        return Err(Error::DuplicateKey {
+            key: planned.key(dup).to_owned(),
+        });
     }
     Ok(planned)
 }
@@ -63,13 +65,29 @@ fn plan_and<T: Serialize + Params + ?Sized>(params: &T, mut also: impl FnMut(&Le
 #[derive(Default)]
 struct KeyHasher(u64);
 
+impl KeyHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
 impl Hasher for KeyHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.add(u64::from_le_bytes(word.try_into().expect("8 bytes")));
         }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    /// The end mark that `str` hashes after its bytes: one step, not a copy into a word.
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
     }
 
     fn finish(&self) -> u64 {
@@ -108,16 +126,11 @@ pub(crate) fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {
 pub(crate) fn plan_with<T: Serialize + Params + ?Sized>(
     params: &T,
     mut check: impl FnMut(&LeafRef<'_>, usize) -> Result<()>,
-) -> Result<Vec<Planned>> {
-    let mut planned = Vec::new();
+) -> Result<Leaves> {
+    let mut planned = Leaves::default();
     params.serialize(&mut Serializer::new::<T>(|leaf| {
         check(&leaf, planned.len())?;
-        planned.push(Planned {
-            key: leaf.key.to_owned(),
-            dtype: leaf.dtype,
-            shape: leaf.shape.into(),
-            len: leaf.data.len(),
-        });
+        planned.push(leaf.key, leaf.dtype, leaf.shape, leaf.data.len());
         Ok(())
     }))?;
     Ok(planned)
@@ -127,14 +140,14 @@ pub(crate) fn plan_with<T: Serialize + Params + ?Sized>(
 /// `put`, after checking that the leaf is the one planned there.
 pub(crate) fn walk_planned<T: Serialize + Params + ?Sized>(
     params: &T,
-    planned: &[Planned],
+    planned: &Leaves,
     mut put: impl FnMut(usize, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let mut next = 0;
     params.serialize(&mut Serializer::new::<T>(|leaf| {
         let matches = planned
             .get(next)
-            .is_some_and(|p| p.key == leaf.key && p.len == leaf.data.len());
+            .is_some_and(|p| p.len == leaf.data.len() && planned.key(next) == leaf.key);
         if !matches {
             return Err(changed());
         }
@@ -331,6 +344,29 @@ impl Framing {
         Ok(())
     }
 
+    /// The whole output in one buffer, each planned leaf's bytes given by `data`: the
+    /// frame's own allocation, grown to the output's size, so that the frame before the first
+    /// tensor (a safetensors file's whole head) is written once, where it stays, rather than
+    /// copied into a fresh buffer, whose pages would be faulted in a second time.
+    fn into_bytes<'d>(mut self, mut data: impl FnMut(usize) -> &'d [u8]) -> Result<Vec<u8>> {
+        let len = self.len();
+        let lead = self.pieces.first().map_or(self.frame.len(), |p| p.cut);
+        // The frame after the lead is written between the tensors, from a buffer of its own (none,
+        // for a safetensors file), its cuts now counted from the lead's end.
+        let rest = self.frame.split_off(lead);
+        let mut bytes = std::mem::replace(&mut self.frame, rest);
+        for piece in &mut self.pieces {
+            piece.cut -= lead;
+        }
+        crate::pages::reserve(&mut bytes, len - lead);
+        for (rank, &leaf) in self.order.iter().enumerate() {
+            self.put(rank, data(leaf), &mut bytes)?;
+        }
+        self.finish(&mut bytes)?;
+        debug_assert_eq!(bytes.len(), len);
+        Ok(bytes)
+    }
+
     /// Writes the frame after the last tensor.
     fn finish<S: Sink + ?Sized>(&self, sink: &mut S) -> Result<()> {
         sink.put(&self.frame[self.frame_start(self.count())..])
@@ -346,12 +382,16 @@ const STAGE_LEAF_MAX: usize = HOLD_SMALL;
 const STAGE_MAX: usize = 16 << 20;
 
 pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Options) -> Result<Vec<u8>> {
-    // Room for a few thousand small tensors at once, rather than a copy of them all at each of
-    // a dozen doublings.
+    // Room for a few thousand small tensors at once; past it, room for all that may be staged.
     let mut staged: Option<(Vec<u8>, Vec<usize>)> = Some((Vec::with_capacity(1 << 20), Vec::new()));
     let planned = plan_and(params, |leaf| {
         if let Some((bytes, starts)) = &mut staged {
             if leaf.data.len() <= STAGE_LEAF_MAX && bytes.len() + leaf.data.len() <= STAGE_MAX {
+                if bytes.capacity() - bytes.len() < leaf.data.len() {
+                    // Only the pages touched cost memory, and advised for huge pages they are
+                    // faulted in 2 MiB at a time rather than 4 KiB (see `pages.rs`).
+                    crate::pages::reserve(bytes, STAGE_MAX - bytes.len());
+                }
                 starts.push(bytes.len());
                 bytes.extend_from_slice(leaf.data);
             } else {
@@ -359,35 +399,38 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
             }
         }
     })?;
-    let framing = safetensors_framing(&planned, options.metadata_for(params).as_deref())?;
+    let metadata = options.metadata_for(params);
+    if let Some((staged, starts)) = staged {
+        // The head is written into the output's buffer rather than copied there (many small
+        // tensors make a large head), then each staged tensor after it, in file order.
+        let members = all(&planned);
+        let layout = Layout::for_buffer(&planned, &members, metadata.as_deref())?;
+        return Framing::safetensors(layout, &planned, &members)
+            .into_bytes(|i| &staged[starts[i]..starts[i] + planned[i].len]);
+    }
+    let framing = safetensors_framing(&planned, metadata.as_deref())?;
     // One allocation of the final size, not zeroed (recycled heap memory would be written twice),
     // filled in file order as `to_writer` fills any writer: each tensor copied once, from the
     // params. A large buffer asks for huge pages, which cuts the page faults of the first touch
     // (see `pages.rs`).
     let mut bytes = crate::pages::buffer(framing.len());
-    if let Some((staged, starts)) = staged {
-        for (rank, &i) in framing.order.iter().enumerate() {
-            framing.put(rank, &staged[starts[i]..starts[i] + planned[i].len], &mut bytes)?;
-        }
-        framing.finish(&mut bytes)?;
-    } else {
-        stream(
-            params,
-            &planned,
-            &framing,
-            0..framing.count(),
-            &mut bytes,
-            REORDER_BUDGET,
-        )?;
-    }
+    stream(
+        params,
+        &planned,
+        &framing,
+        0..framing.count(),
+        &mut bytes,
+        REORDER_BUDGET,
+    )?;
     debug_assert_eq!(bytes.len(), framing.len());
     Ok(bytes)
 }
 
 /// A safetensors file of every planned leaf.
-fn safetensors_framing(planned: &[Planned], metadata: Option<&BTreeMap<String, String>>) -> Result<Framing> {
-    let layout = Layout::new(planned, metadata)?;
-    Ok(Framing::safetensors(layout, planned, &all(planned)))
+fn safetensors_framing(planned: &Leaves, metadata: Option<&BTreeMap<String, String>>) -> Result<Framing> {
+    let members = all(planned);
+    let layout = Layout::new(planned, &members, metadata)?;
+    Ok(Framing::safetensors(layout, planned, &members))
 }
 
 /// How many bytes of tensors that arrive before their turn `to_writer` may hold; the rest wait for
@@ -420,7 +463,7 @@ pub(crate) fn to_writer<W: Write, T: Serialize + Params + ?Sized>(
 /// Streams the whole output of `framing` into `writer`, and flushes it.
 fn write_all<W: Write, T: Serialize + Params + ?Sized>(
     params: &T,
-    planned: &[Planned],
+    planned: &Leaves,
     framing: &Framing,
     writer: &mut W,
 ) -> Result<()> {
@@ -451,7 +494,7 @@ fn write_all<W: Write, T: Serialize + Params + ?Sized>(
 /// `ranks`, are walked past.
 pub(crate) fn stream<S: Sink + ?Sized, T: Serialize + Params + ?Sized>(
     params: &T,
-    planned: &[Planned],
+    planned: &Leaves,
     framing: &Framing,
     ranks: Range<usize>,
     sink: &mut S,
@@ -647,9 +690,32 @@ mod tests {
         assert!(out == expected);
     }
 
+    /// `to_bytes` of staged tensors, past the staging's first MiB and with keys whose escapes
+    /// outgrow the head's room (each of 40 control characters is 6 bytes escaped): the bytes that
+    /// `to_writer` streams.
+    #[test]
+    fn staged_writes_are_the_streamed_bytes() {
+        let prefix = "\u{1}".repeat(40);
+        let params = Value::Dict(
+            (0..3000u32)
+                .map(|i| {
+                    let t = DynTensor::new(Dtype::F32, vec![100], vec![i as u8; 400]).unwrap();
+                    (format!("{prefix}{i}"), Value::Tensor(t))
+                })
+                .collect(),
+        );
+        let staged = to_bytes(&params, &Options::new()).unwrap();
+        let mut streamed = Vec::new();
+        to_writer(&mut streamed, &params, &Options::new()).unwrap();
+        assert!(staged == streamed);
+        let head_len = u64::from_le_bytes(staged[..8].try_into().unwrap()) as usize;
+        let room: usize = 8 + 64 + 3000 * (prefix.len() + 4 + 96 + 21);
+        assert!(head_len > room, "the head ({head_len} bytes) fits the room of {room}");
+    }
+
     /// Every byte range of an output, streamed into a [`Clip`] from the ranks that overlap it,
     /// is that range of the whole output: how a multipart upload makes its parts.
-    fn assert_clips_match(params: &Value, planned: &[Planned], framing: &Framing) {
+    fn assert_clips_match(params: &Value, planned: &Leaves, framing: &Framing) {
         let mut whole = Vec::new();
         stream(params, planned, framing, 0..framing.count(), &mut whole, usize::MAX).unwrap();
         assert_eq!(whole.len(), framing.len());
@@ -719,7 +785,7 @@ mod tests {
 
     #[test]
     fn shapes_of_any_rank_are_planned_whole() {
-        for rank in [0, 1, 7, 8, 9, 20] {
+        for rank in [0, 1, 4, 5, 7, 8, 9, 20] {
             let shape: Vec<usize> = (0..rank).map(|d| d % 3 + 1).collect();
             let n: usize = shape.iter().product();
             let leaf = Value::Tensor(DynTensor::new(Dtype::U8, shape.clone(), vec![1; n]).unwrap());

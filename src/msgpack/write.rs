@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{numpy_name, CHUNKED, EXT_NDARRAY};
 use crate::checkpoint::store::{ready, LocalDir};
 use crate::checkpoint::{assign_shards, begin, finish, Format};
-use crate::header::Planned;
+use crate::header::Leaves;
 use crate::shard::index_of;
 use crate::write::{plan_with, stream, Framing, Sink, Writer, REORDER_BUDGET};
 use crate::{Dtype, Error, Params, Result};
@@ -59,7 +59,7 @@ impl Dict {
 /// Lays the dicts out: their bytes into the frame, a piece for each tensor's bytes.
 struct Encoder<'p> {
     framing: Framing,
-    planned: &'p [Planned],
+    planned: &'p Leaves,
     chunk_bytes: usize,
 }
 
@@ -85,7 +85,7 @@ impl Encoder<'_> {
         if p.len > self.chunk_bytes {
             return self.chunked(i);
         }
-        self.ndarray(p.dtype, &p.shape, p.len, &p.key)?;
+        self.ndarray(p.dtype, &p.shape, p.len, self.planned.key(i))?;
         self.framing.piece(Some(i), p.len);
         Ok(())
     }
@@ -124,7 +124,7 @@ impl Encoder<'_> {
         rmp::encode::write_str(out, "chunks").map_err(encode_error)?;
         let count = p.len.div_ceil(per_chunk);
         rmp::encode::write_map_len(out, len_u32(count)?).map_err(encode_error)?;
-        let (dtype, key, total) = (p.dtype, p.key.clone(), p.len);
+        let (dtype, key, total) = (p.dtype, self.planned.key(i).to_owned(), p.len);
         for c in 0..count {
             let len = per_chunk.min(total - c * per_chunk);
             rmp::encode::write_str(self.out(), &c.to_string()).map_err(encode_error)?;
@@ -147,7 +147,7 @@ fn len_u32(n: usize) -> Result<u32> {
 /// The leaves of the params, planned for msgpack: each one's key, dtype and size, and its dict
 /// path.
 struct Plan {
-    planned: Vec<Planned>,
+    planned: Leaves,
     paths: Vec<Vec<String>>,
 }
 
@@ -176,7 +176,7 @@ fn layout(plan: &Plan, members: &[usize], chunk_bytes: usize) -> Result<Framing>
     let mut root = Dict::default();
     for &i in members {
         let path: Vec<&str> = plan.paths[i].iter().map(String::as_str).collect();
-        root.insert(&path, i, &plan.planned[i].key)?;
+        root.insert(&path, i, plan.planned.key(i))?;
     }
     let mut encoder = Encoder {
         framing: Framing::default(),
@@ -231,7 +231,7 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
         let keys = plan
             .paths
             .iter()
-            .zip(&plan.planned)
+            .zip(plan.planned.iter())
             .map(|(path, p)| (path.join("/"), p.len));
         index_of(keys, &shard_of, &begun.names)
     });

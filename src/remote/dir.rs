@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::checkpoint::store::Store;
 use crate::checkpoint::{assign_shards, begin, clean, commit, Format, Index};
 use crate::error::ObjectAt;
-use crate::shard::index_of;
+use crate::shard::{index_of, keys_and_sizes};
 use crate::write::plan;
 use crate::{Error, Params, Result};
 
@@ -131,7 +131,7 @@ pub(super) async fn to_dir<T: Serialize + Params + ?Sized>(
         delete_all(remote.store.as_ref(), written).await;
         return Err(error);
     }
-    let index = (shards > 1).then(|| index_of(planned.iter().map(|p| (p.key.clone(), p.len)), &shard_of, &begun.names));
+    let index = (shards > 1).then(|| index_of(keys_and_sizes(&planned), &shard_of, &begun.names));
     // A single object replaced the old one in place: it cannot be deleted again.
     if let Err(error) = commit(&dir, &begun, index.as_ref()).await {
         if shards > 1 {

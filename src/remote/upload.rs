@@ -13,7 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
 use crate::error::ObjectAt;
-use crate::header::{Layout, Planned};
+use crate::header::{Layout, Leaves};
 use crate::write::{stream, Clip, Framing, REORDER_BUDGET};
 use crate::{Error, Params, Result};
 
@@ -29,9 +29,8 @@ pub(super) struct ObjectLayout {
 impl ObjectLayout {
     /// The object that holds the planned leaves `members` (indices into `planned`), laid out as
     /// the reference writer lays out a file.
-    pub(super) fn new(planned: &[Planned], members: &[usize], remote: &Remote) -> Result<ObjectLayout> {
-        let subset: Vec<Planned> = members.iter().map(|&i| planned[i].clone()).collect();
-        let layout = Layout::new(&subset, remote.options.metadata_over(None).as_deref())?;
+    pub(super) fn new(planned: &Leaves, members: &[usize], remote: &Remote) -> Result<ObjectLayout> {
+        let layout = Layout::new(planned, members, remote.options.metadata_over(None).as_deref())?;
         let framing = Framing::safetensors(layout, planned, members);
         Ok(ObjectLayout {
             len: framing.len() as u64,
@@ -41,12 +40,7 @@ impl ObjectLayout {
 
     /// The object's bytes in `range`, streamed from the params: only the tensors that fall in it
     /// are written, into a buffer of the range's size (never filled with zeros first).
-    fn fill<T: Serialize + Params + ?Sized>(
-        &self,
-        params: &T,
-        planned: &[Planned],
-        range: Range<u64>,
-    ) -> Result<Vec<u8>> {
+    fn fill<T: Serialize + Params + ?Sized>(&self, params: &T, planned: &Leaves, range: Range<u64>) -> Result<Vec<u8>> {
         let ranks = self.framing.ranks_within(&range);
         let mut part = Clip::new(range, self.framing.start(ranks.start));
         stream(params, planned, &self.framing, ranks, &mut part, REORDER_BUDGET)?;
@@ -66,7 +60,7 @@ pub(super) async fn put_object<T: Serialize + Params + ?Sized>(
     remote: &Remote,
     path: &Path,
     params: &T,
-    planned: &[Planned],
+    planned: &Leaves,
     object: &ObjectLayout,
     cancel: &AtomicBool,
 ) -> Result<()> {
