@@ -30,49 +30,38 @@ pub(crate) trait Block {
     fn range(&self, start: usize, end: usize) -> &Self::Items;
 }
 
-impl<T: Copy> Block for Vec<T> {
-    type Items = [T];
-    fn with_capacity(n: usize) -> Self {
-        Vec::with_capacity(n)
-    }
-    fn len(&self) -> usize {
-        self.len()
-    }
-    fn capacity(&self) -> usize {
-        self.capacity()
-    }
-    fn items_len(items: &[T]) -> usize {
-        items.len()
-    }
-    fn append(&mut self, items: &[T]) {
-        self.extend_from_slice(items);
-    }
-    fn range(&self, start: usize, end: usize) -> &[T] {
-        &self[start..end]
-    }
+/// `Block` for a growable buffer whose items are the slice type `$items` and that appends with
+/// `$append`.
+macro_rules! block {
+    ($(impl$([$($generics:tt)*])? for $block:ty => $items:ty, $append:ident;)*) => {$(
+        impl$(<$($generics)*>)? Block for $block {
+            type Items = $items;
+            fn with_capacity(n: usize) -> Self {
+                <$block>::with_capacity(n)
+            }
+            fn len(&self) -> usize {
+                self.len()
+            }
+            fn capacity(&self) -> usize {
+                self.capacity()
+            }
+            fn items_len(items: &$items) -> usize {
+                items.len()
+            }
+            fn append(&mut self, items: &$items) {
+                self.$append(items);
+            }
+            fn range(&self, start: usize, end: usize) -> &$items {
+                // For text: each item was pushed whole, so its ends are char boundaries.
+                &self[start..end]
+            }
+        }
+    )*};
 }
 
-impl Block for String {
-    type Items = str;
-    fn with_capacity(n: usize) -> Self {
-        String::with_capacity(n)
-    }
-    fn len(&self) -> usize {
-        self.len()
-    }
-    fn capacity(&self) -> usize {
-        self.capacity()
-    }
-    fn items_len(items: &str) -> usize {
-        items.len()
-    }
-    fn append(&mut self, items: &str) {
-        self.push_str(items);
-    }
-    fn range(&self, start: usize, end: usize) -> &str {
-        // Each item was pushed whole, so its ends are char boundaries.
-        &self[start..end]
-    }
+block! {
+    impl[T: Copy] for Vec<T> => [T], extend_from_slice;
+    impl for String => str, push_str;
 }
 
 /// An append-only list of items (slices, or text), each kept whole in one block.

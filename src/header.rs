@@ -675,31 +675,24 @@ pub(crate) struct Layout {
     pub order: Vec<usize>,
 }
 
+/// What a [`Layout`]'s head buffer holds room for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// The head alone (it is written out, then the tensors stream after it).
+    HeadOnly,
+    /// The head and then the tensors' bytes: a whole file in one buffer.
+    WithData,
+}
+
 impl Layout {
-    /// The file of the planned tensors `members` (all of them, or a shard's).
+    /// The file of the planned tensors `members` (all of them, or a shard's), its head in a
+    /// buffer of its own or (`Room::WithData`) with room for the tensors' bytes after it: the
+    /// start of a whole file in memory, so that the head is written where it stays.
     pub(crate) fn new(
         leaves: &Leaves,
         members: &[usize],
         metadata: Option<&BTreeMap<String, String>>,
-    ) -> Result<Layout> {
-        Self::with_room(leaves, members, metadata, false)
-    }
-
-    /// [`Layout::new`], its head in a buffer with room for the tensors' bytes after it: the start
-    /// of a whole file in memory, so that the head is written where it stays.
-    pub(crate) fn for_buffer(
-        leaves: &Leaves,
-        members: &[usize],
-        metadata: Option<&BTreeMap<String, String>>,
-    ) -> Result<Layout> {
-        Self::with_room(leaves, members, metadata, true)
-    }
-
-    fn with_room(
-        leaves: &Leaves,
-        members: &[usize],
-        metadata: Option<&BTreeMap<String, String>>,
-        data_room: bool,
+        room: Room,
     ) -> Result<Layout> {
         let order = file_order(leaves, members);
         let mut offsets = vec![0; members.len()];
@@ -719,7 +712,7 @@ impl Layout {
                 .iter()
                 .map(|&i| leaves[i].key.len() + 96 + 21 * leaves[i].shape.len())
                 .sum::<usize>();
-        let mut head = if data_room {
+        let mut head = if room == Room::WithData {
             crate::pages::buffer(head_room.saturating_add(data_len))
         } else {
             Vec::with_capacity(head_room)
@@ -907,7 +900,7 @@ mod tests {
         let all: Vec<usize> = (0..planned.len()).collect();
         let metadata = BTreeMap::from([("format".to_owned(), "pt\n\"x\"".to_owned())]);
         for metadata in [None, Some(&metadata)] {
-            let layout = Layout::new(&planned, &all, metadata).unwrap();
+            let layout = Layout::new(&planned, &all, metadata, Room::HeadOnly).unwrap();
             let mut order: Vec<usize> = (0..planned.len()).collect();
             order.sort_by(|&a, &b| {
                 planned[b]

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::checkpoint::store::{ready, LocalDir};
 use crate::checkpoint::{assign_shards, begin, finish, locate, Format, Index, IndexMetadata, Located};
 use crate::error::IoAt;
-use crate::header::{Header, Layout, Leaves, Span};
+use crate::header::{Header, Layout, Leaves, Room, Span};
 use crate::write::{plan, stream, Framing, Writer, REORDER_BUDGET};
 use crate::{Deserializer, Error, Options, Params, Result};
 
@@ -37,7 +37,12 @@ pub(crate) fn to_dir<T: Serialize + Params + ?Sized>(
     let begun = ready(begin(&store, Format::Safetensors, shards))??;
     for (k, name) in begun.names.iter().enumerate() {
         let members: Vec<usize> = (0..planned.len()).filter(|&i| shard_of[i] == k).collect();
-        let layout = Layout::new(&planned, &members, options.metadata_for(params).as_deref())?;
+        let layout = Layout::new(
+            &planned,
+            &members,
+            options.metadata_for(params).as_deref(),
+            Room::HeadOnly,
+        )?;
         let framing = Framing::safetensors(layout, &planned, &members);
         store.write_with(name, |out| {
             stream(

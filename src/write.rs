@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::checkpoint::store::write_atomic_with;
-use crate::header::{Layout, Leaves, Planned, MAX_RANK, METADATA_KEY};
+use crate::header::{Layout, Leaves, Planned, Room, MAX_RANK, METADATA_KEY};
 use crate::{Error, LeafRef, Options, Params, Result, Serializer};
 
 /// The first walk: every leaf's key, dtype, shape and size, in the order serde visits them.
@@ -404,7 +404,7 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
         // The head is written into the output's buffer rather than copied there (many small
         // tensors make a large head), then each staged tensor after it, in file order.
         let members = all(&planned);
-        let layout = Layout::for_buffer(&planned, &members, metadata.as_deref())?;
+        let layout = Layout::new(&planned, &members, metadata.as_deref(), Room::WithData)?;
         return Framing::safetensors(layout, &planned, &members)
             .into_bytes(|i| &staged[starts[i]..starts[i] + planned[i].len]);
     }
@@ -429,7 +429,7 @@ pub(crate) fn to_bytes<T: Serialize + Params + ?Sized>(params: &T, options: &Opt
 /// A safetensors file of every planned leaf.
 fn safetensors_framing(planned: &Leaves, metadata: Option<&BTreeMap<String, String>>) -> Result<Framing> {
     let members = all(planned);
-    let layout = Layout::new(planned, &members, metadata)?;
+    let layout = Layout::new(planned, &members, metadata, Room::HeadOnly)?;
     Ok(Framing::safetensors(layout, planned, &members))
 }
 

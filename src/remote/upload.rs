@@ -13,7 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
 use crate::error::ObjectAt;
-use crate::header::{Layout, Leaves};
+use crate::header::{Layout, Leaves, Room};
 use crate::write::{stream, Clip, Framing, REORDER_BUDGET};
 use crate::{Error, Params, Result};
 
@@ -30,7 +30,12 @@ impl ObjectLayout {
     /// The object that holds the planned leaves `members` (indices into `planned`), laid out as
     /// the reference writer lays out a file.
     pub(super) fn new(planned: &Leaves, members: &[usize], remote: &Remote) -> Result<ObjectLayout> {
-        let layout = Layout::new(planned, members, remote.options.metadata_over(None).as_deref())?;
+        let layout = Layout::new(
+            planned,
+            members,
+            remote.options.metadata_over(None).as_deref(),
+            Room::HeadOnly,
+        )?;
         let framing = Framing::safetensors(layout, planned, members);
         Ok(ObjectLayout {
             len: framing.len() as u64,
