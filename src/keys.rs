@@ -338,16 +338,6 @@ impl Cursor {
         (self.place.style == Style::Objax).then_some(self.key.as_str())
     }
 
-    /// At a leaf's full key (after [`Cursor::step_leaf`]): the key to try when that one is
-    /// absent, as [`Cursor::leaf_key_fallback`] is before the step.
-    pub(crate) fn leaf_key_fallback_here(&self) -> Option<&str> {
-        (self.place.style == Style::Objax).then(|| {
-            let var = self.place.var.unwrap_or(ObjaxVar::TrainVar).name();
-            debug_assert!(self.key.ends_with(var), "not at a leaf's full key");
-            &self.key[..self.key.len() - var.len() - "::".len()]
-        })
-    }
-
     /// For a leaf-valued map read from a file: the entry name within `rest` (objax drops the
     /// variable type).
     pub(crate) fn leaf_entry_name<'k>(&self, rest: &'k str) -> &'k str {

@@ -303,15 +303,15 @@ impl<'h> Resolver<'h> {
     }
 
     fn leaf(&mut self, schema: &'static LeafSchema, cursor: &mut Cursor) -> Resolved<'h> {
+        // objax: the key without its variable type, a prefix of the full key.
+        let fallback_len = cursor.leaf_key_fallback().map(str::len);
         cursor.below(Cursor::step_leaf, |cursor| {
             let mut entry = self.get(cursor.key());
             // The key as written back, where the file spells it otherwise.
             let mut respelled = None;
-            if entry.is_none() {
-                if let Some(fallback) = cursor.leaf_key_fallback_here() {
-                    entry = self.get(fallback);
-                    respelled = entry.map(|_| cursor.key().to_owned());
-                }
+            if let (None, Some(len)) = (entry, fallback_len) {
+                entry = self.get(&cursor.key()[..len]);
+                respelled = entry.map(|_| cursor.key().to_owned());
             }
             match entry {
                 Some(entry) if !self.claimed[entry] => {
