@@ -611,37 +611,41 @@ pub(crate) fn read_metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>> {
 #[derive(Debug, Clone)]
 pub(crate) struct Planned {
     /// Where its key is in [`Leaves`]' keys.
-    key: std::ops::Range<usize>,
+    key: Slot,
     pub dtype: Dtype,
     pub shape: crate::ser::Dims,
     pub len: usize,
 }
 
 /// The tensors of the file being written, in the order the params visit them (as a slice of
-/// [`Planned`]), with their keys in one buffer rather than a `String` each: a write of many small
-/// tensors would otherwise spend a tenth of its instructions allocating and freeing them.
+/// [`Planned`]), with their keys in an arena, as a read [`Header`] holds them, rather than a
+/// `String` each: a write of many small tensors would otherwise spend a tenth of its instructions
+/// allocating and freeing them.
 #[derive(Debug, Default)]
 pub(crate) struct Leaves {
     planned: Vec<Planned>,
-    keys: String,
+    keys: Arena<String>,
 }
 
 impl Leaves {
     /// Plans the next tensor.
-    pub(crate) fn push(&mut self, key: &str, dtype: Dtype, shape: &[usize], len: usize) {
-        let start = self.keys.len();
-        self.keys.push_str(key);
+    pub(crate) fn push(&mut self, key: &str, dtype: Dtype, shape: &[usize], len: usize) -> Result<()> {
+        let key = self.keys.push(key).ok_or_else(|| Error::InvalidKey {
+            key: key.to_owned(),
+            reason: "the params' keys are too many to hold",
+        })?;
         self.planned.push(Planned {
-            key: start..self.keys.len(),
+            key,
             dtype,
             shape: shape.into(),
             len,
         });
+        Ok(())
     }
 
     /// The key of tensor `i`.
     pub(crate) fn key(&self, i: usize) -> &str {
-        &self.keys[self.planned[i].key.clone()]
+        self.keys.get(self.planned[i].key)
     }
 }
 
@@ -697,7 +701,7 @@ impl Layout {
             + 64
             + members
                 .iter()
-                .map(|&i| leaves[i].key.len() + 96 + 21 * leaves[i].shape.len())
+                .map(|&i| leaves.key(i).len() + 96 + 21 * leaves[i].shape.len())
                 .sum::<usize>();
         let mut head = if room == Room::WithData {
             crate::pages::buffer(head_room.saturating_add(data_len))
@@ -889,7 +893,7 @@ mod tests {
         let keys = ["b", "a\"q", "tab\there", "\u{1}ctl\\", "é", "a", "layer_10", "layer_9"];
         for (i, key) in keys.iter().enumerate() {
             let dtype = if i % 3 == 0 { Dtype::F32 } else { Dtype::BF16 };
-            planned.push(key, dtype, &vec![i; i % 3], i * 4);
+            planned.push(key, dtype, &vec![i; i % 3], i * 4).unwrap();
         }
         let all: Vec<usize> = (0..planned.len()).collect();
         let metadata = BTreeMap::from([("format".to_owned(), "pt\n\"x\"".to_owned())]);

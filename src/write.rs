@@ -130,8 +130,7 @@ pub(crate) fn plan_with<T: Serialize + Params + ?Sized>(
     let mut planned = Leaves::default();
     params.serialize(&mut Serializer::new::<T>(|leaf| {
         check(&leaf, planned.len())?;
-        planned.push(leaf.key, leaf.dtype, leaf.shape, leaf.data.len());
-        Ok(())
+        planned.push(leaf.key, leaf.dtype, leaf.shape, leaf.data.len())
     }))?;
     Ok(planned)
 }
