@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::convert::convert;
 use crate::dynamic::{VALUE_DICT, VALUE_NAME, VALUE_TENSOR};
 use crate::error::IoAt;
-use crate::header::{Entry, Header, Span};
+use crate::header::{Dims, Entry, Header, Span};
 use crate::resolve::{resolve, Resolved};
 use crate::schema::{FieldSchema, LeafSchema};
 use crate::sniff;
@@ -231,7 +231,10 @@ impl<'de> Deserializer<'de> {
             header: &self.header,
             convert: self.options.convert_dtypes,
         };
-        let mut params = T::deserialize(NodeDeserializer { node: &tree, ctx: &ctx })?;
+        let mut params = T::deserialize(NodeDeserializer {
+            node: Node::Tree(&tree),
+            ctx: &ctx,
+        })?;
         // Parsed only for a type that keeps it: the text stays unparsed otherwise (hostile headers).
         if T::KEEPS_FILE_METADATA {
             if let Some(metadata) = self.metadata() {
@@ -255,7 +258,7 @@ struct Ctx<'de, 'h> {
 struct LeafData<'de, 'h> {
     dtype: Dtype,
     /// The entry's shape: the leaf makes its own from it.
-    shape: &'h [usize],
+    shape: Dims<'h>,
     data: LeafBytes<'de, 'h>,
 }
 
@@ -304,7 +307,7 @@ impl<'de, 'h> Ctx<'de, 'h> {
     fn leaf(&self, index: usize, schema: &LeafSchema) -> Result<LeafData<'de, 'h>> {
         let entry: &'h Entry = &self.header.entries[index];
         let (key, shape) = (self.header.key_of(entry), self.header.shape_of(entry));
-        let raw = match (entry.span, self.file) {
+        let raw = match (entry.span(), self.file) {
             (Span::Input(_), Some(file)) => {
                 let convert = schema.dtype.is_some_and(|d| d != entry.dtype);
                 if convert || shape.is_empty() {
@@ -367,43 +370,66 @@ impl<'de, 'h> Ctx<'de, 'h> {
     }
 }
 
+/// What a [`NodeDeserializer`] stands at: a node of the resolved tree, or one leaf of a
+/// [`Resolved::Leaves`] map, which keeps no node per leaf.
+#[derive(Clone, Copy)]
+enum Node<'r, 'h> {
+    Tree(&'r Resolved<'h>),
+    Leaf { entry: u32, schema: &'static LeafSchema },
+}
+
+impl Node<'_, '_> {
+    /// The header entry and schema of a leaf.
+    fn leaf(self) -> Option<(usize, &'static LeafSchema)> {
+        match self {
+            Node::Leaf { entry, schema } | Node::Tree(&Resolved::Leaf { entry, schema, .. }) => {
+                Some((entry as usize, schema))
+            }
+            Node::Tree(_) => None,
+        }
+    }
+}
+
 /// Deserializes one node of the resolved tree.
 struct NodeDeserializer<'r, 'de, 'h> {
-    node: &'r Resolved<'h>,
+    node: Node<'r, 'h>,
     ctx: &'r Ctx<'de, 'h>,
 }
 
 impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
     fn child(&self, node: &'r Resolved<'h>) -> Self {
-        NodeDeserializer { node, ctx: self.ctx }
+        NodeDeserializer {
+            node: Node::Tree(node),
+            ctx: self.ctx,
+        }
     }
 
     fn unexpected(&self, wanted: &str) -> Error {
         let found = match self.node {
-            Resolved::Leaf { entry, .. } => {
+            Node::Leaf { entry, .. } | Node::Tree(&Resolved::Leaf { entry, .. }) => {
                 return Error::at(
-                    self.ctx.key(*entry),
+                    self.ctx.key(entry as usize),
                     format_args!("the type asks for {wanted} where its schema has a leaf"),
                 )
             }
-            Resolved::Struct(_) => "a struct",
-            Resolved::Seq(_) => "a list",
-            Resolved::Map(_) => "a map",
-            Resolved::None | Resolved::Some(_) => "an option",
-            Resolved::Missing => "a missing leaf",
+            Node::Tree(Resolved::Struct(_)) => "a struct",
+            Node::Tree(Resolved::Seq(_)) => "a list",
+            Node::Tree(Resolved::Map(_) | Resolved::Leaves(_)) => "a map",
+            Node::Tree(Resolved::None | Resolved::Some(_)) => "an option",
+            Node::Tree(Resolved::Missing) => "a missing leaf",
         };
         Error::msg(format_args!("the type asks for {wanted} where its schema has {found}"))
     }
 
     /// A 0-d leaf handed to the visitor as the matching Rust primitive.
     fn scalar<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let Resolved::Leaf { entry, schema, .. } = self.node else {
+        let Some((entry, schema)) = self.node.leaf() else {
             return Err(self.unexpected("a scalar"));
         };
-        let leaf = self.ctx.leaf(*entry, schema)?;
+        let leaf = self.ctx.leaf(entry, schema)?;
         if !leaf.shape.is_empty() {
             return Err(Error::ShapeMismatch {
-                key: self.ctx.key(*entry).to_owned(),
+                key: self.ctx.key(entry).to_owned(),
                 expected: "a scalar (shape [])".to_owned(),
                 found: leaf.shape.to_vec(),
             });
@@ -411,24 +437,24 @@ impl<'r, 'de, 'h> NodeDeserializer<'r, 'de, 'h> {
         let b = leaf.data.as_slice();
         let Some(result) = leaf.dtype.visit_element(b, visitor) else {
             return Err(Error::at(
-                self.ctx.key(*entry),
+                self.ctx.key(entry),
                 format_args!("{} scalars are not supported", leaf.dtype),
             ));
         };
-        result.map_err(|e: Error| e.with_key(self.ctx.key(*entry)))
+        result.map_err(|e: Error| e.with_key(self.ctx.key(entry)))
     }
 
     fn tensor<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let Resolved::Leaf { entry, schema, .. } = self.node else {
+        let Some((entry, schema)) = self.node.leaf() else {
             return Err(self.unexpected("a tensor"));
         };
-        let leaf = self.ctx.leaf(*entry, schema)?;
+        let leaf = self.ctx.leaf(entry, schema)?;
         visitor
             .visit_map(TensorAccess {
                 leaf: Some(leaf),
                 field: 0,
             })
-            .map_err(|e: Error| e.with_key(self.ctx.key(*entry)))
+            .map_err(|e: Error| e.with_key(self.ctx.key(entry)))
     }
 }
 
@@ -453,13 +479,14 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.node {
-            Resolved::Leaf { schema, .. } if schema.rank == Some(0) => self.scalar(visitor),
-            Resolved::Leaf { .. } => self.tensor(visitor),
-            Resolved::Struct(_) => self.deserialize_map(visitor),
-            Resolved::Map(_) => self.deserialize_map(visitor),
-            Resolved::Seq(_) => self.deserialize_seq(visitor),
-            Resolved::None | Resolved::Some(_) => self.deserialize_option(visitor),
-            Resolved::Missing => Err(self.unexpected("a value")),
+            Node::Leaf { schema, .. } | Node::Tree(&Resolved::Leaf { schema, .. }) if schema.rank == Some(0) => {
+                self.scalar(visitor)
+            }
+            Node::Leaf { .. } | Node::Tree(Resolved::Leaf { .. }) => self.tensor(visitor),
+            Node::Tree(Resolved::Struct(_) | Resolved::Map(_) | Resolved::Leaves(_)) => self.deserialize_map(visitor),
+            Node::Tree(Resolved::Seq(_)) => self.deserialize_seq(visitor),
+            Node::Tree(Resolved::None | Resolved::Some(_)) => self.deserialize_option(visitor),
+            Node::Tree(Resolved::Missing) => Err(self.unexpected("a value")),
         }
     }
 
@@ -472,8 +499,8 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.node {
-            Resolved::None => visitor.visit_none(),
-            Resolved::Some(inner) => visitor.visit_some(self.child(inner)),
+            Node::Tree(Resolved::None) => visitor.visit_none(),
+            Node::Tree(Resolved::Some(inner)) => visitor.visit_some(self.child(inner)),
             _ => visitor.visit_some(self),
         }
     }
@@ -488,11 +515,8 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.node {
-            Resolved::Seq(elements) => {
-                let ctx = self.ctx;
-                visitor.visit_seq(SeqDeserializer::new(
-                    elements.iter().map(|node| NodeDeserializer { node, ctx }),
-                ))
+            Node::Tree(Resolved::Seq(elements)) => {
+                visitor.visit_seq(SeqDeserializer::new(elements.iter().map(|node| self.child(node))))
             }
             _ => Err(self.unexpected("a list")),
         }
@@ -514,19 +538,28 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         let ctx = self.ctx;
         match self.node {
-            Resolved::Map(entries) => visitor.visit_map(de::value::MapDeserializer::new(
+            Node::Tree(Resolved::Map(entries)) => visitor.visit_map(de::value::MapDeserializer::new(
                 entries
                     .iter()
-                    .map(|(name, node)| (MapKeyDeserializer(name), NodeDeserializer { node, ctx })),
+                    .map(|(name, node)| (MapKeyDeserializer(name), self.child(node))),
             )),
-            Resolved::Struct(fields) => visitor.visit_map(de::value::MapDeserializer::new(fields.iter().map(
-                |(field, node): &(&'static FieldSchema, Resolved<'_>)| {
-                    (
-                        BorrowedStrDeserializer::<Error>::new(field.name),
-                        NodeDeserializer { node, ctx },
-                    )
-                },
-            ))),
+            Node::Tree(Resolved::Leaves(map)) => {
+                visitor.visit_map(de::value::MapDeserializer::new(map.entries.iter().map(|leaf| {
+                    let node = Node::Leaf {
+                        entry: leaf.entry,
+                        schema: map.schema,
+                    };
+                    let name = leaf.name(ctx.key(leaf.entry as usize));
+                    (MapKeyDeserializer(name), NodeDeserializer { node, ctx })
+                })))
+            }
+            Node::Tree(Resolved::Struct(fields)) => {
+                visitor.visit_map(de::value::MapDeserializer::new(fields.iter().map(
+                    |(field, node): &(&'static FieldSchema, Resolved<'_>)| {
+                        (BorrowedStrDeserializer::<Error>::new(field.name), self.child(node))
+                    },
+                )))
+            }
             _ => Err(self.unexpected("a map")),
         }
     }
@@ -542,14 +575,14 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
         }
         // A plain ndarray field at a leaf: ndarray's own serde form (see `ndarray/serde_form.rs`).
         #[cfg(feature = "ndarray")]
-        if let (crate::ndarray::SERDE_NAME, Resolved::Leaf { entry, schema, .. }) = (name, self.node) {
-            let leaf = self.ctx.leaf(*entry, schema)?;
+        if let (crate::ndarray::SERDE_NAME, Some((entry, schema))) = (name, self.node.leaf()) {
+            let leaf = self.ctx.leaf(entry, schema)?;
             let data = leaf.data.whole()?;
-            return crate::ndarray::deserialize_array(leaf.dtype, leaf.shape, data.as_slice(), visitor)
-                .map_err(|e| e.with_key(self.ctx.key(*entry)));
+            return crate::ndarray::deserialize_array(leaf.dtype, &leaf.shape.to_vec(), data.as_slice(), visitor)
+                .map_err(|e| e.with_key(self.ctx.key(entry)));
         }
         match self.node {
-            Resolved::Struct(_) => self.deserialize_map(visitor),
+            Node::Tree(Resolved::Struct(_)) => self.deserialize_map(visitor),
             _ => Err(self.unexpected(&format!("struct `{name}`"))),
         }
     }
@@ -562,8 +595,8 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
     ) -> Result<V::Value> {
         // A `Value` is a tensor or a dict, by what the file has at this node.
         let variant = match (name, self.node) {
-            (VALUE_NAME, Resolved::Leaf { .. }) => VALUE_TENSOR,
-            (VALUE_NAME, Resolved::Map(_)) => VALUE_DICT,
+            (VALUE_NAME, Node::Leaf { .. } | Node::Tree(Resolved::Leaf { .. })) => VALUE_TENSOR,
+            (VALUE_NAME, Node::Tree(Resolved::Map(_) | Resolved::Leaves(_))) => VALUE_DICT,
             _ => return Err(self.unexpected("an enum")),
         };
         visitor.visit_enum(ValueAccess { variant, node: self })
@@ -681,7 +714,7 @@ impl<'de> de::MapAccess<'de> for TensorAccess<'de, '_> {
             .ok_or_else(|| Error::msg("tensor fields read twice"))?;
         match field {
             0 => seed.deserialize(BorrowedStrDeserializer::new(leaf.dtype.name())),
-            1 => seed.deserialize(SeqDeserializer::new(leaf.shape.iter().map(|&d| d as u64))),
+            1 => seed.deserialize(SeqDeserializer::new(leaf.shape.iter().map(|d| d as u64))),
             _ => {
                 let data = std::mem::replace(&mut leaf.data, LeafBytes::Taken);
                 seed.deserialize(DataDeserializer(data))

@@ -8,31 +8,57 @@
 use crate::dynamic::ANY_LEAF_SCHEMA;
 use crate::header::Header;
 use crate::keys::Cursor;
-use crate::schema::{Dim, FieldSchema, LeafSchema, MapKey, Schema, SeqSchema, StructSchema};
+use crate::schema::{FieldSchema, LeafSchema, MapKey, Schema, SeqSchema, StructSchema};
 use crate::shape::DimBindings;
 use crate::{Error, Result};
 
-/// A node of the type, matched to the file. Children are boxed slices and map names are borrowed
-/// from the file's keys: a flat map of many small tensors holds a node per entry, next to the
-/// header and the output, so each costs 40 bytes (a name and a 24-byte node), no allocation.
+/// A node of the type, matched to the file: 24 bytes. Children are boxed slices and map names are
+/// borrowed from the file's keys. A map of leaves of one kind, what a flat map of many small
+/// tensors is, keeps 12 bytes an entry ([`LeafMap`]): the tree is held next to the header and the
+/// output until the last leaf is built.
 #[derive(Debug)]
 pub(crate) enum Resolved<'h> {
-    /// A leaf and the index of its header entry.
+    /// A leaf and the index of its header entry (a `u32`: [`resolve_keys`] refuses more).
     Leaf {
-        entry: usize,
+        entry: u32,
         schema: &'static LeafSchema,
-        /// The shape its field declares, if any.
-        shape: Option<&'static [Dim]>,
+        /// The field whose `shape = [...]` the leaf must have, if any.
+        shaped_by: Option<&'static FieldSchema>,
     },
     /// The struct's fields that are present, in declaration order.
     Struct(Box<[(&'static FieldSchema, Resolved<'h>)]>),
     Seq(Box<[Resolved<'h>]>),
     /// Entries by name: a part of a key, or a list index as the key spells it.
     Map(Box<[(&'h str, Resolved<'h>)]>),
+    /// A map whose entries are all leaves of one schema and declared shape.
+    Leaves(Box<LeafMap>),
     None,
     Some(Box<Resolved<'h>>),
     /// A leaf the file lacks (reported before deserialization starts).
     Missing,
+}
+
+/// The entries of a map of leaves of one kind.
+#[derive(Debug)]
+pub(crate) struct LeafMap {
+    pub schema: &'static LeafSchema,
+    pub shaped_by: Option<&'static FieldSchema>,
+    /// By name, as [`Resolved::Map`]'s entries.
+    pub entries: Box<[MapLeaf]>,
+}
+
+/// One entry of a [`LeafMap`]: the header entry, and where in its key the map's name for it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MapLeaf {
+    pub entry: u32,
+    pub name: (u32, u32),
+}
+
+impl MapLeaf {
+    /// The name, within `key`, the key of the leaf's entry.
+    pub(crate) fn name<'k>(&self, key: &'k str) -> &'k str {
+        &key[self.name.0 as usize..self.name.1 as usize]
+    }
 }
 
 impl Resolved<'_> {
@@ -40,7 +66,8 @@ impl Resolved<'_> {
     /// partial load must fetch.
     pub(crate) fn entries(&self, out: &mut Vec<usize>) {
         match self {
-            Resolved::Leaf { entry, .. } => out.push(*entry),
+            Resolved::Leaf { entry, .. } => out.push(*entry as usize),
+            Resolved::Leaves(map) => out.extend(map.entries.iter().map(|leaf| leaf.entry as usize)),
             Resolved::Struct(fields) => fields.iter().for_each(|(_, node)| node.entries(out)),
             Resolved::Seq(elements) => elements.iter().for_each(|node| node.entries(out)),
             Resolved::Map(entries) => entries.iter().for_each(|(_, node)| node.entries(out)),
@@ -68,11 +95,87 @@ struct Resolver<'h> {
     /// Entries found under another spelling than the one written back (objax keys without their
     /// variable type), with the written key.
     respelled: Vec<(usize, String)>,
-    /// The shape declared by the field being resolved, for the leaves under it.
-    shape: Option<&'static [Dim]>,
+    /// The field being resolved, if it declares a shape: for the leaves under it.
+    shaped_by: Option<&'static FieldSchema>,
     /// Inside the probe of a list's absent first element: lists there are not probed in turn (a
     /// recursive `Vec<Self>` would never end).
     in_absent_element: bool,
+}
+
+/// A map's entries as they are resolved: kept as a [`LeafMap`] while every entry is a leaf of one
+/// kind whose name lies in its own key, as nodes from the first that is not.
+enum MapBuilder<'h> {
+    Leaves(
+        Vec<MapLeaf>,
+        Option<(&'static LeafSchema, Option<&'static FieldSchema>)>,
+    ),
+    Nodes(Vec<(&'h str, Resolved<'h>)>),
+}
+
+impl<'h> MapBuilder<'h> {
+    fn with_capacity(n: usize) -> Self {
+        MapBuilder::Leaves(Vec::with_capacity(n), None)
+    }
+
+    /// Adds the entry `name` (a part of one of `keys`), resolved to `node`.
+    fn push(&mut self, name: &'h str, node: Resolved<'h>, keys: &[&'h str]) {
+        if let (
+            MapBuilder::Leaves(leaves, kind),
+            Resolved::Leaf {
+                entry,
+                schema,
+                shaped_by,
+            },
+        ) = (&mut *self, &node)
+        {
+            let key = keys[*entry as usize];
+            // Where `name` lies in `key`, if it is a part of it (names are cut from keys).
+            let start = (name.as_ptr() as usize).wrapping_sub(key.as_ptr() as usize);
+            let same_kind = kind.get_or_insert((schema, *shaped_by));
+            if start <= key.len()
+                && name.len() <= key.len() - start
+                && std::ptr::eq(same_kind.0, *schema)
+                && same_kind.1.map(std::ptr::from_ref) == shaped_by.map(std::ptr::from_ref)
+            {
+                // Keys are within a header capped at 100 MB.
+                let name = (start as u32, (start + name.len()) as u32);
+                leaves.push(MapLeaf { entry: *entry, name });
+                return;
+            }
+        }
+        if let MapBuilder::Leaves(leaves, kind) = self {
+            let nodes = match kind {
+                Some((schema, shaped_by)) => leaves
+                    .iter()
+                    .map(|leaf| {
+                        let node = Resolved::Leaf {
+                            entry: leaf.entry,
+                            schema,
+                            shaped_by: *shaped_by,
+                        };
+                        (leaf.name(keys[leaf.entry as usize]), node)
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            *self = MapBuilder::Nodes(nodes);
+        }
+        if let MapBuilder::Nodes(nodes) = self {
+            nodes.push((name, node));
+        }
+    }
+
+    fn finish(self) -> Resolved<'h> {
+        match self {
+            MapBuilder::Leaves(leaves, Some((schema, shaped_by))) => Resolved::Leaves(Box::new(LeafMap {
+                schema,
+                shaped_by,
+                entries: leaves.into_boxed_slice(),
+            })),
+            MapBuilder::Leaves(_, None) => Resolved::Map(Box::new([])),
+            MapBuilder::Nodes(nodes) => Resolved::Map(nodes.into_boxed_slice()),
+        }
+    }
 }
 
 /// The deepest nesting of schema nodes resolved. Only a recursive type (`Vec<Self>`,
@@ -95,10 +198,17 @@ fn check_shapes(tree: &Resolved, header: &Header, dims: &mut DimBindings) -> Res
     match tree {
         Resolved::Leaf {
             entry,
-            shape: Some(declared),
+            shaped_by: Some(field),
             ..
-        } => dims.check(header.key(*entry), declared, header.shape(*entry)),
-        Resolved::Leaf { shape: None, .. } | Resolved::None | Resolved::Missing => Ok(()),
+        } => check_shape(*entry, field, header, dims),
+        Resolved::Leaves(map) => match map.shaped_by {
+            Some(field) => map
+                .entries
+                .iter()
+                .try_for_each(|leaf| check_shape(leaf.entry, field, header, dims)),
+            None => Ok(()),
+        },
+        Resolved::Leaf { shaped_by: None, .. } | Resolved::None | Resolved::Missing => Ok(()),
         Resolved::Struct(fields) => fields.iter().try_for_each(|(_, node)| check_shapes(node, header, dims)),
         Resolved::Seq(elements) => elements.iter().try_for_each(|node| check_shapes(node, header, dims)),
         Resolved::Map(entries) => entries
@@ -106,6 +216,13 @@ fn check_shapes(tree: &Resolved, header: &Header, dims: &mut DimBindings) -> Res
             .try_for_each(|(_, node)| check_shapes(node, header, dims)),
         Resolved::Some(inner) => check_shapes(inner, header, dims),
     }
+}
+
+/// Checks header entry `entry` against the shape `field` declares.
+fn check_shape(entry: u32, field: &'static FieldSchema, header: &Header, dims: &mut DimBindings) -> Result<()> {
+    let entry = entry as usize;
+    let declared = field.shape.unwrap_or_default();
+    dims.check(header.key(entry), declared, &header.shape(entry).to_vec())
 }
 
 /// Reads `keys` (a file's, in any order) with `schema`, as loading that file would, without any
@@ -156,14 +273,17 @@ fn collect_structs(node: &Resolved, out: &mut Vec<FieldContents>) {
         Resolved::Some(inner) => collect_structs(inner, out),
         Resolved::Seq(elements) => elements.iter().for_each(|node| collect_structs(node, out)),
         Resolved::Map(entries) => entries.iter().for_each(|(_, node)| collect_structs(node, out)),
-        Resolved::Leaf { .. } | Resolved::None | Resolved::Missing => {}
+        Resolved::Leaf { .. } | Resolved::Leaves(_) | Resolved::None | Resolved::Missing => {}
     }
 }
 
 /// Adds what `node`, `depth` lists below a field, holds to the field's `contents`.
 fn collect_field(node: &Resolved, depth: usize, contents: &mut FieldContents, out: &mut Vec<FieldContents>) {
     match node {
-        Resolved::Leaf { entry, .. } => contents.leaves.push(*entry),
+        Resolved::Leaf { entry, .. } => contents.leaves.push(*entry as usize),
+        Resolved::Leaves(map) => contents
+            .leaves
+            .extend(map.entries.iter().map(|leaf| leaf.entry as usize)),
         Resolved::Seq(elements) => {
             contents.lists.push((depth, elements.len()));
             for node in elements {
@@ -200,7 +320,7 @@ fn resolve_keys<'h>(
         depth: 0,
         too_deep: None,
         respelled: Vec::new(),
-        shape: None,
+        shaped_by: None,
         in_absent_element: false,
     };
     let tree = resolver.node(schema, &mut Cursor::root());
@@ -274,9 +394,9 @@ impl<'h> Resolver<'h> {
                         self.claimed[entry] = true;
                         self.found += 1;
                         Resolved::Leaf {
-                            entry,
+                            entry: entry as u32,
                             schema: &ANY_LEAF_SCHEMA,
-                            shape: self.shape,
+                            shaped_by: self.shaped_by,
                         }
                     }
                     _ => self.named_map(schema, cursor),
@@ -287,15 +407,15 @@ impl<'h> Resolver<'h> {
                 match map.key {
                     MapKey::Name => self.named_map(value, cursor),
                     MapKey::Index => cursor.below(Cursor::step_list, |list| {
-                        let mut entries = Vec::new();
+                        let mut map = MapBuilder::with_capacity(0);
                         for (i, digits) in self.indices(list) {
                             let (found, node, missing) =
                                 list.below(|c| c.step_element(i), |c| self.probe(|r| r.node(value, c)));
                             if self.keep_if_found(found, missing) {
-                                entries.push((digits, node));
+                                map.push(digits, node, &self.keys);
                             }
                         }
-                        Resolved::Map(entries.into_boxed_slice())
+                        map.finish()
                     }),
                 }
             }
@@ -321,9 +441,9 @@ impl<'h> Resolver<'h> {
                         self.respelled.push((entry, key));
                     }
                     Resolved::Leaf {
-                        entry,
+                        entry: entry as u32,
                         schema,
-                        shape: self.shape,
+                        shaped_by: self.shaped_by,
                     }
                 }
                 // Absent, or taken: two paths of the type lead to one key, the second finds it taken.
@@ -344,12 +464,12 @@ impl<'h> Resolver<'h> {
                     let child = field.schema.get();
                     // A declared shape holds for the leaves of this field only (the derive allows
                     // it on leafy fields, which hold no struct to declare shapes of its own).
-                    let outer_shape = std::mem::replace(&mut self.shape, field.shape);
+                    let outer = std::mem::replace(&mut self.shaped_by, field.shape.map(|_| field));
                     inside.below(
                         |c| c.step_field(field, child.is_leafy()),
                         |c| self.field(field, child, c, &mut fields),
                     );
-                    self.shape = outer_shape;
+                    self.shaped_by = outer;
                 }
                 Resolved::Struct(fields.into_boxed_slice())
             },
@@ -465,15 +585,15 @@ impl<'h> Resolver<'h> {
             .collect();
         names.sort_unstable();
         names.dedup();
-        let mut entries = Vec::with_capacity(names.len());
+        let mut map = MapBuilder::with_capacity(names.len());
         for name in names {
             let (found, node, missing) =
                 cursor.below(|c| c.step_entry(name, leafy), |c| self.probe(|r| r.node(value, c)));
             if self.keep_if_found(found, missing) {
-                entries.push((name, node));
+                map.push(name, node, &self.keys);
             }
         }
-        Resolved::Map(entries.into_boxed_slice())
+        map.finish()
     }
 
     /// Runs `walk` and reports how many entries it took, its result, and the keys it found missing
@@ -603,6 +723,58 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names and entries of a resolved map, whichever form it took.
+    fn map_of<'h>(tree: &Resolved<'h>, keys: &[&'h str]) -> Vec<(&'h str, Option<u32>)> {
+        match tree {
+            Resolved::Leaves(map) => map
+                .entries
+                .iter()
+                .map(|leaf| (leaf.name(keys[leaf.entry as usize]), Some(leaf.entry)))
+                .collect(),
+            Resolved::Map(entries) => entries
+                .iter()
+                .map(|(name, node)| match node {
+                    Resolved::Leaf { entry, .. } => (*name, Some(*entry)),
+                    _ => (*name, None),
+                })
+                .collect(),
+            other => panic!("not a map: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_map_of_leaves_keeps_no_node_per_entry() {
+        use crate::{Params, Tensor};
+        use std::collections::BTreeMap;
+        let keys = ["b", "a", "c"];
+        let (tree, _) = resolve_keys(<BTreeMap<String, Tensor<f32>>>::SCHEMA, keys.to_vec(), false).unwrap();
+        assert!(matches!(tree, Resolved::Leaves(_)), "{tree:?}");
+        assert_eq!(map_of(&tree, &keys), [("a", Some(1)), ("b", Some(0)), ("c", Some(2))]);
+    }
+
+    #[test]
+    fn a_map_that_stops_being_leaves_keeps_the_leaves_before() {
+        use crate::dynamic::Value;
+        use crate::Params;
+        // `a` and `b` are leaves, `c` a dict: the leaves found first become nodes, in order.
+        let keys = ["c.x", "b", "a", "c.y"];
+        let (tree, _) = resolve_keys(Value::SCHEMA, keys.to_vec(), false).unwrap();
+        assert!(matches!(tree, Resolved::Map(_)), "{tree:?}");
+        assert_eq!(map_of(&tree, &keys), [("a", Some(2)), ("b", Some(1)), ("c", None)]);
+        // Leaves only: one `LeafMap`, the names cut from the keys.
+        let keys = ["w", "v"];
+        let (tree, _) = resolve_keys(Value::SCHEMA, keys.to_vec(), false).unwrap();
+        assert_eq!(map_of(&tree, &keys), [("v", Some(1)), ("w", Some(0))]);
+        assert!(matches!(tree, Resolved::Leaves(_)), "{tree:?}");
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_node_is_24_bytes_and_a_map_leaf_12() {
+        assert_eq!(std::mem::size_of::<Resolved>(), 24);
+        assert_eq!(std::mem::size_of::<MapLeaf>(), 12);
+    }
 
     #[test]
     fn edit_distance_counts_edits() {

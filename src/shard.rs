@@ -136,10 +136,10 @@ pub(crate) fn merge_shards(headers: Vec<Header>, names: &[String], index: Option
                     });
                 }
             }
-            merged.push_from(&header, i, entry.span)?;
+            merged.push_from(&header, i, entry.span())?;
             let pushed = merged.entries.last_mut().expect("just pushed");
-            match pushed.span {
-                Span::Input(_) => pushed.span = Span::Input(n),
+            match pushed.span() {
+                Span::Input(_) => pushed.set_span(Span::Input(n))?,
                 Span::Side => {
                     pushed.start += side_base;
                     pushed.end += side_base;

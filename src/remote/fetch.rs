@@ -115,7 +115,7 @@ pub(super) async fn load<T: DeserializeOwned + Params>(
     let mut wanted: Vec<Vec<Range<u64>>> = vec![Vec::new(); paths.len()];
     for &i in &claimed {
         let entry = &merged.entries[i];
-        let Span::Input(n) = entry.span else { continue };
+        let Span::Input(n) = entry.span() else { continue };
         if entry.start < entry.end && entry.end > prefixes[n].len() {
             wanted[n].push(entry.start as u64..entry.end as u64);
         }
@@ -153,7 +153,7 @@ pub(super) async fn load<T: DeserializeOwned + Params>(
     let empty = inputs.len();
     inputs.push(&[]);
     for (i, entry) in merged.entries.iter_mut().enumerate() {
-        let Span::Input(n) = entry.span else { continue };
+        let Span::Input(n) = entry.span() else { continue };
         let (start, end) = (entry.start as u64, entry.end as u64);
         let at = if !claimed.contains(&i) || start == end {
             None
@@ -169,12 +169,12 @@ pub(super) async fn load<T: DeserializeOwned + Params>(
         };
         match at {
             Some((input, base)) => {
-                entry.span = Span::Input(input);
+                entry.set_span(Span::Input(input))?;
                 entry.start = (start - base) as usize;
                 entry.end = (end - base) as usize;
             }
             None => {
-                entry.span = Span::Input(empty);
+                entry.set_span(Span::Input(empty))?;
                 entry.start = 0;
                 entry.end = 0;
             }
