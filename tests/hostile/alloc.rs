@@ -66,3 +66,9 @@ pub fn peak_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
     MEASURING.with(|measuring| measuring.set(false));
     (result, PEAK.with(Cell::get).max(0) as usize)
 }
+
+/// The bytes allocated and not yet freed on this thread since [`peak_during`] began: inside its
+/// closure, what the values built so far hold.
+pub fn live() -> usize {
+    LIVE.with(Cell::get).max(0) as usize
+}
