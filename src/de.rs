@@ -595,7 +595,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_, 'de, '_> {
     ) -> Result<V::Value> {
         // A `Value` is a tensor or a dict, by what the file has at this node.
         let variant = match (name, self.node) {
-            (VALUE_NAME, Node::Leaf { .. } | Node::Tree(Resolved::Leaf { .. })) => VALUE_TENSOR,
+            (VALUE_NAME, node) if node.leaf().is_some() => VALUE_TENSOR,
             (VALUE_NAME, Node::Tree(Resolved::Map(_) | Resolved::Leaves(_))) => VALUE_DICT,
             _ => return Err(self.unexpected("an enum")),
         };

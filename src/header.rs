@@ -163,7 +163,8 @@ pub(crate) struct Header {
     keys: Arena<String>,
     /// The entries' shapes.
     dims: Arena<Vec<u8>>,
-    /// Where [`Header::push`] encodes a shape before the arena takes it.
+    /// Where [`Header::push`] encodes a shape before the arena takes it (kept, so that a push
+    /// allocates nothing of its own).
     encoding: Vec<u8>,
     pub metadata: Option<Metadata>,
     /// Bytes of entries with [`Span::Side`].
@@ -180,20 +181,18 @@ impl Header {
         range: (usize, usize),
         span: Span,
     ) -> Result<()> {
-        let mut encoded = std::mem::take(&mut self.encoding);
-        encoded.clear();
-        Dims::encode(shape, &mut encoded);
-        let pushed = self.push_dims(key, dtype, Dims(&encoded), range, span);
-        self.encoding = encoded;
-        pushed
+        self.encoding.clear();
+        Dims::encode(shape, &mut self.encoding);
+        let shape = self.dims.push(&self.encoding);
+        self.push_entry(key, dtype, shape, range, span)
     }
 
-    /// Appends an entry whose shape is already in the header's form.
-    fn push_dims(
+    /// Appends an entry whose shape the arena has taken (`None` if it was full).
+    fn push_entry(
         &mut self,
         key: &str,
         dtype: Dtype,
-        shape: Dims<'_>,
+        shape: Option<Slot>,
         (start, end): (usize, usize),
         span: Span,
     ) -> Result<()> {
@@ -201,7 +200,7 @@ impl Header {
         let full = || Error::header("its keys and shapes are too many to hold");
         let mut entry = Entry {
             key: self.keys.push(key).ok_or_else(full)?,
-            shape: self.dims.push(shape.0).ok_or_else(full)?,
+            shape: shape.ok_or_else(full)?,
             start,
             end,
             span_index: 0,
@@ -241,13 +240,9 @@ impl Header {
     /// Appends entry `i` of `other` (its bytes still where `other` said), with another span.
     pub(crate) fn push_from(&mut self, other: &Header, i: usize, span: Span) -> Result<()> {
         let entry = &other.entries[i];
-        self.push_dims(
-            other.key_of(entry),
-            entry.dtype,
-            other.shape_of(entry),
-            (entry.start, entry.end),
-            span,
-        )
+        // The shape as `other` encoded it.
+        let shape = self.dims.push(other.shape_of(entry).0);
+        self.push_entry(other.key_of(entry), entry.dtype, shape, (entry.start, entry.end), span)
     }
 
     /// Parses the header of a whole file held in `bytes` and checks the entries against the data.
@@ -951,7 +946,6 @@ mod tests {
         [&(json.len() as u64).to_le_bytes()[..], json.as_bytes()].concat()
     }
 
-    /// What BENCHMARKS.md counts per entry of a header and per planned leaf of a write.
     #[test]
     fn shapes_are_kept_in_no_more_bytes_than_their_digits() {
         let shapes: [&[usize]; 5] = [&[], &[0], &[127, 128, 16_383, 16_384], &[usize::MAX, 1], &[9; MAX_RANK]];
@@ -967,6 +961,7 @@ mod tests {
         }
     }
 
+    /// What BENCHMARKS.md counts per entry of a header and per planned leaf of a write.
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn an_entry_is_40_bytes_and_a_planned_leaf_64() {

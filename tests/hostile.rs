@@ -22,19 +22,25 @@ fn allowance(input: usize) -> usize {
     4 * input + 64 * 1024
 }
 
-/// One way to load a file: its error, if it fails.
-type Load = fn(&[u8]) -> Option<Error>;
+/// One way to load a file: its error, if it fails, and the bytes that what it returned (its value
+/// or its error) held, counted before the value is dropped.
+type Load = fn(&[u8]) -> (Option<Error>, usize);
 
 /// Into typed structs, and into flat maps of owned and of borrowed tensors.
 const LOADS: [(&str, Load); 3] = [
-    ("typed", |b| safejax::from_bytes::<Small>(b).err()),
+    ("typed", |b| held(safejax::from_bytes::<Small>(b))),
     ("flat f32", |b| {
-        safejax::from_bytes::<BTreeMap<String, Tensor<f32>>>(b).err()
+        held(safejax::from_bytes::<BTreeMap<String, Tensor<f32>>>(b))
     }),
     ("flat views", |b| {
-        safejax::from_bytes::<HashMap<String, TensorView<u8>>>(b).err()
+        held(safejax::from_bytes::<HashMap<String, TensorView<u8>>>(b))
     }),
 ];
+
+fn held<T>(loaded: safejax::Result<T>) -> (Option<Error>, usize) {
+    let bytes = live();
+    (loaded.err(), bytes)
+}
 
 /// Loads `bytes` every way, checks each error with `expected`, and the allocation bound.
 /// Returns the error of the typed load.
@@ -42,7 +48,7 @@ const LOADS: [(&str, Load); 3] = [
 fn refused(name: &str, bytes: &[u8], expected: impl Fn(&Error) -> bool) -> Error {
     let mut first = None;
     for (how, load) in LOADS {
-        let (result, peak) = peak_during(|| load(bytes));
+        let ((result, _), peak) = peak_during(|| load(bytes));
         let err = result.unwrap_or_else(|| panic!("{name}: the {how} load succeeded"));
         assert!(expected(&err), "{name}: the {how} load failed with {err:?}");
         assert!(!err.to_string().is_empty());
@@ -416,26 +422,6 @@ fn metadata_allowance(input: usize) -> usize {
     input + 64 * 1024
 }
 
-/// A load that keeps what it loads until it has counted the bytes that holds.
-type KeepingLoad = fn(&[u8]) -> usize;
-
-/// [`LOADS`], each returning the bytes its loaded value (or its error) holds.
-const KEEPING_LOADS: [(&str, KeepingLoad); 3] = [
-    ("typed", |b| held(safejax::from_bytes::<Small>(b))),
-    ("flat f32", |b| {
-        held(safejax::from_bytes::<BTreeMap<String, Tensor<f32>>>(b))
-    }),
-    ("flat views", |b| {
-        held(safejax::from_bytes::<HashMap<String, TensorView<u8>>>(b))
-    }),
-];
-
-fn held<T>(loaded: safejax::Result<T>) -> usize {
-    let bytes = live();
-    drop(loaded);
-    bytes
-}
-
 /// Big headers made to cost the most memory per byte of input: their loads stay in bounds too,
 /// whether they fail or not.
 #[test]
@@ -447,11 +433,11 @@ fn costly_headers_stay_within_bounds() {
         ("many partial modules", many_partial_modules(5_000)),
     ];
     for (name, bytes) in &files {
-        for (how, load) in KEEPING_LOADS {
-            let (output, peak) = peak_during(|| load(bytes));
+        for (how, load) in LOADS {
+            let ((_, output), peak) = peak_during(|| load(bytes));
             let (ratio, output_ratio) = (peak as f64 / bytes.len() as f64, output as f64 / bytes.len() as f64);
             println!(
-                "{name}, {how}: {peak} bytes for {} ({ratio:.2}x; the output {output_ratio:.2}x)",
+                "{name}, {how}: {peak} bytes for {} ({ratio:.2}x; what it returns {output_ratio:.2}x)",
                 bytes.len()
             );
             let allowance = if name.contains("metadata") {
